@@ -1,0 +1,75 @@
+"""One face -> one named feature vector, under a FeatureConfig that a model can carry and check."""
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from landmarks.errors import IncompatibleModelError
+from landmarks.shape import ALIGN_SIZE, UPSCALE_TO
+
+from . import geometry, patches
+
+#: Bump when a feature's definition changes: models trained on other versions are refused.
+FEATURES_VERSION = 1
+
+#: group name -> (function(face) -> vector, function() -> column names)
+GROUPS = {
+    "geometry": (lambda f: geometry.geometric_features(f.points), lambda: geometry.NAMES),
+    "landmarks": (lambda f: geometry.landmark_features(f.points), lambda: geometry.LANDMARK_NAMES),
+    "parts_hog": (lambda f: patches.part_hog(f.aligned, f.aligned_points), patches.part_hog_names),
+    "parts_lbp": (lambda f: patches.part_lbp(f.aligned, f.aligned_points), patches.part_lbp_names),
+    "face_hog": (lambda f: patches.face_hog(f.aligned), patches.face_hog_names),
+}
+DEFAULT_GROUPS = tuple(GROUPS)
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Everything that decides how an image becomes a feature vector."""
+
+    detector: str = "auto"
+    upsample: int = 0
+    upscale_to: int = UPSCALE_TO
+    align_size: int = ALIGN_SIZE
+    groups: tuple = field(default=DEFAULT_GROUPS)
+    version: int = FEATURES_VERSION
+
+    def __post_init__(self):
+        unknown = set(self.groups) - set(GROUPS)
+        if unknown:
+            raise ValueError(f"unknown feature groups {sorted(unknown)}; known: {list(GROUPS)}")
+        object.__setattr__(self, "groups", tuple(self.groups))
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        data = dict(data)
+        version = data.get("version")
+        if version != FEATURES_VERSION:
+            raise IncompatibleModelError(
+                f"features were made by feature version {version}, this code makes version {FEATURES_VERSION}")
+        known = set(cls.__dataclass_fields__)
+        extra = set(data) - known
+        if extra:
+            raise IncompatibleModelError(f"unknown feature settings {sorted(extra)}")
+        try:
+            return cls(**{k: tuple(v) if k == "groups" else v for k, v in data.items()})
+        except (TypeError, ValueError) as exc:
+            raise IncompatibleModelError(f"feature configuration not reproducible: {exc}") from None
+
+    def columns(self):
+        """(column names, {group: slice}) in the order describe_face writes them."""
+        names, slices, start = [], {}, 0
+        for group in self.groups:
+            group_names = GROUPS[group][1]()
+            names.extend(group_names)
+            slices[group] = slice(start, start + len(group_names))
+            start += len(group_names)
+        return names, slices
+
+
+def describe_face(face, config):
+    """float32 vector of ``config.groups`` for one landmarks.Face (raises DegenerateLandmarksError)."""
+    return np.concatenate([GROUPS[g][0](face) for g in config.groups]).astype(np.float32)

@@ -1,0 +1,241 @@
+"""Extract landmarks and features of a whole dataset into one feature table.
+
+    python -m features.extract DATASET -o FILE [--preset P] [--detector D] [--jobs N]
+
+One pass over all images, in parallel (joblib processes, models loaded once per worker),
+with a progress bar. Finished chunks are checkpointed in FILE.partial/, so an interrupted
+run resumes where it stopped and gives the same table as an uninterrupted one; the table
+is written atomically at the end.
+"""
+
+import collections
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+
+import click
+import numpy as np
+from joblib import Parallel, delayed
+
+from landmarks.datasets import PRESETS, guess_preset, load_dataset
+from landmarks.detect import DETECTORS
+from landmarks.errors import DegenerateLandmarksError, FacialExpressionError, ImageError
+from landmarks.io import atomic_path, read_image
+from landmarks.shape import find_faces
+
+from .describe import DEFAULT_GROUPS, GROUPS, FeatureConfig, describe_face
+from .pixelize import pixelize, save_rgb
+from .table import FeatureTable
+
+CHUNK_SIZE = 64
+
+
+class ExtractionLockedError(FacialExpressionError):
+    """Another extraction is writing the same output."""
+
+
+def image_of(sample):
+    """The gray pixels of a dataset sample (file or in-memory)."""
+    if sample.pixels is not None:
+        return sample.pixels
+    return read_image(sample.path, "gray")
+
+
+def extract_image(image, config):
+    """(status, n_faces, vector or None, faces) for one image array under ``config``."""
+    faces = find_faces(image, config.detector, config.upsample, config.upscale_to, config.align_size)
+    if not faces:
+        return "no_face", 0, None, faces
+    try:
+        vector = describe_face(faces[0], config)
+    except DegenerateLandmarksError:
+        return "degenerate_landmarks", len(faces), None, faces
+    if not np.all(np.isfinite(vector)):
+        return "degenerate_landmarks", len(faces), None, faces
+    return "ok", len(faces), vector, faces
+
+
+def _extract_chunk(index, samples, config, n_columns, pixelize_dir=None, first_row=0):
+    X = np.zeros((len(samples), n_columns), dtype=np.float32)
+    status, n_faces = [], []
+    for i, sample in enumerate(samples):
+        try:
+            image = image_of(sample)
+            state, count, vector, faces = extract_image(image, config)
+        except ImageError as exc:
+            state, count, vector, faces = exc.reason, 0, None, []
+        if vector is not None:
+            X[i] = vector
+        status.append(state)
+        n_faces.append(count)
+        if pixelize_dir and faces:
+            name = f"{first_row + i:06d}_{os.path.splitext(os.path.basename(sample.source))[0]}.png"
+            save_rgb(os.path.join(pixelize_dir, name), pixelize(image, faces[:1], [sample.label]))
+    return index, X, np.array(status), np.array(n_faces, dtype=np.int32)
+
+
+def _fingerprint(samples, config):
+    digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
+    for s in samples:
+        digest.update(f"{s.source}\t{s.label}\t{s.subject}\t{s.split}\n".encode())
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def output_lock(output):
+    """Hold an exclusive lock next to ``output``; a second extraction to it refuses."""
+    lock_path = output + ".lock"
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(lock_path, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise ExtractionLockedError(f"{output}: another extraction is writing this file") from None
+            raise
+        try:
+            yield
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(lock_path)
+
+
+def _chunk_path(partial, index):
+    return os.path.join(partial, f"chunk_{index:06d}.npz")
+
+
+def _load_chunk(path):
+    with np.load(path, allow_pickle=False) as data:
+        return data["X"], data["status"], data["n_faces"]
+
+
+def extract_dataset(dataset, output, preset=None, config=FeatureConfig(), jobs=-1, chunk_size=CHUNK_SIZE,
+                    pixelize_dir=None, progress=True, limit=None):
+    """Extract ``dataset`` into the feature table ``output``; returns (table, summary dict)."""
+    output = os.fspath(output)
+    preset = preset or guess_preset(dataset)
+    samples = load_dataset(dataset, preset)
+    if limit:
+        samples = samples[:limit]
+    names, slices = config.columns()
+    partial = output + ".partial"
+    started = time.time()
+    with output_lock(output):
+        fingerprint = _fingerprint(samples, config)
+        meta_path = os.path.join(partial, "meta.json")
+        if os.path.isdir(partial):
+            try:
+                with open(meta_path) as fh:
+                    same = json.load(fh).get("fingerprint") == fingerprint
+            except (OSError, ValueError):
+                same = False
+            if not same:
+                shutil.rmtree(partial)
+        if not os.path.isdir(partial):
+            os.makedirs(partial)
+            with atomic_path(meta_path) as tmp, open(tmp, "w") as fh:
+                json.dump({"fingerprint": fingerprint, "n_samples": len(samples)}, fh)
+        chunks = [(i, samples[s:s + chunk_size], s) for i, s in enumerate(range(0, len(samples), chunk_size))]
+        results = {}
+        for i, _, _ in chunks:
+            path = _chunk_path(partial, i)
+            if os.path.exists(path):
+                try:
+                    results[i] = _load_chunk(path)
+                except (OSError, ValueError, KeyError):
+                    os.remove(path)  # a damaged checkpoint is recomputed
+        pending = [c for c in chunks if c[0] not in results]
+        done_before = sum(len(c[1]) for c in chunks if c[0] in results)
+        if pixelize_dir:
+            os.makedirs(pixelize_dir, exist_ok=True)
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(samples), initial=done_before, unit="img", disable=not progress,
+                   desc=f"extract {os.path.basename(os.path.normpath(os.fspath(dataset)))}", file=sys.stderr)
+        if pending:
+            n_jobs = min(jobs if jobs > 0 else os.cpu_count() or 1, len(pending))
+            tasks = (delayed(_extract_chunk)(i, chunk, config, len(names), pixelize_dir, first)
+                     for i, chunk, first in pending)
+            runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered") if n_jobs > 1 else None
+            stream = runner(tasks) if runner is not None else (fn(*a, **k) for fn, a, k in tasks)
+            for index, X, status, n_faces in stream:
+                with atomic_path(_chunk_path(partial, index)) as tmp, open(tmp, "wb") as fh:
+                    np.savez(fh, X=X, status=status, n_faces=n_faces)
+                results[index] = (X, status, n_faces)
+                bar.update(len(status))
+        bar.close()
+        X = np.concatenate([results[i][0] for i, _, _ in chunks])
+        status = np.concatenate([results[i][1] for i, _, _ in chunks]).astype(str)
+        n_faces = np.concatenate([results[i][2] for i, _, _ in chunks])
+        table = FeatureTable(
+            X=X, columns=np.array(names), groups=slices, labels=np.array([s.label for s in samples]),
+            subjects=np.array([s.subject for s in samples]), sources=np.array([s.source for s in samples]),
+            splits=np.array([s.split for s in samples]), status=status, n_faces=n_faces,
+            config=config.to_dict(), dataset=os.path.basename(os.path.normpath(os.fspath(dataset))), preset=preset)
+        table.save(output)
+        shutil.rmtree(partial, ignore_errors=True)
+    elapsed = time.time() - started
+    computed = len(samples) - done_before
+    summary = {
+        "images": len(samples), "faces": int((status == "ok").sum()),
+        "failures": dict(sorted(collections.Counter(s for s in status if s != "ok").items())),
+        "resumed": done_before, "seconds": round(elapsed, 2),
+        "images_per_second": round(computed / elapsed, 1) if elapsed > 0 else None,
+    }
+    return table, summary
+
+
+def format_summary(summary, output):
+    failures = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary["failures"].items()) or "none"
+    resumed = f" ({summary['resumed']} resumed from a checkpoint)" if summary["resumed"] else ""
+    return (f"{output}: {summary['images']} images{resumed}, {summary['faces']} faces described; "
+            f"failures: {failures}; {summary['seconds']} s, {summary['images_per_second']} images/s")
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("dataset", type=click.Path(exists=True))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Feature table to write (.npz), e.g. data/ckplus48.npz.")
+@click.option("--preset", type=click.Choice(PRESETS), default=None,
+              help="Dataset layout and subject naming. Default: guessed from the path "
+                   "(fer2013 for train/+test/ folders or a .csv).")
+@click.option("--detector", type=click.Choice(DETECTORS), default="auto", show_default=True,
+              help="hog: dlib HOG (photos); cnn: dlib MMOD CNN (slower, more poses); whole: the image is the "
+                   "face (pre-cropped datasets); auto: whole for images up to 128 px, else hog.")
+@click.option("--upsample", type=click.IntRange(0, 3), default=0, show_default=True,
+              help="Times the detector enlarges the image to find small faces (each step ~4x slower).")
+@click.option("--groups", default=",".join(DEFAULT_GROUPS), show_default=True,
+              help=f"Comma-separated feature groups to compute, from: {', '.join(GROUPS)}.")
+@click.option("-j", "--jobs", type=int, default=-1, show_default=True, help="Worker processes (-1: all cores).")
+@click.option("--pixelize", "pixelize_dir", type=click.Path(file_okay=False), default=None,
+              help="Also write each image with its landmarks drawn into this folder.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N images (for a quick look).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def main(dataset, output, preset, detector, upsample, groups, jobs, pixelize_dir, limit, quiet):
+    """Extract landmarks and features of every image in DATASET into one feature table.
+
+    DATASET is a class-per-folder tree (DATASET/<class>/<image>), the FER-2013 folder
+    release (train/ and test/), or the original fer2013.csv. Rerunning after an
+    interruption resumes from the checkpoints in OUTPUT.partial/.
+    """
+    try:
+        config = FeatureConfig(detector=detector, upsample=upsample,
+                               groups=tuple(g.strip() for g in groups.split(",") if g.strip()))
+        _, summary = extract_dataset(dataset, output, preset, config, jobs, pixelize_dir=pixelize_dir,
+                                     progress=not quiet, limit=limit)
+    except (FacialExpressionError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: rerun the same command to resume from {output}.partial/", err=True)
+        sys.exit(130)
+    click.echo(format_summary(summary, output))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Scale-free geometric features of 68 landmarks, each with a name a person understands.
+
+Points are first normalised: origin at the midpoint of the eye centres, eye line
+horizontal, inter-ocular distance (IOD) = 1, y pointing down. Every feature is then
+invariant to translation, scale and in-plane rotation of the input. "left"/"right" are as
+seen in the image (``left_*`` is the subject's right side).
+"""
+
+import numpy as np
+
+from landmarks.errors import DegenerateLandmarksError
+from landmarks.shape import check_points, eye_centres
+
+
+def normalise_points(points):
+    """(68, 2) points -> the same points with eyes level, IOD 1, eye midpoint at the origin."""
+    points = np.asarray(points, dtype=np.float64)
+    iod = check_points(points)
+    left, right = eye_centres(points)
+    dx, dy = (right - left) / iod
+    rotation = np.array([[dx, dy], [-dy, dx]])  # rotates the eye line onto +x
+    return (points - (left + right) / 2.0) @ rotation.T / iod
+
+
+def _dist(p, i, j):
+    return float(np.hypot(*(p[i] - p[j])))
+
+
+def _angle(p, i, j):
+    """Angle (degrees) of the segment i -> j against the eye line, positive when j is higher."""
+    dx, dy = p[j] - p[i]
+    return float(np.degrees(np.arctan2(-dy, abs(dx) + 1e-12)))
+
+
+def _eye_openness(p, eye):
+    a, b, c, d, e, f = eye  # corners a, d; upper lid b, c; lower lid f, e
+    return (_dist(p, b, f) + _dist(p, c, e)) / (2.0 * _dist(p, a, d) + 1e-12)
+
+
+# name -> (description, function of normalised points). Order is the column order.
+FEATURES = {
+    "mouth_width": ("distance between the lip corners", lambda p: _dist(p, 48, 54)),
+    "mouth_opening": ("gap between the inner lips", lambda p: _dist(p, 62, 66)),
+    "outer_lip_height": ("top of upper lip to bottom of lower lip", lambda p: _dist(p, 51, 57)),
+    "mouth_aspect": ("inner-lip gap over mouth width", lambda p: _dist(p, 62, 66) / (_dist(p, 60, 64) + 1e-12)),
+    "left_lip_corner_raise": ("left lip corner above the lip midline",
+                              lambda p: (p[51, 1] + p[57, 1]) / 2.0 - p[48, 1]),
+    "right_lip_corner_raise": ("right lip corner above the lip midline",
+                               lambda p: (p[51, 1] + p[57, 1]) / 2.0 - p[54, 1]),
+    "left_lip_corner_angle": ("slope from lower-lip centre to left corner", lambda p: _angle(p, 57, 48)),
+    "right_lip_corner_angle": ("slope from lower-lip centre to right corner", lambda p: _angle(p, 57, 54)),
+    "upper_lip_to_nose": ("nose base to top of upper lip", lambda p: _dist(p, 33, 51)),
+    "lower_lip_to_chin": ("bottom of lower lip to chin", lambda p: _dist(p, 57, 8)),
+    "jaw_drop": ("eye line to chin", lambda p: p[8, 1]),
+    "left_corner_to_eye": ("left lip corner to left eye corner", lambda p: _dist(p, 48, 36)),
+    "right_corner_to_eye": ("right lip corner to right eye corner", lambda p: _dist(p, 54, 45)),
+    "left_eye_openness": ("left eyelid opening over eye width", lambda p: _eye_openness(p, range(36, 42))),
+    "right_eye_openness": ("right eyelid opening over eye width", lambda p: _eye_openness(p, range(42, 48))),
+    "left_brow_raise": ("left brow above the left upper lid", lambda p: p[37:39, 1].mean() - p[18:21, 1].mean()),
+    "right_brow_raise": ("right brow above the right upper lid", lambda p: p[43:45, 1].mean() - p[23:26, 1].mean()),
+    "left_inner_brow_raise": ("left inner brow end above the inner eye corner", lambda p: p[39, 1] - p[21, 1]),
+    "right_inner_brow_raise": ("right inner brow end above the inner eye corner", lambda p: p[42, 1] - p[22, 1]),
+    "left_outer_brow_raise": ("left outer brow end above the outer eye corner", lambda p: p[36, 1] - p[17, 1]),
+    "right_outer_brow_raise": ("right outer brow end above the outer eye corner", lambda p: p[45, 1] - p[26, 1]),
+    "brow_gap": ("distance between the inner brow ends", lambda p: _dist(p, 21, 22)),
+    "left_brow_slope": ("slope of the left brow, inner end higher is positive", lambda p: _angle(p, 17, 21)),
+    "right_brow_slope": ("slope of the right brow, inner end higher is positive", lambda p: _angle(p, 26, 22)),
+    "nose_width": ("width of the nostrils", lambda p: _dist(p, 31, 35)),
+    "nose_length": ("nose root to nose base", lambda p: _dist(p, 27, 33)),
+    "brow_to_mouth": ("inner brows to upper lip", lambda p: float(np.hypot(*((p[21] + p[22]) / 2 - p[51])))),
+    "face_width_at_mouth": ("jaw width at mouth level", lambda p: _dist(p, 4, 12)),
+    "mouth_to_jaw_width": ("mouth width over lower face width", lambda p: _dist(p, 48, 54) / (_dist(p, 4, 12) + 1e-12)),
+    "lip_corner_drop": ("lip corners below the lower-lip centre height",
+                        lambda p: ((p[48, 1] + p[54, 1]) / 2.0 - p[57, 1])),
+}
+NAMES = tuple(FEATURES)
+DESCRIPTIONS = {name: desc for name, (desc, _) in FEATURES.items()}
+
+
+def geometric_features(points):
+    """float32 vector of :data:`NAMES` for one face's 68 points.
+
+    Raises DegenerateLandmarksError for points that cannot describe a face; the result is
+    always finite.
+    """
+    p = normalise_points(points)
+    values = np.array([fn(p) for _, fn in FEATURES.values()], dtype=np.float64)
+    if not np.all(np.isfinite(values)) or np.abs(values).max() > 1e4:
+        raise DegenerateLandmarksError("geometric features are not finite")
+    return values.astype(np.float32)
+
+
+def landmark_features(points):
+    """The 136 normalised coordinates (x0, y0, x1, y1, ...) as float32."""
+    p = normalise_points(points)
+    if np.abs(p).max() > 1e4:
+        raise DegenerateLandmarksError("normalised landmarks explode")
+    return p.astype(np.float32).ravel()
+
+
+LANDMARK_NAMES = tuple(f"point{i:02d}_{axis}" for i in range(68) for axis in "xy")

@@ -1,0 +1,109 @@
+"""Per-part patches of the aligned face (brows+eyes, nose, mouth), described by HOG and LBP.
+
+Patches are fixed-size windows centred on each part's landmarks in the aligned face, so
+every face gives vectors of the same length. HOG comes from OpenCV's HOGDescriptor (fast,
+C++); LBP from scikit-image (uniform patterns, histograms over a grid of cells).
+"""
+
+import functools
+
+import cv2
+import numpy as np
+from skimage.feature import local_binary_pattern
+
+from landmarks.shape import ALIGN_SIZE
+
+#: part -> (landmark indices it is centred on, (width, height) in aligned pixels at ALIGN_SIZE=96)
+PATCHES = {
+    "eyes": (list(range(17, 27)) + list(range(36, 48)), (80, 32)),
+    "nose": (list(range(27, 36)), (32, 40)),
+    "mouth": (list(range(48, 68)), (56, 32)),
+}
+HOG_CELL = 8
+FACE_HOG_CELL = 16
+LBP_POINTS, LBP_RADIUS = 8, 1
+LBP_BINS = LBP_POINTS + 2          # uniform patterns
+LBP_GRID = (2, 2)                  # cells per patch (columns, rows)
+LBP_SCALE = 0.5                    # LBP runs on the aligned face at this scale
+
+
+@functools.lru_cache(maxsize=None)
+def _hog(width, height, cell):
+    return cv2.HOGDescriptor((width, height), (2 * cell, 2 * cell), (cell, cell), (cell, cell), 9)
+
+
+def patch_boxes(aligned_points, size=ALIGN_SIZE):
+    """part -> (cx, cy, w, h) of each patch in aligned-face coordinates."""
+    scale = size / ALIGN_SIZE
+    boxes = {}
+    for part, (indices, (w, h)) in PATCHES.items():
+        cx, cy = np.asarray(aligned_points, dtype=np.float64)[indices].mean(axis=0)
+        boxes[part] = (float(cx), float(cy), int(round(w * scale)), int(round(h * scale)))
+    return boxes
+
+
+def crop_patch(aligned, box):
+    cx, cy, w, h = box
+    return cv2.getRectSubPix(aligned, (w, h), (cx, cy))
+
+
+def hog_dims():
+    return {part: int(_hog(w, h, HOG_CELL).getDescriptorSize()) for part, (_, (w, h)) in PATCHES.items()}
+
+
+def part_hog(aligned, aligned_points):
+    """HOG of each part patch, concatenated in PATCHES order (float32)."""
+    out = []
+    for part, box in patch_boxes(aligned_points, aligned.shape[0]).items():
+        patch = crop_patch(aligned, box)
+        out.append(_hog(box[2], box[3], HOG_CELL).compute(patch).ravel())
+    return np.concatenate(out).astype(np.float32)
+
+
+def _lbp_histograms(codes):
+    """Normalised histograms of LBP codes over an LBP_GRID of cells, in one bincount."""
+    h, w = codes.shape
+    row_cell = np.minimum(np.arange(h) * LBP_GRID[1] // h, LBP_GRID[1] - 1)
+    col_cell = np.minimum(np.arange(w) * LBP_GRID[0] // w, LBP_GRID[0] - 1)
+    cell = row_cell[:, None] * LBP_GRID[0] + col_cell[None, :]
+    n_cells = LBP_GRID[0] * LBP_GRID[1]
+    counts = np.bincount((cell * LBP_BINS + codes.astype(np.int64)).ravel(), minlength=n_cells * LBP_BINS)
+    counts = counts.reshape(n_cells, LBP_BINS).astype(np.float32)
+    return (counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)).ravel()
+
+
+def part_lbp(aligned, aligned_points):
+    """Uniform-LBP histograms (LBP_GRID cells) of each part patch, concatenated.
+
+    Codes are computed once over the aligned face at half resolution (LBP_SCALE; most
+    expression datasets are 48 px faces, and it keeps LBP cheap), then counted per patch.
+    """
+    size = int(round(aligned.shape[0] * LBP_SCALE))
+    small = cv2.resize(aligned, (size, size), interpolation=cv2.INTER_AREA)
+    codes = local_binary_pattern(small, LBP_POINTS, LBP_RADIUS, "uniform").astype(np.int64)
+    points = np.asarray(aligned_points, dtype=np.float64) * (size / aligned.shape[0])
+    out = []
+    for cx, cy, w, h in patch_boxes(points, size).values():
+        x0 = int(np.clip(round(cx - w / 2), 0, size - w))
+        y0 = int(np.clip(round(cy - h / 2), 0, size - h))
+        out.append(_lbp_histograms(codes[y0:y0 + h, x0:x0 + w]))
+    return np.concatenate(out).astype(np.float32)
+
+
+def face_hog(aligned):
+    """HOG of the whole aligned face with coarse (16 px) cells."""
+    size = aligned.shape[0]
+    return _hog(size, size, FACE_HOG_CELL).compute(aligned).ravel().astype(np.float32)
+
+
+def part_hog_names():
+    return tuple(f"hog_{part}_{i:04d}" for part, n in hog_dims().items() for i in range(n))
+
+
+def part_lbp_names():
+    cells = LBP_GRID[0] * LBP_GRID[1]
+    return tuple(f"lbp_{part}_cell{c}_bin{b}" for part in PATCHES for c in range(cells) for b in range(LBP_BINS))
+
+
+def face_hog_names(size=ALIGN_SIZE):
+    return tuple(f"hog_face_{i:04d}" for i in range(_hog(size, size, FACE_HOG_CELL).getDescriptorSize()))

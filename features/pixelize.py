@@ -1,0 +1,63 @@
+"""'Pixelize': the face with its 68 landmark dots, part boxes and an optional label, for people to look at."""
+
+import cv2
+import numpy as np
+
+from landmarks.shape import PARTS
+
+#: BGR-free RGB colours per face part.
+PART_COLOURS = {
+    "jaw": (200, 200, 200),
+    "left_eyebrow": (255, 170, 0), "right_eyebrow": (255, 170, 0),
+    "nose_bridge": (0, 200, 255), "nose_tip": (0, 200, 255),
+    "left_eye": (0, 255, 0), "right_eye": (0, 255, 0),
+    "outer_lips": (255, 60, 60), "inner_lips": (255, 60, 60),
+}
+DRAWN_PARTS = ("jaw", "left_eyebrow", "right_eyebrow", "nose_bridge", "nose_tip", "left_eye", "right_eye",
+               "outer_lips", "inner_lips")
+
+
+def pixelize(image, faces, labels=None, part_colours=None, min_side=256):
+    """RGB image with each face's box, 68 dots and part boxes drawn (and ``labels[i]`` above box i).
+
+    Small images are enlarged to ``min_side`` first so the drawing stays legible.
+    ``part_colours`` (part -> RGB) overrides the colours, e.g. to show contributions.
+    """
+    canvas = np.asarray(image)
+    canvas = cv2.cvtColor(canvas, cv2.COLOR_GRAY2RGB) if canvas.ndim == 2 else canvas.copy()
+    scale = max(1.0, min_side / min(canvas.shape[:2]))
+    if scale > 1:
+        canvas = cv2.resize(canvas, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    thick = max(1, int(round(min(canvas.shape[:2]) / 300)))
+    colours = dict(PART_COLOURS, **(part_colours or {}))
+    for i, face in enumerate(faces):
+        pts = np.asarray(face.points, dtype=np.float64) * scale
+        x, y, w, h = (int(round(v * scale)) for v in face.box)
+        cv2.rectangle(canvas, (x, y), (x + w, y + h), (255, 255, 255), thick)
+        for part in DRAWN_PARTS:
+            part_pts = pts[PARTS[part]]
+            colour = tuple(int(c) for c in colours[part])
+            if part != "jaw":
+                px, py, pw, ph = cv2.boundingRect(np.round(part_pts).astype(np.int32))
+                cv2.rectangle(canvas, (px, py), (px + pw, py + ph), colour, max(1, thick // 2))
+            for px, py in np.round(part_pts).astype(int):
+                cv2.circle(canvas, (int(px), int(py)), thick + 1, colour, -1, cv2.LINE_AA)
+        if labels is not None and i < len(labels) and labels[i]:
+            font_scale = max(0.5, w / 250)
+            cv2.putText(canvas, str(labels[i]), (x, max(y - 6, 14)), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
+                        (255, 255, 0), max(1, thick), cv2.LINE_AA)
+    return canvas
+
+
+def save_rgb(path, rgb):
+    """Write an RGB array as an image file (format from the extension), atomically."""
+    import os
+
+    from landmarks.io import atomic_path
+
+    ext = os.path.splitext(path)[1] or ".png"
+    ok, data = cv2.imencode(ext, cv2.cvtColor(np.asarray(rgb), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"cannot encode an image as {ext}")
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data.tobytes())

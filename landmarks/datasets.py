@@ -1,0 +1,199 @@
+"""Labelled datasets: class-per-folder layouts, FER-2013 folders and the original fer2013.csv.
+
+One canonical label set; every dataset's class names map onto it in :data:`LABEL_ALIASES`.
+"""
+
+import csv
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import DatasetError
+
+#: The canonical emotion labels (the six basic emotions, neutral, and CK+'s contempt).
+EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "contempt")
+
+#: Every dataset's class name -> canonical label. The one place names are reconciled.
+LABEL_ALIASES = {
+    "anger": "angry", "angry": "angry", "an": "angry",
+    "disgust": "disgust", "disgusted": "disgust", "di": "disgust",
+    "fear": "fear", "fearful": "fear", "afraid": "fear", "fe": "fear",
+    "happy": "happy", "happiness": "happy", "joy": "happy", "ha": "happy",
+    "sad": "sad", "sadness": "sad", "sa": "sad",
+    "surprise": "surprise", "surprised": "surprise", "su": "surprise",
+    "neutral": "neutral", "ne": "neutral",
+    "contempt": "contempt", "co": "contempt",
+}
+
+#: fer2013.csv's integer ``emotion`` column.
+FER2013_CSV_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".pgm", ".ppm")
+
+#: Subject id from a file name, per preset (None: subjects unknown).
+SUBJECT_PATTERNS = {
+    "ckplus48": r"^(S\d+)_",
+    "jaffe": r"^([A-Z]{2})\.",
+    "fer2013": None,
+    "folder": None,
+}
+PRESETS = tuple(SUBJECT_PATTERNS)
+
+
+def canonical_label(name):
+    """Canonical label of a dataset class name; raises DatasetError for an unknown one."""
+    key = str(name).strip().lower()
+    if key not in LABEL_ALIASES:
+        raise DatasetError(f"unknown class name {name!r}; known: {sorted(set(LABEL_ALIASES.values()))}")
+    return LABEL_ALIASES[key]
+
+
+@dataclass
+class Sample:
+    """One labelled image: a file (``path``) or pixels held in memory (``pixels``)."""
+
+    source: str
+    label: str
+    subject: str = ""
+    split: str = ""
+    path: str = None
+    pixels: np.ndarray = field(default=None, repr=False)
+
+
+def _is_image_name(name):
+    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+
+
+def _class_folders(root):
+    return sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
+
+
+def load_class_folders(root, subject_pattern=None, split="", labels_known_only=True):
+    """Samples of a ``root/<class>/<image>`` tree, sorted by class then file name.
+
+    ``subject_pattern`` is a regex whose first group is the subject id in the file name.
+    Folders whose name is not a known class raise DatasetError unless
+    ``labels_known_only=False`` (then they are skipped).
+    """
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        raise DatasetError(f"{root}: not a folder")
+    regex = re.compile(subject_pattern) if subject_pattern else None
+    samples = []
+    for folder in _class_folders(root):
+        try:
+            label = canonical_label(folder)
+        except DatasetError:
+            if labels_known_only:
+                raise
+            continue
+        for name in sorted(os.listdir(os.path.join(root, folder))):
+            if not _is_image_name(name):
+                continue
+            subject = ""
+            if regex is not None:
+                match = regex.search(name)
+                if match is None:
+                    raise DatasetError(f"{folder}/{name}: no subject id matches {subject_pattern!r}")
+                subject = match.group(1)
+            path = os.path.join(root, folder, name)
+            samples.append(Sample(source=path, label=label, subject=subject, split=split, path=path))
+    if not samples:
+        raise DatasetError(f"{root}: no images in class folders (expected {root}/<class>/<image>)")
+    return samples
+
+
+def fer2013_usage(name):
+    """'Training', 'PublicTest' or 'PrivateTest' from a FER-2013 image-folder file name."""
+    for usage in ("Training", "PublicTest", "PrivateTest"):
+        if os.path.basename(name).startswith(usage):
+            return usage
+    return ""
+
+
+def load_fer2013_folders(root):
+    """FER-2013 image-folder release: ``root/train/<class>/`` and ``root/test/<class>/``.
+
+    ``split`` is the original Usage column: Training, PublicTest or PrivateTest.
+    """
+    samples = []
+    for part in ("train", "test"):
+        folder = os.path.join(root, part)
+        if not os.path.isdir(folder):
+            raise DatasetError(f"{root}: expected train/ and test/ folders (FER-2013 layout)")
+        for s in load_class_folders(folder):
+            s.split = fer2013_usage(s.path) or ("Training" if part == "train" else "PublicTest")
+            samples.append(s)
+    return samples
+
+
+def load_fer2013_csv(path):
+    """Samples of the original ``fer2013.csv`` (columns emotion, pixels, Usage), pixels in memory."""
+    samples = []
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = {"emotion", "pixels"} - set(reader.fieldnames or ())
+            if missing:
+                raise DatasetError(f"{path}: not a fer2013.csv (missing columns {sorted(missing)})")
+            for row_number, row in enumerate(reader):
+                values = np.array(row["pixels"].split(), dtype=np.int64)
+                side = int(round(np.sqrt(values.size)))
+                if side * side != values.size or values.size == 0 or values.min() < 0 or values.max() > 255:
+                    raise DatasetError(f"{path}: row {row_number + 2} does not hold a square 8-bit image")
+                emotion = int(row["emotion"])
+                if not 0 <= emotion < len(FER2013_CSV_LABELS):
+                    raise DatasetError(f"{path}: row {row_number + 2} has emotion {emotion} outside 0..6")
+                samples.append(Sample(source=f"{os.path.basename(path)}#{row_number}",
+                                      label=FER2013_CSV_LABELS[emotion], split=row.get("Usage", ""),
+                                      pixels=values.astype(np.uint8).reshape(side, side)))
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
+        if isinstance(exc, DatasetError):
+            raise
+        raise DatasetError(f"{path}: cannot read as fer2013.csv ({exc})") from None
+    if not samples:
+        raise DatasetError(f"{path}: no rows")
+    return samples
+
+
+def write_fer2013_csv(samples_and_pixels, path):
+    """Write ``(label, usage, pixels)`` rows in the original fer2013.csv format."""
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["emotion", "pixels", "Usage"])
+        for label, usage, pixels in samples_and_pixels:
+            writer.writerow([FER2013_CSV_LABELS.index(label), " ".join(str(int(v)) for v in np.ravel(pixels)), usage])
+
+
+def guess_preset(path):
+    """The preset a dataset path looks like."""
+    path = os.fspath(path)
+    if os.path.isfile(path) and path.lower().endswith(".csv"):
+        return "fer2013"
+    if os.path.isdir(os.path.join(path, "train")) and os.path.isdir(os.path.join(path, "test")):
+        return "fer2013"
+    name = os.path.basename(os.path.normpath(path)).lower()
+    if "ck" in name:
+        return "ckplus48"
+    if "jaffe" in name:
+        return "jaffe"
+    return "folder"
+
+
+def load_dataset(path, preset=None):
+    """Samples of a dataset at ``path`` with ``preset`` in :data:`PRESETS` (guessed if None)."""
+    path = os.fspath(path)
+    preset = preset or guess_preset(path)
+    if preset not in SUBJECT_PATTERNS:
+        raise DatasetError(f"unknown preset {preset!r}; choose from {PRESETS}")
+    if not os.path.exists(path):
+        raise DatasetError(f"{path}: no such file or folder")
+    if preset == "fer2013":
+        if os.path.isfile(path):
+            return load_fer2013_csv(path)
+        return load_fer2013_folders(path)
+    return load_class_folders(path, SUBJECT_PATTERNS[preset])

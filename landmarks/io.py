@@ -1,0 +1,139 @@
+"""Read any image file safely into a uint8 array.
+
+Pillow decodes; every failure becomes one specific :mod:`landmarks.errors` exception.
+The pixel count is checked from the header *before* decoding, so a file that declares
+50,000 x 50,000 pixels is refused without allocating memory for it.
+"""
+
+import os
+import stat
+import struct
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import (CorruptImageError, EmptyImageError, ImageNotFoundError,
+                     ImagePermissionError, ImageTooLargeError, ImageTooSmallError,
+                     NotAFileError, NotAnImageError)
+
+#: Refuse images with more pixels than this (about 10k x 10k).
+MAX_PIXELS = 100_000_000
+#: Images smaller than this on a side cannot hold 68 meaningful landmarks.
+MIN_SIDE = 16
+
+
+def _check_file(path):
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ImageNotFoundError(path) from None
+    except PermissionError:
+        raise ImagePermissionError(path) from None
+    except (OSError, ValueError) as exc:  # name too long, embedded NUL, ...
+        raise ImageNotFoundError(path, str(exc)) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise NotAFileError(path)
+    if st.st_size == 0:
+        raise EmptyImageError(path)
+
+
+def _to_uint8(img):
+    """Any Pillow mode -> 'L' or 'RGB' image with 8-bit samples."""
+    mode = img.mode
+    if mode in ("L", "RGB"):
+        return img
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        if mode.startswith("I;16") and lo >= 0 and hi <= 65535 and hi > 255:
+            arr = arr / 257.0
+        elif hi > 255 or lo < 0:
+            arr = (arr - lo) * (255.0 / max(hi - lo, 1e-9))
+        return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode == "P":
+        palette = img.getpalette() or []
+        rgb = np.asarray(palette[:768], dtype=np.int32).reshape(-1, 3) if palette else None
+        is_gray = rgb is not None and bool(np.all(rgb[:, 0] == rgb[:, 1]) and np.all(rgb[:, 1] == rgb[:, 2]))
+        return img.convert("L" if is_gray else "RGB")
+    if mode in ("1", "La"):
+        return img.convert("L")
+    return img.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, ...
+
+
+def read_image(path, mode="gray", max_pixels=MAX_PIXELS):
+    """Read ``path`` into a uint8 array: (h, w) for ``mode="gray"``, (h, w, 3) RGB for ``"rgb"``.
+
+    EXIF orientation is applied. Raises a subclass of :class:`landmarks.errors.ImageError`.
+    """
+    if mode not in ("gray", "rgb"):
+        raise ValueError(f"mode must be 'gray' or 'rgb', not {mode!r}")
+    path = os.fspath(path)
+    _check_file(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > max_pixels:
+                    raise ImageTooLargeError(path, f"{w}x{h}")
+                if min(w, h) < MIN_SIDE:
+                    raise ImageTooSmallError(path, f"{w}x{h}")
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                img = _to_uint8(img)
+                img = img.convert("L") if mode == "gray" else img.convert("RGB")
+                return np.array(img, dtype=np.uint8)
+    except UnidentifiedImageError:
+        raise NotAnImageError(path) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLargeError(path, str(exc).split(".")[0]) from None
+    except PermissionError:
+        raise ImagePermissionError(path) from None
+    except (ImageTooLargeError, ImageTooSmallError):
+        raise
+    except MemoryError:
+        raise ImageTooLargeError(path, "out of memory while decoding") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError,
+            KeyError, ZeroDivisionError, struct.error) as exc:
+        raise CorruptImageError(path, str(exc)[:120]) from None
+
+
+def as_gray(image):
+    """A uint8 array (gray or RGB) -> gray uint8."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        return image
+    import cv2
+
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+
+class atomic_path:
+    """``with atomic_path(dest) as tmp:`` write ``tmp``; it becomes ``dest`` only if the block succeeds."""
+
+    def __init__(self, dest):
+        self.dest = os.fspath(dest)
+
+    def __enter__(self):
+        folder = os.path.dirname(os.path.abspath(self.dest))
+        os.makedirs(folder, exist_ok=True)
+        base = os.path.basename(self.dest)
+        self.tmp = os.path.join(folder, f".{base}.tmp-{os.getpid()}")
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            with open(self.tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(self.tmp, self.dest)
+        else:
+            try:
+                os.remove(self.tmp)
+            except FileNotFoundError:
+                pass
+        return False

@@ -1,0 +1,160 @@
+"""68 landmark points, their named parts, and alignment to a canonical face."""
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from . import models
+from .detect import detect_faces
+from .errors import DegenerateLandmarksError
+
+#: Landmark index ranges of dlib's 68-point (iBUG 300-W) scheme. "left"/"right" are as
+#: seen in the image (the face_recognition convention): ``left_eye`` is the subject's right eye.
+PARTS = {
+    "jaw": slice(0, 17),
+    "left_eyebrow": slice(17, 22),
+    "right_eyebrow": slice(22, 27),
+    "nose_bridge": slice(27, 31),
+    "nose_tip": slice(31, 36),
+    "left_eye": slice(36, 42),
+    "right_eye": slice(42, 48),
+    "top_lip": slice(48, 55),
+    "bottom_lip": slice(54, 60),
+    "outer_lips": slice(48, 60),
+    "inner_lips": slice(60, 68),
+}
+
+#: Horizontal mirror: point i of a flipped face is point MIRROR[i] of the original.
+MIRROR = np.array(
+    list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30] + [35, 34, 33, 32, 31]
+    + [45, 44, 43, 42, 47, 46] + [39, 38, 37, 36, 41, 40]
+    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55] + [64, 63, 62, 61, 60, 67, 66, 65]
+)
+
+#: Canonical aligned face: output side, eye centres' height and inter-ocular distance,
+#: both as fractions of the side.
+ALIGN_SIZE = 96
+ALIGN_EYE_Y = 0.36
+ALIGN_EYE_DISTANCE = 0.40
+
+
+@dataclass
+class Face:
+    box: tuple            # (x, y, w, h) in the input image
+    points: np.ndarray    # (68, 2) float32, input-image coordinates
+    aligned: np.ndarray = None         # (S, S) uint8 aligned face
+    aligned_points: np.ndarray = None  # (68, 2) float32 in aligned coordinates
+
+
+def eye_centres(points):
+    points = np.asarray(points, dtype=np.float64)
+    return points[PARTS["left_eye"]].mean(axis=0), points[PARTS["right_eye"]].mean(axis=0)
+
+
+def check_points(points, min_spread=1e-3):
+    """Raise DegenerateLandmarksError for points that cannot describe a face."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.shape != (68, 2) or not np.all(np.isfinite(points)):
+        raise DegenerateLandmarksError("landmarks are not 68 finite points")
+    left, right = eye_centres(points)
+    iod = float(np.hypot(*(right - left)))
+    if iod < min_spread:
+        raise DegenerateLandmarksError("eye centres coincide")
+    centred = points - points.mean(axis=0)
+    singular = np.linalg.svd(centred, compute_uv=False)
+    if singular[-1] < min_spread * singular[0] + 1e-12:
+        raise DegenerateLandmarksError("landmarks are collinear")
+    return iod
+
+
+def predict_landmarks(image, box):
+    """68 (x, y) points for the face in ``box`` = (x, y, w, h), as float32 (68, 2)."""
+    import dlib
+
+    x, y, w, h = (int(v) for v in box)
+    rect = dlib.rectangle(x, y, x + w - 1, y + h - 1)
+    shape = models.shape_predictor()(np.ascontiguousarray(image), rect)
+    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+
+
+def alignment_matrix(points, size=ALIGN_SIZE, eye_y=ALIGN_EYE_Y, eye_distance=ALIGN_EYE_DISTANCE):
+    """2x3 similarity transform: eyes level, at a fixed distance and place."""
+    left, right = eye_centres(points)
+    dx, dy = right - left
+    angle = np.degrees(np.arctan2(dy, dx))
+    scale = eye_distance * size / max(np.hypot(dx, dy), 1e-9)
+    centre = (left + right) / 2.0
+    matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), float(angle), float(scale))
+    matrix[0, 2] += size / 2.0 - centre[0]
+    matrix[1, 2] += eye_y * size - centre[1]
+    return matrix
+
+
+def transform_points(points, matrix):
+    points = np.asarray(points, dtype=np.float64)
+    return (points @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
+
+
+def align_face(image, points, size=ALIGN_SIZE):
+    """Aligned gray face (size x size) and the points in its coordinates."""
+    check_points(points)
+    matrix = alignment_matrix(points, size)
+    gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    aligned = cv2.warpAffine(gray, matrix, (size, size), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REPLICATE)
+    return aligned, transform_points(points, matrix)
+
+
+#: Faces smaller than this (shorter box side) are enlarged before the shape predictor.
+UPSCALE_TO = 160
+#: Images larger than this (longer side) are reduced before detection (bounded memory and time).
+MAX_SIDE = 1600
+
+
+def _resize(image, factor):
+    h, w = image.shape[:2]
+    size = (max(1, int(round(w * factor))), max(1, int(round(h * factor))))
+    interp = cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC
+    return cv2.resize(image, size, interpolation=interp)
+
+
+def find_faces(image, detector="auto", upsample=0, upscale_to=UPSCALE_TO, align_size=ALIGN_SIZE,
+               max_side=MAX_SIDE):
+    """Detect, place 68 landmarks and align every face in ``image``; largest face first.
+
+    Boxes and points are in the coordinates of ``image``. Faces whose landmarks are
+    degenerate are dropped.
+    """
+    image = np.asarray(image)
+    scale = 1.0
+    if max(image.shape[:2]) > max_side:
+        scale = max_side / max(image.shape[:2])
+        image = _resize(image, scale)
+    faces = []
+    for box in detect_faces(image, detector, upsample):
+        work, factor, wbox = image, 1.0, box
+        if upscale_to and min(box[2], box[3]) < upscale_to:
+            # enlarge the region around the face so the predictor and the crop see more pixels
+            factor = upscale_to / min(box[2], box[3])
+            x, y, w, h = box
+            pad = int(0.25 * max(w, h))
+            x0, y0 = max(x - pad, 0), max(y - pad, 0)
+            x1, y1 = min(x + w + pad, image.shape[1]), min(y + h + pad, image.shape[0])
+            work = _resize(image[y0:y1, x0:x1], factor)
+            wbox = (int(round((x - x0) * factor)), int(round((y - y0) * factor)),
+                    int(round(w * factor)), int(round(h * factor)))
+            offset = np.array([x0, y0], dtype=np.float64)
+        else:
+            offset = np.zeros(2)
+        points = predict_landmarks(work, wbox)
+        try:
+            aligned, aligned_points = align_face(work, points, align_size)
+        except DegenerateLandmarksError:
+            continue
+        original = (points.astype(np.float64) / factor + offset) / scale
+        x, y, w, h = box
+        faces.append(Face(box=tuple(int(round(v / scale)) for v in (x, y, w, h)),
+                          points=original.astype(np.float32),
+                          aligned=aligned, aligned_points=aligned_points))
+    return faces
