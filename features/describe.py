@@ -13,14 +13,25 @@ from . import geometry, patches
 FEATURES_VERSION = 1
 
 #: group name -> (function(face) -> vector, function() -> column names)
+def _normalised(face):
+    """The face's normalised points, computed once per face (several groups use them)."""
+    cached = getattr(face, "_normalised", None)
+    if cached is None:
+        # find_faces only returns faces whose points passed landmarks.shape.check_points
+        cached = geometry.normalise_points(face.points, checked=getattr(face, "checked", False))
+        face._normalised = cached
+    return cached
+
+
 GROUPS = {
-    "geometry": (lambda f: geometry.geometric_features(f.points), lambda: geometry.NAMES),
-    "landmarks": (lambda f: geometry.landmark_features(f.points), lambda: geometry.LANDMARK_NAMES),
+    "geometry": (lambda f: geometry.features_of_normalised(_normalised(f)), lambda: geometry.NAMES),
+    "landmarks": (lambda f: geometry.landmarks_of_normalised(_normalised(f)), lambda: geometry.LANDMARK_NAMES),
     "parts_hog": (lambda f: patches.part_hog(f.aligned, f.aligned_points), patches.part_hog_names),
     "parts_lbp": (lambda f: patches.part_lbp(f.aligned, f.aligned_points), patches.part_lbp_names),
     "face_hog": (lambda f: patches.face_hog(f.aligned), patches.face_hog_names),
 }
-DEFAULT_GROUPS = tuple(GROUPS)
+#: LBP is opt-in (--groups): it costs as much as all the other descriptors together.
+DEFAULT_GROUPS = ("geometry", "landmarks", "parts_hog", "face_hog")
 
 
 @dataclass(frozen=True)

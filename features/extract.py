@@ -18,6 +18,7 @@ import os
 import shutil
 import sys
 import time
+import zipfile
 
 import click
 import numpy as np
@@ -25,8 +26,8 @@ from joblib import Parallel, delayed
 
 from landmarks.datasets import PRESETS, guess_preset, load_dataset
 from landmarks.detect import DETECTORS
-from landmarks.errors import DegenerateLandmarksError, FacialExpressionError, ImageError
-from landmarks.io import atomic_path, read_image
+from landmarks.errors import DegenerateLandmarksError, FacialExpressionError, ImageError, ImageTooSmallError
+from landmarks.io import MIN_SIDE, atomic_path, read_image
 from landmarks.shape import find_faces
 
 from .describe import DEFAULT_GROUPS, GROUPS, FeatureConfig, describe_face
@@ -43,6 +44,10 @@ class ExtractionLockedError(FacialExpressionError):
 def image_of(sample):
     """The gray pixels of a dataset sample (file or in-memory)."""
     if sample.pixels is not None:
+        # in-memory pixels (fer2013.csv rows) get the same size floor as image files
+        if min(sample.pixels.shape[:2]) < MIN_SIDE:
+            h, w = sample.pixels.shape[:2]
+            raise ImageTooSmallError(sample.source, f"{w}x{h}")
         return sample.pixels
     return read_image(sample.path, "gray")
 
@@ -80,8 +85,9 @@ def _extract_chunk(index, samples, config, n_columns, pixelize_dir=None, first_r
     return index, X, np.array(status), np.array(n_faces, dtype=np.int32)
 
 
-def _fingerprint(samples, config):
-    digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
+def _fingerprint(samples, config, chunk_size):
+    # chunk_size is part of it: checkpoints are per chunk, so another chunking cannot reuse them
+    digest = hashlib.sha256(json.dumps([config.to_dict(), chunk_size], sort_keys=True).encode())
     for s in samples:
         digest.update(f"{s.source}\t{s.label}\t{s.subject}\t{s.split}\n".encode())
     return digest.hexdigest()
@@ -127,7 +133,7 @@ def extract_dataset(dataset, output, preset=None, config=FeatureConfig(), jobs=-
     partial = output + ".partial"
     started = time.time()
     with output_lock(output):
-        fingerprint = _fingerprint(samples, config)
+        fingerprint = _fingerprint(samples, config, chunk_size)
         meta_path = os.path.join(partial, "meta.json")
         if os.path.isdir(partial):
             try:
@@ -143,12 +149,15 @@ def extract_dataset(dataset, output, preset=None, config=FeatureConfig(), jobs=-
                 json.dump({"fingerprint": fingerprint, "n_samples": len(samples)}, fh)
         chunks = [(i, samples[s:s + chunk_size], s) for i, s in enumerate(range(0, len(samples), chunk_size))]
         results = {}
-        for i, _, _ in chunks:
+        for i, chunk, _ in chunks:
             path = _chunk_path(partial, i)
             if os.path.exists(path):
                 try:
-                    results[i] = _load_chunk(path)
-                except (OSError, ValueError, KeyError):
+                    saved = _load_chunk(path)
+                    if saved[0].shape != (len(chunk), len(names)) or {len(saved[1]), len(saved[2])} != {len(chunk)}:
+                        raise ValueError("checkpoint does not match its chunk")
+                    results[i] = saved
+                except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
                     os.remove(path)  # a damaged checkpoint is recomputed
         pending = [c for c in chunks if c[0] not in results]
         done_before = sum(len(c[1]) for c in chunks if c[0] in results)
@@ -229,7 +238,7 @@ def main(dataset, output, preset, detector, upsample, groups, jobs, pixelize_dir
                                groups=tuple(g.strip() for g in groups.split(",") if g.strip()))
         _, summary = extract_dataset(dataset, output, preset, config, jobs, pixelize_dir=pixelize_dir,
                                      progress=not quiet, limit=limit)
-    except (FacialExpressionError, ValueError) as exc:
+    except (FacialExpressionError, ValueError, OSError) as exc:  # OSError: e.g. an unwritable -o path
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         click.echo(f"interrupted: rerun the same command to resume from {output}.partial/", err=True)

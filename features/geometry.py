@@ -12,14 +12,22 @@ from landmarks.errors import DegenerateLandmarksError
 from landmarks.shape import check_points, eye_centres
 
 
-def normalise_points(points):
-    """(68, 2) points -> the same points with eyes level, IOD 1, eye midpoint at the origin."""
+def normalise_points(points, checked=False):
+    """(68, 2) points -> the same points with eyes level, IOD 1, eye midpoint at the origin.
+
+    ``checked=True`` skips the degeneracy check for points that already passed it.
+    """
     points = np.asarray(points, dtype=np.float64)
-    iod = check_points(points)
+    iod = None if checked else check_points(points)  # checked first: it rejects non-finite points
     left, right = eye_centres(points)
+    iod = float(np.hypot(*(right - left))) if iod is None else iod
     dx, dy = (right - left) / iod
     rotation = np.array([[dx, dy], [-dy, dx]])  # rotates the eye line onto +x
-    return (points - (left + right) / 2.0) @ rotation.T / iod
+    with np.errstate(over="ignore", invalid="ignore"):
+        normalised = (points - (left + right) / 2.0) @ rotation.T / iod
+    if not np.all(np.isfinite(normalised)):  # absurd spread relative to the eye distance
+        raise DegenerateLandmarksError("normalised landmarks are not finite")
+    return normalised
 
 
 def _dist(p, i, j):
@@ -83,7 +91,11 @@ def geometric_features(points):
     Raises DegenerateLandmarksError for points that cannot describe a face; the result is
     always finite.
     """
-    p = normalise_points(points)
+    return features_of_normalised(normalise_points(points))
+
+
+def features_of_normalised(p):
+    """geometric_features of points already normalised by :func:`normalise_points`."""
     values = np.array([fn(p) for _, fn in FEATURES.values()], dtype=np.float64)
     if not np.all(np.isfinite(values)) or np.abs(values).max() > 1e4:
         raise DegenerateLandmarksError("geometric features are not finite")
@@ -92,8 +104,11 @@ def geometric_features(points):
 
 def landmark_features(points):
     """The 136 normalised coordinates (x0, y0, x1, y1, ...) as float32."""
-    p = normalise_points(points)
-    if np.abs(p).max() > 1e4:
+    return landmarks_of_normalised(normalise_points(points))
+
+
+def landmarks_of_normalised(p):
+    if not np.all(np.isfinite(p)) or np.abs(p).max() > 1e4:
         raise DegenerateLandmarksError("normalised landmarks explode")
     return p.astype(np.float32).ravel()
 

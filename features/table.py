@@ -1,6 +1,7 @@
 """The feature table: one file per dataset, written whole or not at all, read without pickle."""
 
 import json
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,5 +71,5 @@ def load_table(path):
                 dataset=meta.get("dataset", ""), preset=meta.get("preset", ""))
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such feature table (run `make features` first)") from None
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
         raise DatasetError(f"{path}: not a feature table ({str(exc)[:100]})") from None

@@ -139,6 +139,8 @@ def load_fer2013_csv(path):
             if missing:
                 raise DatasetError(f"{path}: not a fer2013.csv (missing columns {sorted(missing)})")
             for row_number, row in enumerate(reader):
+                if row["emotion"] is None or row["pixels"] is None:
+                    raise DatasetError(f"{path}: row {row_number + 2} has too few fields")
                 values = np.array(row["pixels"].split(), dtype=np.int64)
                 side = int(round(np.sqrt(values.size)))
                 if side * side != values.size or values.size == 0 or values.min() < 0 or values.max() > 255:
@@ -149,7 +151,7 @@ def load_fer2013_csv(path):
                 samples.append(Sample(source=f"{os.path.basename(path)}#{row_number}",
                                       label=FER2013_CSV_LABELS[emotion], split=row.get("Usage", ""),
                                       pixels=values.astype(np.uint8).reshape(side, side)))
-    except (OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError, OverflowError) as exc:
         if isinstance(exc, DatasetError):
             raise
         raise DatasetError(f"{path}: cannot read as fer2013.csv ({exc})") from None

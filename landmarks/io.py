@@ -21,6 +21,19 @@ from .errors import (CorruptImageError, EmptyImageError, ImageNotFoundError,
 MAX_PIXELS = 100_000_000
 #: Images smaller than this on a side cannot hold 68 meaningful landmarks.
 MIN_SIDE = 16
+_EXIF_ORIENTATION = 0x0112
+#: Leading bytes of the formats Pillow reads. A file that starts with one of these but that
+#: Pillow cannot identify is a broken image (header cut or damaged), not a non-image.
+_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"GIF87a", b"GIF89a")
+
+
+def _has_image_signature(path):
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return False
+    return head.startswith(_SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
 
 
 def _check_file(path):
@@ -84,11 +97,14 @@ def read_image(path, mode="gray", max_pixels=MAX_PIXELS):
                 if min(w, h) < MIN_SIDE:
                     raise ImageTooSmallError(path, f"{w}x{h}")
                 img.load()
-                img = ImageOps.exif_transpose(img)
+                if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+                    img = ImageOps.exif_transpose(img)
                 img = _to_uint8(img)
                 img = img.convert("L") if mode == "gray" else img.convert("RGB")
                 return np.array(img, dtype=np.uint8)
     except UnidentifiedImageError:
+        if _has_image_signature(path):
+            raise CorruptImageError(path, "image header is damaged or cut short") from None
         raise NotAnImageError(path) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(path, str(exc).split(".")[0]) from None

@@ -45,6 +45,7 @@ class Face:
     points: np.ndarray    # (68, 2) float32, input-image coordinates
     aligned: np.ndarray = None         # (S, S) uint8 aligned face
     aligned_points: np.ndarray = None  # (68, 2) float32 in aligned coordinates
+    checked: bool = False              # points passed check_points (not degenerate)
 
 
 def eye_centres(points):
@@ -57,14 +58,18 @@ def check_points(points, min_spread=1e-3):
     points = np.asarray(points, dtype=np.float64)
     if points.shape != (68, 2) or not np.all(np.isfinite(points)):
         raise DegenerateLandmarksError("landmarks are not 68 finite points")
-    left, right = eye_centres(points)
-    iod = float(np.hypot(*(right - left)))
-    if iod < min_spread:
-        raise DegenerateLandmarksError("eye centres coincide")
-    centred = points - points.mean(axis=0)
-    singular = np.linalg.svd(centred, compute_uv=False)
-    if singular[-1] < min_spread * singular[0] + 1e-12:
-        raise DegenerateLandmarksError("landmarks are collinear")
+    with np.errstate(over="ignore", invalid="ignore"):  # absurd coordinates overflow to inf/nan
+        left, right = eye_centres(points)
+        iod = float(np.hypot(*(right - left)))
+        centred = points - points.mean(axis=0)
+        if not (np.isfinite(iod) and np.all(np.isfinite(centred))):
+            raise DegenerateLandmarksError("landmark coordinates are too large to describe a face")
+        # written as "not >=" so that a NaN never passes
+        if not iod >= min_spread:
+            raise DegenerateLandmarksError("eye centres coincide")
+        singular = np.linalg.svd(centred, compute_uv=False)
+        if not singular[-1] >= min_spread * singular[0] + 1e-12:
+            raise DegenerateLandmarksError("landmarks are collinear")
     return iod
 
 
@@ -156,5 +161,5 @@ def find_faces(image, detector="auto", upsample=0, upscale_to=UPSCALE_TO, align_
         x, y, w, h = box
         faces.append(Face(box=tuple(int(round(v / scale)) for v in (x, y, w, h)),
                           points=original.astype(np.float32),
-                          aligned=aligned, aligned_points=aligned_points))
+                          aligned=aligned, aligned_points=aligned_points, checked=True))
     return faces

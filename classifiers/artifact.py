@@ -1,0 +1,178 @@
+"""One model file: a zip holding the pipeline in skops format and a JSON description.
+
+    model.skops (zip)
+      meta.json        format, label names, FeatureConfig, versions, training summary,
+                       sha256 of pipeline.skops
+      pipeline.skops   the fitted scikit-learn Pipeline (skops: data only, no pickle);
+                       an XGBoost booster sits inside it in XGBoost's own UBJSON format
+
+Loading executes no code from the file: skops rebuilds only the types in
+:data:`TRUSTED_TYPES` (plus skops' own defaults: scikit-learn estimators, numpy arrays,
+builtins) and refuses a file that names any other type.
+"""
+
+import hashlib
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from features.describe import FeatureConfig
+from landmarks.errors import IncompatibleModelError, ModelFileError
+from landmarks.io import atomic_path
+
+FORMAT = "facial-expressions-model"
+FORMAT_VERSION = 1
+MEMBERS = ("meta.json", "pipeline.skops")
+#: Refuse files bigger than this before reading them (a model is a few MB).
+MAX_BYTES = 500_000_000
+
+#: Types beyond skops' defaults that a model file may contain. Nothing else is loaded.
+TRUSTED_TYPES = (
+    "classifiers.models.GroupSelector",
+    "classifiers.models.XGBoostModel",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.model_selection._split.StratifiedKFold",
+    "sklearn.tree._tree.Tree",
+    "sklearn.utils._bunch.Bunch",
+)
+
+#: The shipped default model.
+DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "default.skops")
+
+
+@dataclass
+class Model:
+    """A loaded model: the pipeline and everything needed to use it on new images."""
+
+    pipeline: object
+    labels: list
+    config: FeatureConfig
+    meta: dict = field(default_factory=dict)
+    path: str = ""
+
+    def predict_proba(self, X):
+        """(n, len(labels)) probabilities, columns in ``labels`` order."""
+        X = np.atleast_2d(np.asarray(X, dtype=np.float32))
+        return self.pipeline.predict_proba(X)
+
+    def predict(self, X):
+        proba = self.predict_proba(X)
+        return np.asarray(self.labels)[np.argmax(proba, axis=1)]
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def save_model(path, pipeline, config, meta=None):
+    """Write ``pipeline`` (fitted, with predict_proba) and its description to ``path``, atomically."""
+    import skops.io as sio
+
+    if isinstance(config, dict):
+        config = FeatureConfig.from_dict(config)
+    labels = [str(c) for c in pipeline.classes_]
+    blob = sio.dumps(pipeline, compression=zipfile.ZIP_DEFLATED)
+    untrusted = set(sio.get_untrusted_types(data=blob)) - set(TRUSTED_TYPES)
+    if untrusted:
+        raise ModelFileError(f"the pipeline holds types a model file may not contain: {sorted(untrusted)}")
+    description = dict(meta or {})
+    description.update({
+        "format": FORMAT, "format_version": FORMAT_VERSION, "labels": labels,
+        "feature_config": config.to_dict(), "n_features": len(config.columns()[0]),
+        "pipeline_sha256": hashlib.sha256(blob).hexdigest(),
+    })
+    with atomic_path(path) as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+            zf.writestr("meta.json", json.dumps(description, indent=2, default=_json_default))
+            zf.writestr("pipeline.skops", blob)
+    return description
+
+
+def read_meta(path):
+    """The meta.json of a model file (no pipeline loaded). Raises ModelFileError."""
+    return _open(path)[0]
+
+
+def _open(path):
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ModelFileError(f"{path}: no such model file")
+    if os.path.getsize(path) > MAX_BYTES:
+        raise ModelFileError(f"{path}: too large to be a model file")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            if sorted(names) != sorted(MEMBERS):
+                raise ModelFileError(f"{path}: not a model file of this project (members {names[:5]})")
+            meta = json.loads(zf.read("meta.json").decode("utf-8"))
+            blob = zf.read("pipeline.skops")
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, UnicodeDecodeError, ValueError,
+            NotImplementedError, KeyError) as exc:
+        raise ModelFileError(f"{path}: not a readable model file ({str(exc)[:100] or type(exc).__name__})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not a model file of this project")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise IncompatibleModelError(f"{path}: model file format {meta.get('format_version')}, "
+                                     f"this code reads {FORMAT_VERSION}")
+    return meta, blob
+
+
+def load_model(path=None):
+    """Load a model file (default: the shipped model) without executing code from it.
+
+    Raises ModelFileError for a missing, truncated, foreign or tampered file and
+    IncompatibleModelError for a model whose feature configuration this code cannot
+    reproduce.
+    """
+    import skops.io as sio
+
+    path = os.fspath(path or DEFAULT_MODEL)
+    meta, blob = _open(path)
+    config = FeatureConfig.from_dict(meta.get("feature_config") or {})  # raises IncompatibleModelError
+    if hashlib.sha256(blob).hexdigest() != meta.get("pipeline_sha256"):
+        raise ModelFileError(f"{path}: the pipeline does not match its checksum (modified or damaged file)")
+    try:
+        untrusted = sio.get_untrusted_types(data=blob)
+    except Exception as exc:  # skops raises assorted errors on foreign data
+        raise ModelFileError(f"{path}: the pipeline cannot be read ({str(exc)[:100]})") from None
+    refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
+    if refused:
+        raise ModelFileError(f"{path}: the model names types that are not trusted: {refused[:5]}")
+    try:
+        pipeline = sio.loads(blob, trusted=list(untrusted))
+    except Exception as exc:
+        raise ModelFileError(f"{path}: the pipeline cannot be loaded ({type(exc).__name__}: {str(exc)[:100]})") from None
+    labels = [str(c) for c in getattr(pipeline, "classes_", [])]
+    if labels != list(meta.get("labels", [])) or not hasattr(pipeline, "predict_proba"):
+        raise ModelFileError(f"{path}: the pipeline does not match its description")
+    n_features = len(config.columns()[0])
+    if getattr(pipeline, "n_features_in_", n_features) != n_features:
+        raise IncompatibleModelError(f"{path}: the model expects {pipeline.n_features_in_} features, "
+                                     f"its feature configuration gives {n_features}")
+    return Model(pipeline=pipeline, labels=labels, config=config, meta=meta, path=path)
+
+
+def load_model_bytes(data):
+    """Load from bytes (for tests and services)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "model.skops")
+        with open(path, "wb") as fh:
+            fh.write(data)
+        return load_model(path)
+

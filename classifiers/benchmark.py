@@ -1,0 +1,426 @@
+"""Compare the classical models on one feature table, every model on the same folds.
+
+    python -m classifiers.benchmark FEATURES_FILE -o REPORT_DIR [--models rf,svm_rbf,...] [--quick]
+
+The protocol follows from the table (see :func:`choose_protocol`); hyperparameters come
+from an inner grid search on each training part only.
+"""
+
+import collections
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+
+import click
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.base import clone
+from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score,
+                             recall_score)
+from sklearn.model_selection import (GridSearchCV, LeaveOneGroupOut, StratifiedGroupKFold, StratifiedKFold,
+                                     ParameterGrid)
+
+from landmarks.errors import FacialExpressionError
+from landmarks.io import atomic_path
+
+from .data import load_training_data
+from .models import MODEL_NAMES, describe, make_pipeline, param_grid
+
+#: Datasets with at most this many subjects are evaluated leave-one-subject-out.
+LOSO_MAX_SUBJECTS = 12
+FER_TEST_SPLITS = ("PublicTest", "PrivateTest")
+
+
+@dataclass
+class Protocol:
+    name: str
+    description: str
+    folds: list                       # [(train indices, test indices)]
+    groups: np.ndarray = None         # CV groups (subjects) or None
+    inner_splits: int = 3
+    seed: int = 0
+    subsets: dict = field(default_factory=dict)   # extra report name -> boolean mask over rows
+
+    def inner_cv(self, y_train, groups_train=None):
+        """The inner CV splitter for a training part (grouped by subject where known)."""
+        if groups_train is not None:
+            n = max(2, min(self.inner_splits, len(np.unique(groups_train))))
+            return StratifiedGroupKFold(n, shuffle=True, random_state=self.seed)
+        n = max(2, min(self.inner_splits, int(np.min(np.unique(y_train, return_counts=True)[1]))))
+        return StratifiedKFold(n, shuffle=True, random_state=self.seed)
+
+
+def choose_protocol(data, quick=False, seed=0):
+    """The evaluation protocol of ``data`` (a classifiers.data.TrainingData).
+
+    * FER-2013 (splits hold Training): train on Training, test on PublicTest+PrivateTest
+      (PrivateTest also reported alone);
+    * subjects known, at most 12: leave-one-subject-out (quick: 5 subject-grouped folds);
+    * subjects known, more: StratifiedGroupKFold(10) by subject (quick: 5);
+    * otherwise StratifiedKFold(10) (quick: 5), which is NOT subject-independent.
+    """
+    y = data.y
+    n_outer = 5 if quick else 10
+    inner = 3 if quick else 5
+    if np.any(data.splits == "Training"):
+        train = np.flatnonzero(data.splits == "Training")
+        test_mask = np.isin(data.splits, FER_TEST_SPLITS)
+        test = np.flatnonzero(test_mask)
+        if len(test) == 0:
+            raise FacialExpressionError("the table has a Training split but no PublicTest/PrivateTest rows")
+        subsets = {}
+        if np.any(data.splits == "PrivateTest"):
+            subsets["PrivateTest"] = data.splits == "PrivateTest"
+        return Protocol("fer2013_split",
+                        f"official FER-2013 split: trained on Training ({len(train)} faces), tested on "
+                        f"PublicTest+PrivateTest ({len(test)} faces); inner {inner}-fold stratified CV for "
+                        f"hyperparameters", [(train, test)], None, inner, seed, subsets)
+    if data.subjects_known:
+        groups = data.subjects
+        n_subjects = len(np.unique(groups))
+        if n_subjects <= LOSO_MAX_SUBJECTS and not quick:
+            folds = list(LeaveOneGroupOut().split(data.X, y, groups))
+            text = (f"subject-independent leave-one-subject-out ({n_subjects} subjects, {len(folds)} folds); "
+                    f"inner {inner}-fold subject-grouped CV for hyperparameters")
+            return Protocol("loso", text, folds, groups, inner, seed)
+        n = min(n_outer, n_subjects)
+        splitter = StratifiedGroupKFold(n, shuffle=True, random_state=seed)
+        folds = list(splitter.split(data.X, y, groups))
+        text = (f"subject-independent {n}-fold StratifiedGroupKFold by subject ({n_subjects} subjects, seed {seed})"
+                + ("; quick run: the full protocol is leave-one-subject-out" if n_subjects <= LOSO_MAX_SUBJECTS else "")
+                + f"; inner {inner}-fold subject-grouped CV for hyperparameters")
+        return Protocol("subject_kfold", text, folds, groups, inner, seed)
+    n = max(2, min(n_outer, int(np.min(np.unique(y, return_counts=True)[1]))))
+    folds = list(StratifiedKFold(n, shuffle=True, random_state=seed).split(data.X, y))
+    text = (f"{n}-fold StratifiedKFold (seed {seed}); subjects unknown, so the folds are NOT subject-independent "
+            f"and figures may be optimistic; inner {inner}-fold stratified CV for hyperparameters")
+    return Protocol("stratified_kfold", text, folds, None, inner, seed)
+
+
+def _set_threads(pipe, n):
+    """Let the final model use ``n`` threads (when it runs alone, not inside a parallel search)."""
+    from sklearn.linear_model import LogisticRegression
+
+    params = {k: n for k, v in pipe.get_params().items()
+              if k.endswith("__n_jobs") and not isinstance(pipe.get_params().get(k[:-len("__n_jobs")]), LogisticRegression)}
+    if params:
+        pipe.set_params(**params)
+    return pipe
+
+
+def fit_search(name, data, train, protocol, quick, seed, jobs=1, probability=False):
+    """Fit model ``name`` on rows ``train`` with its grid searched by the inner CV.
+
+    Returns (fitted pipeline, best params, seconds). A one-candidate grid is just fitted.
+    """
+    pipe = make_pipeline(name, data.groups, seed, probability=probability)
+    grid = param_grid(name, quick, probability=probability)
+    X, y = data.X[train], data.y[train]
+    started = time.perf_counter()
+    if len(ParameterGrid(grid)) == 1:
+        best = {k: v[0] for k, v in grid.items()}
+        model = _set_threads(pipe.set_params(**best), jobs).fit(X, y)
+    else:
+        groups = protocol.groups[train] if protocol.groups is not None else None
+        search = GridSearchCV(pipe, grid, scoring="balanced_accuracy", cv=protocol.inner_cv(y, groups),
+                              n_jobs=jobs, refit=True, error_score="raise")
+        search.fit(X, y, groups=groups)
+        model, best = search.best_estimator_, search.best_params_
+    return model, best, time.perf_counter() - started
+
+
+def single_blas_thread():
+    """Context: BLAS on one thread. Multithreaded OpenBLAS on a busy machine spin-waits and
+    makes logistic regression 10-30x slower; parallelism comes from processes instead."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _fold_task(name, data, fold_index, train, test, protocol, quick, seed, jobs):
+    with single_blas_thread():
+        model, best, seconds = fit_search(name, data, train, protocol, quick, seed, jobs)
+        started = time.perf_counter()
+        predicted = model.predict(data.X[test])
+        predict_seconds = time.perf_counter() - started
+    return name, fold_index, predicted, best, seconds, predict_seconds
+
+
+def scores(y_true, y_pred, classes):
+    recall = recall_score(y_true, y_pred, labels=classes, average=None, zero_division=0)
+    return {
+        "accuracy": round(float(accuracy_score(y_true, y_pred)), 4),
+        "balanced_accuracy": round(float(balanced_accuracy_score(y_true, y_pred)), 4),
+        "macro_f1": round(float(f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)), 4),
+        "per_class_recall": {c: round(float(r), 4) for c, r in zip(classes, recall)},
+    }
+
+
+def _params_text(params):
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(params.items())}
+
+
+def run_benchmark(data, models, quick=False, seed=0, jobs=1, progress=True):
+    """Benchmark ``models`` on ``data``; returns the results dict (see module docs)."""
+    from tqdm import tqdm
+
+    protocol = choose_protocol(data, quick, seed)
+    classes = sorted(np.unique(data.y).tolist())
+    tested = np.concatenate([test for _, test in protocol.folds])
+    if len(np.unique(tested)) != len(tested):
+        raise FacialExpressionError("internal error: outer folds overlap")
+    y_true = data.y[tested]
+
+    # majority-class baseline, fitted per fold like the models
+    baseline_pred = np.empty(len(data.y), dtype=object)
+    for train, test in protocol.folds:
+        values, counts = np.unique(data.y[train], return_counts=True)
+        baseline_pred[test] = values[np.argmax(counts)]
+    baseline = scores(y_true, baseline_pred[tested].astype(str), classes)
+    baseline["name"] = "majority_class"
+
+    n_folds = len(protocol.folds)
+    outer_jobs = max(1, min(jobs, n_folds))
+    inner_jobs = 1 if outer_jobs > 1 else max(1, jobs)
+    tasks = [delayed(_fold_task)(name, data, i, train, test, protocol, quick, seed, inner_jobs)
+             for name in models for i, (train, test) in enumerate(protocol.folds)]
+    predictions = {name: np.empty(len(data.y), dtype=object) for name in models}
+    per_fold = {name: [None] * n_folds for name in models}
+    bar = tqdm(total=len(tasks), unit="fold", desc="benchmark", disable=not progress, file=sys.stderr)
+    stream = (Parallel(n_jobs=outer_jobs, return_as="generator_unordered")(tasks) if outer_jobs > 1
+              else (fn(*a, **k) for fn, a, k in tasks))
+    for name, i, predicted, best, seconds, predict_seconds in stream:
+        predictions[name][protocol.folds[i][1]] = predicted
+        per_fold[name][i] = (best, seconds, predict_seconds)
+        bar.set_postfix_str(f"{name} fold {i + 1}/{n_folds}")
+        bar.update(1)
+    bar.close()
+
+    results = []
+    for name in models:
+        y_pred = predictions[name][tested].astype(str)
+        entry = {"name": name, "description": describe(name)}
+        entry.update(scores(y_true, y_pred, classes))
+        fold_acc = [float(accuracy_score(data.y[test], predictions[name][test].astype(str)))
+                    for _, test in protocol.folds]
+        entry["fold_accuracy_mean"] = round(float(np.mean(fold_acc)), 4)
+        entry["fold_accuracy_std"] = round(float(np.std(fold_acc)), 4)
+        for subset, mask in protocol.subsets.items():
+            rows = np.flatnonzero(mask)
+            entry[subset] = scores(data.y[rows], predictions[name][rows].astype(str), classes)
+        bests = [_params_text(b) for b, _, _ in per_fold[name]]
+        common = collections.Counter(json.dumps(b, sort_keys=True) for b in bests).most_common(1)[0][0]
+        entry["best_params"] = json.loads(common)
+        entry["best_params_per_fold"] = bests
+        entry["fit_seconds"] = round(float(np.mean([s for _, s, _ in per_fold[name]])), 3)
+        n_test = sum(len(test) for _, test in protocol.folds)
+        entry["predict_ms_per_face"] = round(1000.0 * sum(p for _, _, p in per_fold[name]) / n_test, 4)
+        entry["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=classes).tolist()
+        results.append(entry)
+
+    return {
+        "dataset": ",".join(sorted(set(data.datasets.tolist()))),
+        "protocol": protocol.name,
+        "protocol_description": protocol.description,
+        "n_folds": n_folds,
+        "n_samples": int(len(data.y)),
+        "n_tested": int(len(tested)),
+        "n_subjects": int(len(np.unique(data.subjects))) if data.subjects_known else None,
+        "excluded_rows": data.excluded,
+        "n_excluded": int(sum(data.excluded.values())),
+        "classes": classes,
+        "class_counts": data.class_counts(),
+        "baseline": baseline,
+        "models": results,
+        "quick": bool(quick),
+        "seed": int(seed),
+        "jobs": int(jobs),
+        "feature_config": data.config,
+        "versions": versions(),
+        "fit_seconds_note": "mean wall time per outer fold, grid search and refit included",
+        "predict_ms_note": "classifier time per face on precomputed features (landmarks and features excluded)",
+    }
+
+
+def versions():
+    import sklearn
+    import xgboost
+
+    out = {"python": platform.python_version(), "numpy": np.__version__, "sklearn": sklearn.__version__,
+           "xgboost": xgboost.__version__}
+    try:
+        import dlib
+
+        out["dlib"] = dlib.__version__
+    except ImportError:  # pragma: no cover
+        out["dlib"] = None
+    try:
+        from importlib.metadata import version
+
+        out["project"] = version("facial-expressions")
+    except Exception:  # pragma: no cover - not installed as a package
+        out["project"] = None
+    return out
+
+
+# ---- report files -----------------------------------------------------------------------
+
+def _write_text(path, text):
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+        fh.write(text)
+
+
+def _save_figure(fig, path):
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_confusion(matrix, classes, title, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = np.asarray(matrix, dtype=float)
+    norm = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(classes), 0.8 + 0.8 * len(classes)))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, f"{int(matrix[i, j])}", ha="center", va="center", fontsize=8,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_title(title, fontsize=9)
+    _save_figure(fig, path)
+
+
+def plot_comparison(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [m["name"] for m in results["models"]]
+    metrics = ("accuracy", "balanced_accuracy", "macro_f1")
+    fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(names), 4))
+    width = 0.8 / len(metrics)
+    for k, metric in enumerate(metrics):
+        values = [m[metric] for m in results["models"]]
+        ax.bar(np.arange(len(names)) + (k - 1) * width, values, width, label=metric.replace("_", " "))
+    ax.axhline(results["baseline"]["accuracy"], color="grey", linestyle="--", linewidth=1,
+               label="majority-class accuracy")
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("score")
+    ax.set_title(f"{results['dataset']}: {results['protocol']}", fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
+    _save_figure(fig, path)
+
+
+def format_report(results):
+    lines = [f"# Benchmark: {results['dataset']}", "",
+             f"Protocol: {results['protocol_description']}.", "",
+             f"Faces: {results['n_samples']} used, {results['n_tested']} tested; rows excluded (no usable face): "
+             f"{results['n_excluded']}" + (f" ({', '.join(f'{k} {v}' for k, v in results['excluded_rows'].items())})"
+                                            if results['excluded_rows'] else "") + ".",
+             f"Classes: {', '.join(f'{c} {n}' for c, n in results['class_counts'].items())}.",
+             f"Run: {'quick grids' if results['quick'] else 'full grids'}, seed {results['seed']}.", "",
+             "| model | accuracy | balanced acc. | macro F1 | fold acc. (mean ± sd) | fit s/fold | predict ms/face | best params (most common) |",
+             "|---|---|---|---|---|---|---|---|"]
+    b = results["baseline"]
+    lines.append(f"| majority class | {b['accuracy']:.3f} | {b['balanced_accuracy']:.3f} | {b['macro_f1']:.3f} | | | | |")
+    for m in sorted(results["models"], key=lambda m: -m["accuracy"]):
+        params = ", ".join(f"{k.split('__', 1)[-1]}={v}" for k, v in m["best_params"].items())
+        lines.append(f"| {m['name']} | {m['accuracy']:.3f} | {m['balanced_accuracy']:.3f} | {m['macro_f1']:.3f} | "
+                     f"{m['fold_accuracy_mean']:.3f} ± {m['fold_accuracy_std']:.3f} | {m['fit_seconds']:.2f} | "
+                     f"{m['predict_ms_per_face']:.3f} | {params} |")
+    extra = [s for s in ("PrivateTest",) if any(s in m for m in results["models"])]
+    for subset in extra:
+        lines += ["", f"{subset} alone: " + ", ".join(f"{m['name']} {m[subset]['accuracy']:.3f}"
+                                                      for m in results["models"] if subset in m) + "."]
+    lines += ["", "## Per-class recall", "",
+              "| model | " + " | ".join(results["classes"]) + " |",
+              "|---|" + "---|" * len(results["classes"])]
+    for m in results["models"]:
+        lines.append(f"| {m['name']} | " + " | ".join(f"{m['per_class_recall'][c]:.2f}" for c in results["classes"]) + " |")
+    lines += ["", "Figures: `comparison.png`; confusion matrices `confusion_<model>.png` (rows: true class).",
+              f"Times: {results['fit_seconds_note']}; {results['predict_ms_note']}.", ""]
+    return "\n".join(lines)
+
+
+def write_report(results, folder):
+    os.makedirs(folder, exist_ok=True)
+    for m in results["models"]:
+        plot_confusion(m["confusion_matrix"], results["classes"],
+                       f"{m['name']} on {results['dataset']}: accuracy {m['accuracy']:.3f}",
+                       os.path.join(folder, f"confusion_{m['name']}.png"))
+    plot_comparison(results, os.path.join(folder, "comparison.png"))
+    _write_text(os.path.join(folder, "report.md"), format_report(results))
+    _write_text(os.path.join(folder, "results.json"), json.dumps(results, indent=2) + "\n")
+
+
+def parse_models(text):
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in MODEL_NAMES]
+    if unknown or not names:
+        raise click.BadParameter(f"unknown model(s) {unknown}; choose from {', '.join(MODEL_NAMES)}")
+    return list(dict.fromkeys(names))
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("features_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", "report_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for results.json, report.md, comparison.png and confusion_<model>.png.")
+@click.option("--models", default=",".join(MODEL_NAMES), show_default=True,
+              help="Comma-separated models to compare.")
+@click.option("--quick", is_flag=True, help="Small grids, 5 outer folds, 3 inner folds: a fast sanity run.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice (folds, models).")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Worker processes (outer folds run in parallel; with one fold, the grid search does).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def main(features_file, report_dir, models, quick, seed, jobs, quiet):
+    """Compare classical expression classifiers on FEATURES_FILE, the same folds for every model.
+
+    \b
+    Protocol, chosen from the table:
+      FER-2013 (splits hold Training)  train on Training, test on PublicTest+PrivateTest
+      subjects known, <= 12 subjects  leave-one-subject-out
+      subjects known, more            10-fold StratifiedGroupKFold by subject
+      no subjects, no splits          10-fold StratifiedKFold (NOT subject-independent)
+    Hyperparameters come from an inner grid search on each training part only (grouped by
+    subject where subjects are known). Rows whose face failed (status != ok) are excluded
+    and counted. --quick uses small grids and 5 outer folds.
+
+    \b
+    Models: rf, svm_rbf, svm_linear, xgboost, logreg, ensemble.
+    Example:
+      python -m classifiers.benchmark data/ckplus48.npz -o reports/ckplus48 --quick
+    """
+    names = parse_models(models)
+    try:
+        data = load_training_data(features_file)
+        results = run_benchmark(data, names, quick=quick, seed=seed, jobs=jobs, progress=not quiet)
+        write_report(results, report_dir)
+    except (FacialExpressionError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    click.echo(f"{report_dir}: {results['dataset']}, {results['protocol_description']}")
+    click.echo(f"  majority class   accuracy {results['baseline']['accuracy']:.3f}")
+    for m in sorted(results["models"], key=lambda m: -m["accuracy"]):
+        click.echo(f"  {m['name']:<16} accuracy {m['accuracy']:.3f}  balanced {m['balanced_accuracy']:.3f}  "
+                   f"macro-F1 {m['macro_f1']:.3f}  ({m['fit_seconds']:.1f} s/fold)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""Run a model file on a labelled class-per-folder dataset and report how it does.
+
+    python -m classifiers.evaluate MODEL_FILE DATASET_DIR [--preset P] [--json]
+
+Images whose face is not found count as misses (and are reported separately); images of
+a class the model does not know are skipped and counted; unreadable images are counted
+and left out of the scores.
+"""
+
+import collections
+import functools
+import json
+import os
+import sys
+
+import click
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
+
+from landmarks.datasets import PRESETS, load_dataset
+from landmarks.errors import FacialExpressionError, ImageError
+
+from .artifact import load_model
+
+NO_FACE = "no_face"
+CHUNK = 32
+
+
+@functools.lru_cache(maxsize=4)
+def _model(path):
+    return load_model(path)
+
+
+def _predict_chunk(model_path, samples, detector):
+    from features.extract import image_of
+
+    from .predict import detect_and_describe
+
+    model = _model(model_path)
+    out = []
+    for sample in samples:
+        try:
+            image = image_of(sample)
+        except ImageError as exc:
+            out.append(("error", exc.reason, None))
+            continue
+        faces, X = detect_and_describe(image, model.config, detector)
+        if not faces:
+            out.append((NO_FACE, None, None))
+            continue
+        proba = model.predict_proba(X[:1])[0]  # the largest face carries the image's label
+        out.append(("ok", model.labels[int(np.argmax(proba))], float(proba.max())))
+    return out
+
+
+def evaluate(model_path, dataset, preset=None, detector=None, jobs=1, progress=True):
+    """Scores of the model at ``model_path`` on ``dataset``; returns a JSON-ready dict."""
+    from tqdm import tqdm
+
+    model = _model(os.fspath(model_path))
+    samples = load_dataset(dataset, preset)
+    known = [s for s in samples if s.label in model.labels]
+    unknown = collections.Counter(s.label for s in samples if s.label not in model.labels)
+    chunks = [known[i:i + CHUNK] for i in range(0, len(known), CHUNK)]
+    tasks = [delayed(_predict_chunk)(model.path, chunk, detector) for chunk in chunks]
+    bar = tqdm(total=len(known), unit="img", desc="evaluate", disable=not progress, file=sys.stderr)
+    results = []
+    stream = Parallel(n_jobs=jobs, return_as="generator")(tasks) if jobs > 1 and len(tasks) > 1 else \
+        (fn(*a, **k) for fn, a, k in tasks)
+    for chunk_result in stream:
+        results.extend(chunk_result)
+        bar.update(len(chunk_result))
+    bar.close()
+
+    status = np.array([r[0] for r in results], dtype=object)
+    y_true = np.array([s.label for s in known], dtype=object)
+    y_pred = np.array([r[1] if r[0] == "ok" else NO_FACE for r in results], dtype=object)
+    errors = collections.Counter(r[1] for r in results if r[0] == "error")
+    scored = status != "error"
+    classes = list(model.labels)
+    present = [c for c in classes if np.any(y_true[scored] == c)]
+    yt, yp = y_true[scored].astype(str), y_pred[scored].astype(str)
+    detected = status == "ok"
+    report = {
+        "model": os.path.basename(model.path),
+        "dataset": os.path.basename(os.path.normpath(os.fspath(dataset))),
+        "images": len(samples),
+        "scored": int(scored.sum()),
+        "no_face": int((status == NO_FACE).sum()),
+        "unreadable": dict(errors),
+        "unknown_class_skipped": dict(unknown),
+        "classes": classes,
+        "note": "images without a detected face count as misses; unreadable images and classes the model "
+                "does not know are left out",
+    }
+    if len(yt):
+        recall = recall_score(yt, yp, labels=present, average=None, zero_division=0)
+        report.update({
+            "accuracy": round(float(accuracy_score(yt, yp)), 4),
+            "accuracy_on_detected": round(float(accuracy_score(y_true[detected].astype(str),
+                                                                y_pred[detected].astype(str))), 4)
+            if detected.any() else None,
+            "macro_f1": round(float(f1_score(yt, yp, labels=present, average="macro", zero_division=0)), 4),
+            "per_class_recall": {c: round(float(r), 4) for c, r in zip(present, recall)},
+            "confusion_labels": {"rows": present, "columns": classes + [NO_FACE]},
+            "confusion_matrix": confusion_matrix(yt, yp, labels=present + classes + [NO_FACE])[
+                :len(present)][:, len(present):].tolist(),
+        })
+    return report
+
+
+def format_report(r):
+    lines = [f"{r['model']} on {r['dataset']}: {r['images']} images, {r['scored']} scored"]
+    if r["unknown_class_skipped"]:
+        lines.append("  skipped (class unknown to the model): "
+                     + ", ".join(f"{k} {v}" for k, v in r["unknown_class_skipped"].items()))
+    if r["unreadable"]:
+        lines.append("  unreadable: " + ", ".join(f"{k} {v}" for k, v in r["unreadable"].items()))
+    lines.append(f"  no face found (counted as misses): {r['no_face']}")
+    if "accuracy" in r:
+        detected = r["accuracy_on_detected"]
+        lines.append(f"  accuracy {r['accuracy']:.3f}  macro-F1 {r['macro_f1']:.3f}"
+                     + (f"  (accuracy on faces found {detected:.3f})" if detected is not None else ""))
+        lines.append("  recall: " + ", ".join(f"{k} {v:.2f}" for k, v in r["per_class_recall"].items()))
+        cols = r["confusion_labels"]["columns"]
+        width = max(8, max(len(c) for c in cols) + 1)
+        lines.append("  confusion (rows true, columns predicted):")
+        lines.append("  " + " " * width + "".join(f"{c:>{width}}" for c in cols))
+        for name, row in zip(r["confusion_labels"]["rows"], r["confusion_matrix"]):
+            lines.append("  " + f"{name:<{width}}" + "".join(f"{v:>{width}}" for v in row))
+    return "\n".join(lines)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("model_file", type=click.Path(exists=True, dir_okay=False))
+@click.argument("dataset_dir", type=click.Path(exists=True))
+@click.option("--preset", type=click.Choice(PRESETS), default=None,
+              help="Dataset layout (default: guessed from the path).")
+@click.option("--detector", default=None, type=click.Choice(["auto", "hog", "cnn", "whole"]),
+              help="Override the model's detector.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=2, show_default=True, help="Worker processes.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def main(model_file, dataset_dir, preset, detector, as_json, jobs, quiet):
+    """Score MODEL_FILE on the labelled images of DATASET_DIR (DATASET_DIR/<class>/<image>).
+
+    Reports accuracy, macro-F1, per-class recall and the confusion matrix. The largest
+    face of each image is classified; images without a detected face count as misses
+    and are reported separately; images of classes the model does not know are skipped
+    and counted; unreadable images are counted and left out.
+    """
+    try:
+        report = evaluate(model_file, dataset_dir, preset, detector, jobs, progress=not quiet)
+    except FacialExpressionError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+
+
+if __name__ == "__main__":
+    main()

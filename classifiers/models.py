@@ -1,0 +1,264 @@
+"""The classical models: scikit-learn Pipelines with their parameter grids.
+
+Every pipeline starts with a :class:`GroupSelector` (which feature groups the model sees,
+itself a grid parameter), scales where the model needs it, weights classes against
+imbalance, and ends in the classifier. Every random choice takes ``seed``.
+
+    >>> pipe = make_pipeline("svm_rbf", table.groups, seed=0)
+    >>> grid = param_grid("svm_rbf", quick=True)
+"""
+
+import numpy as np
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
+from sklearn.ensemble import RandomForestClassifier, VotingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import LabelEncoder, StandardScaler
+from sklearn.svm import SVC
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.validation import check_is_fitted
+
+#: Feature-group choices compared by the grids (in table order when selected).
+SHAPE = ("geometry", "landmarks")
+SHAPE_PARTS = ("geometry", "landmarks", "parts_hog", "parts_lbp")
+ALL = ("geometry", "landmarks", "parts_hog", "parts_lbp", "face_hog")
+GROUP_CHOICES = (SHAPE, SHAPE_PARTS, ALL)
+
+
+def slices_of(groups):
+    """{group: slice or (start, stop)} -> {group: (start, stop)} with plain ints."""
+    out = {}
+    for name, s in dict(groups).items():
+        start, stop = (s.start, s.stop) if isinstance(s, slice) else s
+        out[str(name)] = (int(start), int(stop))
+    return out
+
+
+class GroupSelector(TransformerMixin, BaseEstimator):
+    """Select the columns of named feature groups.
+
+    Parameters
+    ----------
+    groups : tuple of str or None
+        Group names to keep (None: every group in ``slices``). Columns come out in
+        table order whatever the order of ``groups``.
+    slices : dict
+        group name -> (start, stop) column range in the input (``FeatureTable.groups``
+        through :func:`slices_of`).
+    """
+
+    def __init__(self, groups=None, slices=None):
+        self.groups = groups
+        self.slices = slices
+
+    def fit(self, X, y=None):
+        X = np.asarray(X)
+        slices = slices_of(self.slices or {})
+        names = tuple(slices) if self.groups is None else tuple(self.groups)
+        if not names:
+            raise ValueError("GroupSelector: no feature groups selected")
+        missing = [g for g in names if g not in slices]
+        if missing:
+            raise ValueError(f"GroupSelector: unknown feature groups {missing}; known: {list(slices)}")
+        ranges = sorted(slices[g] for g in names)
+        if ranges[-1][1] > X.shape[1]:
+            raise ValueError(f"GroupSelector: group columns reach {ranges[-1][1]} but X has {X.shape[1]} columns")
+        self.columns_ = np.concatenate([np.arange(a, b) for a, b in ranges]).astype(np.int64)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "columns_")
+        X = np.asarray(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"GroupSelector: X has {X.shape[1]} columns, fitted on {self.n_features_in_}")
+        return X[:, self.columns_]
+
+
+class XGBoostModel(ClassifierMixin, BaseEstimator):
+    """Multiclass XGBoost (hist trees) with string labels and balanced class weights.
+
+    Labels are encoded to integers internally (``classes_`` keeps the names); with
+    ``class_weight="balanced"`` each row is weighted inversely to its class frequency.
+    The fitted booster is kept in XGBoost's own UBJSON format when the model is
+    serialised (``__getstate__``), so a saved model holds data, never code.
+    """
+
+    def __init__(self, n_estimators=200, max_depth=4, learning_rate=0.1, subsample=0.8,
+                 colsample_bytree=0.3, min_child_weight=1.0, reg_lambda=1.0, max_bin=64,
+                 class_weight="balanced", n_jobs=1, random_state=0):
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.min_child_weight = min_child_weight
+        self.reg_lambda = reg_lambda
+        self.max_bin = max_bin
+        self.class_weight = class_weight
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    def _params(self, n_classes):
+        return {
+            "objective": "multi:softprob", "num_class": int(n_classes), "tree_method": "hist",
+            "max_depth": int(self.max_depth), "eta": float(self.learning_rate), "subsample": float(self.subsample),
+            "colsample_bytree": float(self.colsample_bytree), "min_child_weight": float(self.min_child_weight),
+            "lambda": float(self.reg_lambda), "max_bin": int(self.max_bin), "nthread": int(self.n_jobs),
+            "seed": int(self.random_state), "eval_metric": "mlogloss", "verbosity": 0,
+        }
+
+    def fit(self, X, y, sample_weight=None):
+        import xgboost as xgb
+
+        X = np.asarray(X, dtype=np.float32)
+        encoder = LabelEncoder().fit(y)
+        self.classes_ = encoder.classes_
+        codes = encoder.transform(y)
+        weight = None
+        if self.class_weight is not None:
+            weight = compute_sample_weight(self.class_weight, codes)
+        if sample_weight is not None:
+            weight = np.asarray(sample_weight, dtype=np.float64) * (1.0 if weight is None else weight)
+        data = xgb.DMatrix(X, label=codes, weight=weight, nthread=int(self.n_jobs))
+        self.booster_ = xgb.train(self._params(len(self.classes_)), data, num_boost_round=int(self.n_estimators))
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def predict_proba(self, X):
+        check_is_fitted(self, "booster_")
+        X = np.asarray(X, dtype=np.float32)
+        proba = np.asarray(self.booster_.inplace_predict(X), dtype=np.float64)
+        return proba.reshape(len(X), len(self.classes_))
+
+    def predict(self, X):
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        booster = state.pop("booster_", None)
+        if booster is not None:
+            state["booster_ubj_"] = bytes(booster.save_raw("ubj"))
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        raw = state.pop("booster_ubj_", None)
+        if raw is not None:
+            import xgboost as xgb
+
+            booster = xgb.Booster()
+            booster.load_model(bytearray(raw))
+            state["booster_"] = booster
+        super().__setstate__(state)
+
+
+# ---- the models ---------------------------------------------------------------------------
+
+def _selector(slices):
+    return ("select", GroupSelector(groups=None, slices=slices_of(slices)))
+
+
+def _rf(seed, n_estimators=300):
+    return RandomForestClassifier(n_estimators=n_estimators, max_features="sqrt", min_samples_leaf=1,
+                                  class_weight="balanced_subsample", n_jobs=1, random_state=seed)
+
+
+def _svm(kernel, seed, probability):
+    """An SVC; with ``probability`` wrapped in sigmoid calibration (3 internal folds, one final SVC)."""
+    svc = SVC(kernel=kernel, C=1.0, gamma="scale", class_weight="balanced", random_state=seed, cache_size=500)
+    if not probability:
+        return svc
+    return CalibratedClassifierCV(svc, method="sigmoid", cv=StratifiedKFold(3, shuffle=True, random_state=seed),
+                                  ensemble=False)
+
+
+def _logreg(seed):
+    # lbfgs on more than two classes fits the multinomial (softmax) model
+    return LogisticRegression(C=0.1, solver="lbfgs", max_iter=3000, tol=1e-4, class_weight="balanced",
+                              random_state=seed)
+
+
+def _xgb(seed):
+    return XGBoostModel(random_state=seed)
+
+
+def make_pipeline(name, slices, seed=0, probability=True):
+    """The pipeline of model ``name`` (see :data:`MODELS`) over a table with group ``slices``.
+
+    ``probability=False`` lets the SVMs skip Platt scaling (faster; no predict_proba),
+    which a benchmark that only needs labels can afford.
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {list(MODELS)}")
+    if name == "rf":
+        steps = [("model", _rf(seed))]
+    elif name == "svm_rbf":
+        steps = [("scale", StandardScaler()), ("model", _svm("rbf", seed, probability))]
+    elif name == "svm_linear":
+        steps = [("scale", StandardScaler()), ("model", _svm("linear", seed, probability))]
+    elif name == "xgboost":
+        steps = [("model", _xgb(seed))]
+    elif name == "logreg":
+        steps = [("scale", StandardScaler()), ("model", _logreg(seed))]
+    else:  # ensemble: soft voting over differently biased models
+        voting = VotingClassifier([
+            ("logreg", Pipeline([("scale", StandardScaler()), ("model", _logreg(seed))])),
+            ("svm", Pipeline([("scale", StandardScaler()), ("model", _svm("rbf", seed, True))])),
+            ("rf", _rf(seed, 150)),
+        ], voting="soft")
+        steps = [("model", voting)]
+    return Pipeline([_selector(slices)] + steps)
+
+
+#: name -> (description, full grid, quick grid). Grid keys are Pipeline parameter names.
+MODELS = {
+    "rf": ("Random Forest (300 trees, balanced subsample weights)",
+           {"select__groups": list(GROUP_CHOICES), "model__max_features": ["sqrt", 0.05],
+            "model__min_samples_leaf": [1, 3]},
+           {"select__groups": [ALL], "model__n_estimators": [200]}),
+    "svm_rbf": ("SVM, RBF kernel, standardised features, balanced class weights",
+                {"select__groups": list(GROUP_CHOICES), "model__C": [1, 10, 100],
+                 "model__gamma": ["scale", 1e-4]},
+                {"select__groups": [SHAPE_PARTS, ALL], "model__C": [10]}),
+    "svm_linear": ("SVM, linear kernel, standardised features, balanced class weights",
+                   {"select__groups": list(GROUP_CHOICES), "model__C": [0.001, 0.01, 0.1, 1]},
+                   {"select__groups": [SHAPE_PARTS, ALL], "model__C": [0.01]}),
+    "xgboost": ("XGBoost, hist trees, balanced sample weights",
+                {"select__groups": list(GROUP_CHOICES), "model__max_depth": [3, 6],
+                 "model__n_estimators": [200, 400], "model__learning_rate": [0.1]},
+                {"select__groups": [ALL], "model__n_estimators": [60], "model__max_depth": [3],
+                 "model__colsample_bytree": [0.2]}),
+    "logreg": ("Multinomial logistic regression, standardised features, balanced class weights",
+               {"select__groups": list(GROUP_CHOICES), "model__C": [0.001, 0.01, 0.1, 1]},
+               {"select__groups": [SHAPE_PARTS, ALL], "model__C": [0.01]}),
+    "ensemble": ("Soft-voting ensemble of logistic regression, calibrated RBF SVM and Random Forest (150 trees)",
+                 {"select__groups": list(GROUP_CHOICES), "model__svm__model__C": [1, 10],
+                  "model__logreg__model__C": [0.01, 0.1]},
+                 {"select__groups": [ALL], "model__svm__model__C": [10], "model__logreg__model__C": [0.01]}),
+}
+MODEL_NAMES = tuple(MODELS)
+
+
+def param_grid(name, quick=False, probability=True):
+    """The grid (dict of lists) of model ``name``; ``quick`` gives the small one.
+
+    Pass the same ``probability`` as to :func:`make_pipeline` (calibrated SVMs nest their
+    parameters one level deeper).
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {list(MODELS)}")
+    grid = MODELS[name][2 if quick else 1]
+    out = {}
+    for key, values in grid.items():
+        if key.startswith("model__svm__model__") or (probability and name.startswith("svm_") and key.startswith("model__")):
+            key = key.replace("model__", "model__estimator__", 1) if name.startswith("svm_") else \
+                key.replace("model__svm__model__", "model__svm__model__estimator__", 1)
+        out[key] = list(values)
+    return out
+
+
+def describe(name):
+    return MODELS[name][0]

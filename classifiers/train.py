@@ -1,0 +1,159 @@
+"""Fit one model on feature tables and save it as one model file.
+
+    python -m classifiers.train FEATURES_FILE... -o MODEL_FILE [--model NAME] [--quick] [--labels a,b,...]
+
+The grid is searched with CV grouped by subject where subjects are known (rows without a
+subject are their own group), then the best pipeline is refitted on every row.
+"""
+
+import collections
+import json
+import os
+import sys
+import time
+
+import click
+import numpy as np
+from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedGroupKFold
+
+from landmarks.datasets import EMOTIONS
+from landmarks.errors import FacialExpressionError
+
+from .artifact import save_model
+from .benchmark import _params_text, _set_threads, single_blas_thread, versions
+from .data import load_training_data
+from .models import MODEL_NAMES, describe, make_pipeline, param_grid
+
+TERMS = ("Trained on research datasets ({datasets}); a model trained on them carries their research-only, "
+         "non-commercial terms.")
+
+
+def train_model(data, name="logreg", quick=False, seed=0, jobs=1, cv_folds=3, progress=True):
+    """Grid-search (grouped CV) and refit model ``name`` on all of ``data``.
+
+    Returns (fitted pipeline, summary dict).
+    """
+    with single_blas_thread():
+        return _train_model(data, name, quick, seed, jobs, cv_folds, progress)
+
+
+def _train_model(data, name, quick, seed, jobs, cv_folds, progress):
+    pipe = make_pipeline(name, data.groups, seed, probability=True)
+    grid = param_grid(name, quick, probability=True)
+    started = time.perf_counter()
+    summary = {"model": name, "description": describe(name), "quick": bool(quick), "seed": int(seed)}
+    if len(ParameterGrid(grid)) == 1:
+        best = {k: v[0] for k, v in grid.items()}
+        model = _set_threads(pipe.set_params(**best), jobs).fit(data.X, data.y)
+        summary.update(best_params=_params_text(best), search="one candidate: fitted directly, no CV")
+    else:
+        groups = data.cv_groups()
+        n = max(2, min(cv_folds, len(np.unique(groups))))
+        cv = StratifiedGroupKFold(n, shuffle=True, random_state=seed)
+        search = GridSearchCV(pipe, grid, scoring="balanced_accuracy", cv=cv, n_jobs=jobs, refit=False,
+                              verbose=1 if progress else 0, error_score="raise")
+        search.fit(data.X, data.y, groups=groups)
+        best = search.best_params_
+        model = _set_threads(pipe.set_params(**best), jobs).fit(data.X, data.y)
+        grouped = "by subject (rows without one are their own group)" if np.any(data.subjects != "") else \
+            "stratified (no subjects known)"
+        summary.update(best_params=_params_text(best), cv_balanced_accuracy=round(float(search.best_score_), 4),
+                       search=f"GridSearchCV over {len(ParameterGrid(grid))} candidates, {n}-fold "
+                              f"StratifiedGroupKFold {grouped}, scoring balanced accuracy")
+    summary["training_seconds"] = round(time.perf_counter() - started, 1)
+    return model, summary
+
+
+def training_summary(data):
+    per_dataset = {}
+    for name in sorted(set(data.datasets.tolist())):
+        rows = data.datasets == name
+        per_dataset[name] = {"faces": int(rows.sum()),
+                             "classes": dict(sorted(collections.Counter(data.y[rows].tolist()).items()))}
+    return {"datasets": per_dataset, "n_faces": int(len(data.y)), "class_counts": data.class_counts(),
+            "excluded_rows": data.excluded, "dropped_labels": data.dropped_labels,
+            "terms": TERMS.format(datasets=", ".join(per_dataset))}
+
+
+def benchmark_figures(paths, name):
+    """This model's figures from benchmark results.json files (protocol stated with them)."""
+    out = []
+    for path in paths:
+        try:
+            with open(path) as fh:
+                results = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise FacialExpressionError(f"{path}: cannot read benchmark results ({exc})") from None
+        for m in results.get("models", []):
+            if m.get("name") == name:
+                entry = {"dataset": results.get("dataset"), "protocol": results.get("protocol_description"),
+                         "quick": results.get("quick")}
+                entry.update({k: m[k] for k in ("accuracy", "balanced_accuracy", "macro_f1") if k in m})
+                if "PrivateTest" in m:
+                    entry["PrivateTest_accuracy"] = m["PrivateTest"]["accuracy"]
+                out.append(entry)
+    return out
+
+
+def parse_labels(text):
+    if not text:
+        return None
+    labels = [t.strip().lower() for t in text.split(",") if t.strip()]
+    unknown = [t for t in labels if t not in EMOTIONS]
+    if unknown:
+        raise click.BadParameter(f"unknown labels {unknown}; canonical labels are {', '.join(EMOTIONS)}")
+    return labels
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("features_files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Model file to write (.skops), e.g. classifiers/models/default.skops.")
+@click.option("--model", "name", type=click.Choice(MODEL_NAMES), default="logreg", show_default=True,
+              help="Which pipeline to fit.")
+@click.option("--quick", is_flag=True, help="Search the small grid instead of the full one.")
+@click.option("--labels", default=None,
+              help="Comma-separated canonical labels to keep (e.g. drop contempt); default: every label present.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=2, show_default=True, help="Worker processes.")
+@click.option("--cv-folds", type=click.IntRange(2, 20), default=3, show_default=True,
+              help="Folds of the grouped grid-search CV.")
+@click.option("--benchmark", "benchmarks", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A benchmark results.json whose figures for this model go into the model file (repeatable).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def main(features_files, output, name, quick, labels, seed, jobs, cv_folds, benchmarks, quiet):
+    """Fit one expression classifier on FEATURES_FILE(s) and save it as one model file.
+
+    The tables must come from the same feature configuration; their usable rows (status
+    ok) are concatenated. The grid is searched with subject-grouped CV, the best settings
+    are refitted on every row, and the file records the pipeline, label names, feature
+    configuration, library versions and a summary of the training data.
+
+    \b
+    Example:
+      python -m classifiers.train data/ckplus48.npz data/jaffe.npz -o model.skops --model svm_rbf --quick
+    """
+    label_list = parse_labels(labels)
+    try:
+        data = load_training_data(features_files, label_list)
+        if len(np.unique(data.y)) < 2:
+            raise FacialExpressionError("need at least two classes to train")
+        model, summary = train_model(data, name, quick, seed, jobs, cv_folds, progress=not quiet)
+        meta = {"model": summary, "training_data": training_summary(data), "versions": versions(),
+                "feature_tables": [os.path.basename(p) for p in features_files],
+                "benchmarks": benchmark_figures(benchmarks, name)}
+        save_model(output, model, data.config, meta)
+    except (FacialExpressionError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    size = os.path.getsize(output)
+    click.echo(f"{output}: {name} on {len(data.y)} faces ({', '.join(f'{k} {v}' for k, v in data.class_counts().items())}); "
+               f"best {summary['best_params']}"
+               + (f", CV balanced accuracy {summary['cv_balanced_accuracy']:.3f}" if "cv_balanced_accuracy" in summary else "")
+               + f"; {summary['training_seconds']} s; {size / 1e6:.2f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Shared fixtures: the real datasets beside the project, and small real subsets built from them.
+
+The datasets live at ``<project>/../shared/datasets`` (see that folder's README.md). CI runs
+from a fresh clone, so nothing here relies on ``<project>/data``: whatever a test needs is built
+in pytest's temporary folders.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+PROJECT_DIR = pathlib.Path(__file__).resolve().parent.parent
+DATASETS_DIR = PROJECT_DIR.parent / "shared" / "datasets"
+
+
+def _require(path, what):
+    if not path.is_dir():
+        pytest.fail(f"{what} not found at {path}: the test suite needs the real datasets in "
+                    f"<project>/../shared/datasets (see its README.md)", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def datasets_dir():
+    return _require(DATASETS_DIR, "the shared datasets folder")
+
+
+@pytest.fixture(scope="session")
+def ckplus_dir(datasets_dir):
+    return _require(datasets_dir / "ckplus48", "CK+48")
+
+
+@pytest.fixture(scope="session")
+def jaffe_dir(datasets_dir):
+    return _require(datasets_dir / "jaffe", "JAFFE")
+
+
+@pytest.fixture(scope="session")
+def fer_dir(datasets_dir):
+    return _require(datasets_dir / "fer2013", "FER-2013")
+
+
+@pytest.fixture(scope="session")
+def jaffe_samples(jaffe_dir):
+    from landmarks.datasets import load_dataset
+
+    return load_dataset(jaffe_dir, "jaffe")
+
+
+@pytest.fixture(scope="session")
+def ckplus_samples(ckplus_dir):
+    from landmarks.datasets import load_dataset
+
+    return load_dataset(ckplus_dir, "ckplus48")
+
+
+@pytest.fixture(scope="session")
+def jaffe_face_image(jaffe_dir):
+    """One real JAFFE face (256x256 gray uint8) and its path."""
+    path = jaffe_dir / "happy" / "KA.HA1.29.tiff"
+    from landmarks.io import read_image
+
+    return read_image(path), path
+
+
+@pytest.fixture(scope="session")
+def jaffe_faces(jaffe_samples):
+    """Landmarks of 21 real JAFFE faces (every 10th image: all subjects and expressions), by HOG."""
+    from landmarks.io import read_image
+    from landmarks.shape import find_faces
+
+    out = []
+    for sample in jaffe_samples[::10]:
+        image = read_image(sample.path)
+        faces = find_faces(image, "hog")
+        assert faces, f"no face found in {sample.path}"
+        out.append((sample, image, faces[0]))
+    return out
+
+
+@pytest.fixture(scope="session")
+def ckplus_faces(ckplus_samples):
+    """Landmarks of 20 real CK+48 faces (spread over all classes), whole-image box."""
+    from landmarks.io import read_image
+    from landmarks.shape import find_faces
+
+    out = []
+    for sample in ckplus_samples[::49]:
+        image = read_image(sample.path)
+        faces = find_faces(image, "whole")
+        assert len(faces) == 1, f"whole detector gave {len(faces)} faces for {sample.path}"
+        out.append((sample, image, faces[0]))
+    return out
+
+
+@pytest.fixture(scope="session")
+def real_landmark_sets(jaffe_faces, ckplus_faces):
+    """(68, 2) float64 landmark sets of real faces from two datasets."""
+    return [np.asarray(face.points, dtype=np.float64) for _, _, face in jaffe_faces + ckplus_faces]
+
+
+def _run_python(args, env=None, timeout=120, **kwargs):
+    full_env = dict(os.environ)
+    full_env.pop("FER_SHAPE_PREDICTOR", None)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, *map(str, args)], cwd=PROJECT_DIR, env=full_env,
+                          capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def run_python():
+    """``run_python(args, env=None)``: run ``python args...`` from the project folder in a fresh
+    interpreter (FER_SHAPE_PREDICTOR cleared unless given) -> CompletedProcess with text output."""
+    return _run_python

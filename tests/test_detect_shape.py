@@ -1,0 +1,252 @@
+"""Face detection (HOG, CNN, whole image, auto), the 68 landmarks, alignment and model files, on real faces."""
+
+import os
+import textwrap
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from landmarks import models
+from landmarks.detect import AUTO_WHOLE_MAX_SIDE, detect_faces, resolve_detector
+from landmarks.errors import DegenerateLandmarksError, ModelFileError
+from landmarks.io import read_image
+from landmarks.shape import (ALIGN_EYE_DISTANCE, ALIGN_EYE_Y, ALIGN_SIZE, MAX_SIDE, MIRROR, PARTS, align_face,
+                             eye_centres, find_faces)
+
+
+def _iod(points):
+    left, right = eye_centres(points)
+    return float(np.hypot(*(right - left)))
+
+
+def _iou(a, b):
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0, min(ay + ah, by + bh) - max(ay, by))
+    return w * h / float(aw * ah + bw * bh - w * h)
+
+
+# --- detection on whole datasets ------------------------------------------------------------------
+
+def test_hog_finds_a_face_in_at_least_95_percent_of_jaffe(jaffe_samples):
+    assert len(jaffe_samples) == 213
+    missed = []
+    for sample in jaffe_samples:
+        image = read_image(sample.path)
+        boxes = detect_faces(image, "hog")
+        if not boxes:
+            missed.append(os.path.basename(sample.path))
+            continue
+        x, y, w, h = boxes[0]
+        assert 0 <= x and 0 <= y and x + w <= 256 and y + h <= 256, (sample.path, boxes[0])
+        assert 60 <= w <= 220, f"{sample.path}: implausible face box {boxes[0]}"
+    rate = 1 - len(missed) / len(jaffe_samples)
+    print(f"\nJAFFE HOG detection rate: {rate:.1%} ({len(jaffe_samples) - len(missed)}/{len(jaffe_samples)})")
+    assert rate >= 0.95, f"HOG found a face in {rate:.1%} of JAFFE; missed {missed}"
+
+
+def test_whole_handles_every_ckplus_image(ckplus_samples):
+    assert len(ckplus_samples) == 981
+    images = [read_image(s.path) for s in ckplus_samples]
+    started = time.perf_counter()
+    results = [find_faces(image, "whole") for image in images]
+    elapsed = time.perf_counter() - started
+    print(f"\nfind_faces(detector='whole') on all 981 CK+48 images: {elapsed:.1f} s")
+    for sample, faces in zip(ckplus_samples, results):
+        assert len(faces) == 1, f"{sample.path}: {len(faces)} faces"
+        face = faces[0]
+        assert face.box == (0, 0, 48, 48)
+        assert face.points.shape == (68, 2) and face.points.dtype == np.float32
+        assert np.all(np.isfinite(face.points))
+        # landmarks of a tight crop stay (roughly) on the crop
+        assert face.points.min() > -8 and face.points.max() < 56, sample.path
+        assert face.aligned.shape == (ALIGN_SIZE, ALIGN_SIZE) and face.aligned.dtype == np.uint8
+    assert elapsed < 20, f"'whole' over CK+48 took {elapsed:.1f} s (expected a few seconds)"
+
+
+def test_auto_picks_whole_for_crops_and_hog_for_photos(ckplus_samples, jaffe_face_image):
+    assert resolve_detector("auto", (48, 48)) == "whole"
+    assert resolve_detector("auto", (AUTO_WHOLE_MAX_SIDE, 100, 3)) == "whole"
+    assert resolve_detector("auto", (256, 256)) == "hog"
+    assert resolve_detector("auto", (AUTO_WHOLE_MAX_SIDE + 1, 40)) == "hog"
+    for method in ("hog", "cnn", "whole"):
+        assert resolve_detector(method, (48, 48)) == method
+
+    crop = read_image(ckplus_samples[0].path)
+    assert detect_faces(crop, "auto") == [(0, 0, 48, 48)]
+    assert detect_faces(crop, "hog") == []  # why 'whole' exists: HOG misses tight 48 px crops
+
+    photo = jaffe_face_image[0]
+    boxes = detect_faces(photo, "auto")
+    assert len(boxes) == 1 and boxes == detect_faces(photo, "hog")
+    assert boxes[0] != (0, 0, 256, 256)
+
+    flat = np.full((256, 256), 128, np.uint8)
+    assert detect_faces(flat, "auto") == []  # hog: nothing there
+    assert detect_faces(flat, "whole") == [(0, 0, 256, 256)]
+
+
+def test_unknown_detector_is_refused(jaffe_face_image):
+    with pytest.raises(ValueError, match="detector"):
+        detect_faces(jaffe_face_image[0], "haar")
+
+
+def test_cnn_detector_finds_the_faces_hog_finds(jaffe_dir):
+    paths = [jaffe_dir / "happy" / "KA.HA1.29.tiff", jaffe_dir / "surprise" / "KM.SU1.14.tiff",
+             jaffe_dir / "sadness" / "YM.SA1.55.tiff"]
+    for path in paths:
+        image = read_image(path)
+        cnn = detect_faces(image, "cnn")
+        hog = detect_faces(image, "hog")
+        assert len(cnn) == 1 and len(hog) == 1, (path, cnn, hog)
+        assert _iou(cnn[0], hog[0]) > 0.4, (path, cnn, hog)
+        rgb = read_image(path, "rgb")
+        assert len(detect_faces(rgb, "cnn")) == 1  # RGB input too
+
+
+def test_hog_on_rgb_and_gray_agree(jaffe_face_image):
+    gray = jaffe_face_image[0]
+    rgb = read_image(jaffe_face_image[1], "rgb")
+    assert detect_faces(gray, "hog") == detect_faces(rgb, "hog")
+
+
+# --- landmarks and alignment ----------------------------------------------------------------------
+
+def test_face_fields_and_alignment(jaffe_faces):
+    for sample, image, face in jaffe_faces:
+        assert face.checked
+        x, y, w, h = face.box
+        assert 0 <= x and 0 <= y and x + w <= image.shape[1] and y + h <= image.shape[0]
+        # the 68 points lie in and around the box, in image coordinates
+        assert np.all(face.points[:, 0] > x - 0.3 * w) and np.all(face.points[:, 0] < x + 1.3 * w)
+        assert np.all(face.points[:, 1] > y - 0.3 * h) and np.all(face.points[:, 1] < y + 1.3 * h)
+        # anatomy: brows above eyes above nose tip above mouth above chin (image y grows down)
+        p = face.points
+        brows, eyes = p[17:27, 1].mean(), p[36:48, 1].mean()
+        nose, mouth, chin = p[33, 1], p[48:68, 1].mean(), p[8, 1]
+        assert brows < eyes < nose < mouth < chin, sample.path
+        left, right = eye_centres(p)
+        assert left[0] < right[0], "left_eye must be the eye on the image's left"
+        # alignment: eyes level, at the fixed distance and height
+        a_left, a_right = eye_centres(face.aligned_points)
+        assert face.aligned.shape == (ALIGN_SIZE, ALIGN_SIZE)
+        assert abs(a_left[1] - a_right[1]) < 1e-3
+        assert abs(a_right[0] - a_left[0] - ALIGN_EYE_DISTANCE * ALIGN_SIZE) < 1e-3
+        assert abs(a_left[1] - ALIGN_EYE_Y * ALIGN_SIZE) < 1e-3
+        assert abs((a_left[0] + a_right[0]) / 2 - ALIGN_SIZE / 2) < 1e-3
+
+
+def test_aligned_crop_is_the_face(jaffe_faces):
+    """The aligned crop matches the original image warped by the same similarity transform."""
+    sample, image, face = jaffe_faces[0]
+    aligned, aligned_points = align_face(image, face.points)
+    np.testing.assert_allclose(aligned_points, face.aligned_points, atol=0.05)
+    assert np.abs(aligned.astype(int) - face.aligned.astype(int)).mean() < 4  # work image was upscaled
+
+
+def test_align_face_refuses_degenerate_points(jaffe_face_image):
+    with pytest.raises(DegenerateLandmarksError):
+        align_face(jaffe_face_image[0], np.full((68, 2), 100.0))
+
+
+def test_mirror_table_matches_the_landmark_scheme(jaffe_faces):
+    assert sorted(MIRROR.tolist()) == list(range(68))
+    np.testing.assert_array_equal(MIRROR[MIRROR], np.arange(68))
+    for left, right in (("left_eye", "right_eye"), ("left_eyebrow", "right_eyebrow")):
+        assert sorted(MIRROR[PARTS[left]].tolist()) == list(range(68))[PARTS[right]]
+    # on real faces: landmarks of the flipped image are the mirrored landmarks of the original
+    errors = []
+    for _, image, face in jaffe_faces[:8]:
+        width = image.shape[1]
+        flipped = find_faces(np.ascontiguousarray(image[:, ::-1]), "hog")[0]
+        back = flipped.points[MIRROR].astype(np.float64)
+        back[:, 0] = width - 1 - back[:, 0]
+        errors.append(np.linalg.norm(back - face.points, axis=1).mean() / _iod(face.points))
+    assert max(errors) < 0.08, f"mean mirrored-landmark error / IOD: {np.round(errors, 3)}"
+
+
+@pytest.mark.parametrize("factor", [1.5, 7.0])
+def test_points_come_back_in_input_image_coordinates(jaffe_faces, factor):
+    """1.5x: no upscaling of the face region; 7x (1792 px): the image is first reduced to MAX_SIDE."""
+    assert 256 * 7.0 > MAX_SIDE
+    errors = []
+    for _, image, face in jaffe_faces[:4]:
+        big = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+        found = find_faces(big, "hog")
+        assert len(found) == 1
+        errors.append(np.linalg.norm(found[0].points / factor - face.points, axis=1).mean() / _iod(face.points))
+        bx, by, bw, bh = found[0].box
+        assert bx + bw <= big.shape[1] + 1 and by + bh <= big.shape[0] + 1
+        assert abs(bw / factor - face.box[2]) < 0.25 * face.box[2]
+    assert max(errors) < 0.06, f"mean landmark displacement / IOD: {np.round(errors, 3)}"
+
+
+def test_find_faces_on_a_flat_image(jaffe_face_image):
+    assert find_faces(np.full((256, 256), 90, np.uint8), "hog") == []
+
+
+# --- model files ---------------------------------------------------------------------------------
+
+def test_model_files_are_found():
+    for name in (models.SHAPE_PREDICTOR_68, models.MMOD_DETECTOR):
+        path = models.model_path(name)
+        assert os.path.getsize(path) > 100_000, path
+
+
+def test_wrong_model_files_raise_model_file_error(tmp_path):
+    text = tmp_path / "not_a_model.dat"
+    text.write_text("this is not a dlib model\n")
+    empty = tmp_path / "empty.dat"
+    empty.write_bytes(b"")
+    truncated = tmp_path / "truncated.dat"
+    with open(models.model_path(models.SHAPE_PREDICTOR_68), "rb") as fh:
+        truncated.write_bytes(fh.read(1_000_000))
+    for path in (text, empty, truncated, models.model_path(models.MMOD_DETECTOR)):
+        with pytest.raises(ModelFileError, match="not a dlib shape predictor"):
+            models.shape_predictor(str(path))
+    for path in (text, models.model_path(models.SHAPE_PREDICTOR_68)):
+        with pytest.raises(ModelFileError, match="not a dlib MMOD detector"):
+            models.cnn_detector(str(path))
+
+
+def test_shape_predictor_override_by_environment(tmp_path, run_python, jaffe_face_image):
+    text = tmp_path / "not_a_model.dat"
+    text.write_text("this is not a dlib model\n")
+    code = textwrap.dedent(f"""
+        from landmarks import find_faces, read_image
+        from landmarks.errors import ModelFileError
+        image = read_image({str(jaffe_face_image[1])!r})
+        try:
+            find_faces(image, "hog")
+            print("NO ERROR")
+        except ModelFileError as exc:
+            print("ModelFileError:", exc)
+    """)
+    bad = run_python(["-c", code], env={"FER_SHAPE_PREDICTOR": str(text)})
+    assert bad.returncode == 0, bad.stderr
+    assert bad.stdout.startswith("ModelFileError:") and "not a dlib shape predictor" in bad.stdout
+
+    missing = run_python(["-c", code], env={"FER_SHAPE_PREDICTOR": str(tmp_path / "missing.dat")})
+    assert missing.stdout.startswith("ModelFileError:") and "not found" in missing.stdout
+
+    real = run_python(["-c", code], env={"FER_SHAPE_PREDICTOR": models.model_path(models.SHAPE_PREDICTOR_68)})
+    assert real.stdout.strip() == "NO ERROR", real.stdout + real.stderr
+
+
+def test_models_load_lazily_and_once(run_python, jaffe_face_image):
+    code = textwrap.dedent(f"""
+        import landmarks, features, features.extract
+        from landmarks import models
+        caches = (models.shape_predictor, models.hog_detector, models.cnn_detector)
+        print("after import:", [c.cache_info().currsize for c in caches])
+        image = landmarks.read_image({str(jaffe_face_image[1])!r})
+        for _ in range(3):
+            landmarks.find_faces(image, "hog")
+        print("after 3 images:", [c.cache_info().misses for c in caches])
+    """)
+    result = run_python(["-c", code])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["after import: [0, 0, 0]", "after 3 images: [1, 1, 0]"]
