@@ -7,7 +7,7 @@ import numpy as np
 from landmarks.errors import IncompatibleModelError
 from landmarks.shape import ALIGN_SIZE, UPSCALE_TO
 
-from . import geometry, patches
+from . import action_units, geometry, patches
 
 #: Bump when a feature's definition changes: models trained on other versions are refused.
 FEATURES_VERSION = 1
@@ -26,12 +26,13 @@ def _normalised(face):
 GROUPS = {
     "geometry": (lambda f: geometry.features_of_normalised(_normalised(f)), lambda: geometry.NAMES),
     "landmarks": (lambda f: geometry.landmarks_of_normalised(_normalised(f)), lambda: geometry.LANDMARK_NAMES),
+    "action_units": (lambda f: action_units.action_units_of_normalised(_normalised(f)), lambda: action_units.NAMES),
     "parts_hog": (lambda f: patches.part_hog(f.aligned, f.aligned_points), patches.part_hog_names),
     "parts_lbp": (lambda f: patches.part_lbp(f.aligned, f.aligned_points), patches.part_lbp_names),
     "face_hog": (lambda f: patches.face_hog(f.aligned), patches.face_hog_names),
 }
 #: LBP is opt-in (--groups): it costs as much as all the other descriptors together.
-DEFAULT_GROUPS = ("geometry", "landmarks", "parts_hog", "face_hog")
+DEFAULT_GROUPS = ("geometry", "landmarks", "action_units", "parts_hog", "face_hog")
 
 
 @dataclass(frozen=True)

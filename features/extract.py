@@ -10,6 +10,7 @@ is written atomically at the end.
 
 import collections
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -30,6 +31,7 @@ from landmarks.errors import DegenerateLandmarksError, FacialExpressionError, Im
 from landmarks.io import MIN_SIDE, atomic_path, read_image
 from landmarks.shape import find_faces
 
+from .backend import BACKENDS, compute_backend, default_backend
 from .describe import DEFAULT_GROUPS, GROUPS, FeatureConfig, describe_face
 from .pixelize import pixelize, save_rgb
 from .table import FeatureTable
@@ -85,6 +87,12 @@ def _extract_chunk(index, samples, config, n_columns, pixelize_dir=None, first_r
     return index, X, np.array(status), np.array(n_faces, dtype=np.int32)
 
 
+def _absolute(sample):
+    if sample.path is None:
+        return sample
+    return dataclasses.replace(sample, path=os.path.abspath(sample.path))
+
+
 def _fingerprint(samples, config, chunk_size):
     # chunk_size is part of it: checkpoints are per chunk, so another chunking cannot reuse them
     digest = hashlib.sha256(json.dumps([config.to_dict(), chunk_size], sort_keys=True).encode())
@@ -122,8 +130,12 @@ def _load_chunk(path):
 
 
 def extract_dataset(dataset, output, preset=None, config=FeatureConfig(), jobs=-1, chunk_size=CHUNK_SIZE,
-                    pixelize_dir=None, progress=True, limit=None):
-    """Extract ``dataset`` into the feature table ``output``; returns (table, summary dict)."""
+                    pixelize_dir=None, progress=True, limit=None, backend="local", scheduler=None):
+    """Extract ``dataset`` into the feature table ``output``; returns (table, summary dict).
+
+    ``backend="dask"`` runs the chunks on the Dask cluster at ``scheduler`` (see
+    :mod:`features.backend`); the table is the same as a local run's.
+    """
     output = os.fspath(output)
     preset = preset or guess_preset(dataset)
     samples = load_dataset(dataset, preset)
@@ -168,16 +180,21 @@ def extract_dataset(dataset, output, preset=None, config=FeatureConfig(), jobs=-
         bar = tqdm(total=len(samples), initial=done_before, unit="img", disable=not progress,
                    desc=f"extract {os.path.basename(os.path.normpath(os.fspath(dataset)))}", file=sys.stderr)
         if pending:
-            n_jobs = min(jobs if jobs > 0 else os.cpu_count() or 1, len(pending))
-            tasks = (delayed(_extract_chunk)(i, chunk, config, len(names), pixelize_dir, first)
-                     for i, chunk, first in pending)
-            runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered") if n_jobs > 1 else None
-            stream = runner(tasks) if runner is not None else (fn(*a, **k) for fn, a, k in tasks)
-            for index, X, status, n_faces in stream:
-                with atomic_path(_chunk_path(partial, index)) as tmp, open(tmp, "wb") as fh:
-                    np.savez(fh, X=X, status=status, n_faces=n_faces)
-                results[index] = (X, status, n_faces)
-                bar.update(len(status))
+            with compute_backend(backend, scheduler):
+                if backend == "dask":  # workers resolve paths themselves: make them absolute
+                    pending = [(i, [_absolute(s) for s in chunk], first) for i, chunk, first in pending]
+                    n_jobs = -1
+                else:
+                    n_jobs = min(jobs if jobs > 0 else os.cpu_count() or 1, len(pending))
+                tasks = (delayed(_extract_chunk)(i, chunk, config, len(names), pixelize_dir, first)
+                         for i, chunk, first in pending)
+                runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered") if n_jobs != 1 else None
+                stream = runner(tasks) if runner is not None else (fn(*a, **k) for fn, a, k in tasks)
+                for index, X, status, n_faces in stream:
+                    with atomic_path(_chunk_path(partial, index)) as tmp, open(tmp, "wb") as fh:
+                        np.savez(fh, X=X, status=status, n_faces=n_faces)
+                    results[index] = (X, status, n_faces)
+                    bar.update(len(status))
         bar.close()
         X = np.concatenate([results[i][0] for i, _, _ in chunks])
         status = np.concatenate([results[i][1] for i, _, _ in chunks]).astype(str)
@@ -225,8 +242,13 @@ def format_summary(summary, output):
 @click.option("--pixelize", "pixelize_dir", type=click.Path(file_okay=False), default=None,
               help="Also write each image with its landmarks drawn into this folder.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N images (for a quick look).")
+@click.option("--backend", type=click.Choice(BACKENDS), default=default_backend,
+              show_default="local, or dask when FER_DASK_SCHEDULER is set",
+              help="Run on this machine's cores or on a Dask cluster.")
+@click.option("--scheduler", envvar="FER_DASK_SCHEDULER", default=None,
+              help="Dask scheduler address (tcp://host:8786) for --backend dask [env: FER_DASK_SCHEDULER].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def main(dataset, output, preset, detector, upsample, groups, jobs, pixelize_dir, limit, quiet):
+def main(dataset, output, preset, detector, upsample, groups, jobs, pixelize_dir, limit, backend, scheduler, quiet):
     """Extract landmarks and features of every image in DATASET into one feature table.
 
     DATASET is a class-per-folder tree (DATASET/<class>/<image>), the FER-2013 folder
@@ -237,7 +259,7 @@ def main(dataset, output, preset, detector, upsample, groups, jobs, pixelize_dir
         config = FeatureConfig(detector=detector, upsample=upsample,
                                groups=tuple(g.strip() for g in groups.split(",") if g.strip()))
         _, summary = extract_dataset(dataset, output, preset, config, jobs, pixelize_dir=pixelize_dir,
-                                     progress=not quiet, limit=limit)
+                                     progress=not quiet, limit=limit, backend=backend, scheduler=scheduler)
     except (FacialExpressionError, ValueError, OSError) as exc:  # OSError: e.g. an unwritable -o path
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:

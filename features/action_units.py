@@ -1,0 +1,143 @@
+"""Action-unit-like features: scale-free facial actions measured against a neutral face.
+
+Each measure is named after the FACS action unit it approximates (AU1 inner brow raiser,
+AU12 lip corner puller, ...). It is computed on landmarks normalised by
+:func:`features.geometry.normalise_points` (eyes level, inter-ocular distance 1) and
+reported as the difference from the same measure on a neutral reference shape, the mean
+normalised neutral face learned from the data (``neutral_reference.json``, rebuilt with
+``python -m features.action_units data/jaffe.npz data/fer2013.npz``). Positive values mean
+"more of this action than a neutral face", in inter-ocular distances x 10 (or ratios x 10),
+so 1.0 is a tenth of the distance between the eyes. Opposed actions (lid raise / tighten,
+lip-corner pull / depress) are split into two rectified features.
+"""
+
+import functools
+import json
+import os
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REFERENCE_FILE = os.path.join(HERE, "neutral_reference.json")
+SCALE = 10.0
+
+
+def _d(p, i, j):
+    return np.hypot(*(p[i] - p[j]))
+
+
+def _brow_height(p, brow, lid):
+    return p[lid, 1].mean() - p[brow, 1].mean()
+
+
+def _openness(p):
+    left = (_d(p, 37, 41) + _d(p, 38, 40)) / (2 * _d(p, 36, 39))
+    right = (_d(p, 43, 47) + _d(p, 44, 46)) / (2 * _d(p, 42, 45))
+    return (left + right) / 2
+
+
+def _corner_height(p):
+    mid = (p[51, 1] + p[57, 1]) / 2
+    return ((mid - p[48, 1]) + (mid - p[54, 1])) / 2
+
+
+# raw measure name -> function of normalised points (bigger = more of the action)
+RAW = {
+    "inner_brow": lambda p: ((p[39, 1] - p[21, 1]) + (p[42, 1] - p[22, 1])) / 2,
+    "outer_brow": lambda p: ((p[36, 1] - p[17, 1]) + (p[45, 1] - p[26, 1])) / 2,
+    "brow_height": lambda p: (_brow_height(p, [18, 19, 20], [37, 38]) + _brow_height(p, [23, 24, 25], [43, 44])) / 2,
+    "brow_gap": lambda p: _d(p, 21, 22),
+    "eye_openness": _openness,
+    "nose_to_lip": lambda p: _d(p, 33, 51),
+    "nose_length": lambda p: _d(p, 27, 33),
+    "corner_height": _corner_height,
+    "mouth_width": lambda p: _d(p, 48, 54),
+    "lip_thickness": lambda p: _d(p, 51, 62) + _d(p, 66, 57),
+    "lips_gap": lambda p: _d(p, 62, 66),
+    "chin_drop": lambda p: p[8, 1],
+    "lip_to_chin": lambda p: _d(p, 57, 8),
+}
+
+# action-unit feature -> (FACS name, words for explanations, raw measure, sign, rectified)
+ACTION_UNITS = {
+    "au01_inner_brow_raise": ("AU1 inner brow raiser", "inner brows raised", "inner_brow", +1, False),
+    "au02_outer_brow_raise": ("AU2 outer brow raiser", "outer brows raised", "outer_brow", +1, False),
+    "au04_brow_lowerer": ("AU4 brow lowerer", "brows lowered", "brow_height", -1, False),
+    "au04_brows_drawn_together": ("AU4 brow lowerer (knit)", "brows drawn together", "brow_gap", -1, False),
+    "au05_upper_lid_raise": ("AU5 upper lid raiser", "eyes widened", "eye_openness", +1, True),
+    "au07_lid_tighten": ("AU7 lid tightener", "eyes narrowed", "eye_openness", -1, True),
+    "au09_nose_wrinkle": ("AU9 nose wrinkler", "nose wrinkled (shortened)", "nose_length", -1, False),
+    "au10_upper_lip_raise": ("AU10 upper lip raiser", "upper lip raised", "nose_to_lip", -1, False),
+    "au12_lip_corner_pull": ("AU12 lip corner puller", "lip corners pulled up", "corner_height", +1, True),
+    "au15_lip_corner_depress": ("AU15 lip corner depressor", "lip corners pulled down", "corner_height", -1, True),
+    "au20_lip_stretch": ("AU20 lip stretcher", "lips stretched wide", "mouth_width", +1, False),
+    "au23_lip_tighten": ("AU23/24 lip tightener/pressor", "lips pressed thin", "lip_thickness", -1, False),
+    "au25_lips_part": ("AU25 lips part", "lips parted", "lips_gap", +1, False),
+    "au26_jaw_drop": ("AU26 jaw drop", "jaw dropped", "chin_drop", +1, False),
+    "au17_chin_raise": ("AU17 chin raiser", "chin raised", "lip_to_chin", -1, False),
+}
+NAMES = tuple(ACTION_UNITS)
+WORDS = {name: spec[1] for name, spec in ACTION_UNITS.items()}
+
+
+def raw_measures(p):
+    return np.array([fn(p) for fn in RAW.values()], dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=1)
+def neutral_reference():
+    """The raw measures of the neutral reference shape (from neutral_reference.json)."""
+    with open(REFERENCE_FILE) as fh:
+        data = json.load(fh)
+    points = np.asarray(data["points"], dtype=np.float64).reshape(68, 2)
+    return raw_measures(points)
+
+
+def action_units_of_normalised(p, reference=None):
+    """Action-unit vector (float32, :data:`NAMES` order) of normalised points."""
+    raw = raw_measures(p)
+    ref = neutral_reference() if reference is None else reference
+    index = {name: i for i, name in enumerate(RAW)}
+    out = []
+    for _, _, measure, sign, rectified in ACTION_UNITS.values():
+        i = index[measure]
+        delta = sign * (raw[i] - ref[i]) * SCALE
+        out.append(max(delta, 0.0) if rectified else delta)
+    return np.array(out, dtype=np.float32)
+
+
+def learn_reference(tables):
+    """Mean normalised neutral shape of the ``neutral`` rows of feature tables with a ``landmarks`` group."""
+    shapes = []
+    for table in tables:
+        rows = table.ok & (table.labels == "neutral")
+        if table.splits.size and np.any(table.splits == "Training"):
+            rows &= table.splits == "Training"  # never learn from a test part
+        shapes.append(table.X[rows][:, table.groups["landmarks"]])
+    shapes = np.concatenate(shapes)
+    if len(shapes) == 0:
+        raise ValueError("no neutral faces in the given tables")
+    return shapes.mean(axis=0).reshape(68, 2), len(shapes)
+
+
+def main(argv=None):
+    import argparse
+
+    from landmarks.io import atomic_path
+
+    from .table import load_table
+
+    parser = argparse.ArgumentParser(description="Learn the neutral reference shape from feature tables' neutral faces "
+                                                 "(training parts only).")
+    parser.add_argument("tables", nargs="+")
+    parser.add_argument("-o", "--output", default=REFERENCE_FILE)
+    args = parser.parse_args(argv)
+    points, n = learn_reference([load_table(t) for t in args.tables])
+    with atomic_path(args.output) as tmp, open(tmp, "w") as fh:
+        json.dump({"learned_from": [os.path.basename(t) for t in args.tables], "neutral_faces": n,
+                   "points": np.round(points.astype(np.float64), 5).ravel().tolist()}, fh)
+    print(f"{args.output}: mean of {n} neutral faces")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Where parallel work runs: local processes (joblib's loky) or a Dask cluster.
+
+The same joblib code runs on both: ``with compute_backend("dask", "tcp://host:8786"):``
+routes every ``joblib.Parallel`` inside the block to the cluster. The scheduler address
+may also come from the ``FER_DASK_SCHEDULER`` environment variable. Workers must see the
+dataset files at the same paths as the client (a shared or replicated file system).
+"""
+
+import contextlib
+import os
+
+BACKENDS = ("local", "dask")
+SCHEDULER_ENV = "FER_DASK_SCHEDULER"
+
+
+def default_backend():
+    return "dask" if os.environ.get(SCHEDULER_ENV) else "local"
+
+
+@contextlib.contextmanager
+def compute_backend(backend="local", scheduler=None):
+    """Context in which joblib.Parallel uses ``backend``; yields the Dask client (or None)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+    if backend == "local":
+        yield None
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ValueError("the dask backend needs the 'distributed' package (pip install distributed)") from None
+    from joblib import parallel_config
+
+    scheduler = scheduler or os.environ.get(SCHEDULER_ENV)
+    if not scheduler:
+        raise ValueError(f"the dask backend needs --scheduler ADDRESS or {SCHEDULER_ENV}")
+    try:
+        client = Client(scheduler, timeout="10s")
+    except OSError as exc:
+        raise ValueError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+    try:
+        with parallel_config(backend="dask"):
+            yield client
+    finally:
+        client.close()
