@@ -29,7 +29,7 @@ from landmarks.datasets import PRESETS, guess_preset, load_dataset
 from landmarks.detect import DETECTORS
 from landmarks.errors import DegenerateLandmarksError, FacialExpressionError, ImageError, ImageTooSmallError
 from landmarks.io import MIN_SIDE, atomic_path, read_image
-from landmarks.shape import find_faces
+from landmarks.shape import find_faces, mirror_face
 
 from .backend import BACKENDS, compute_backend, default_backend
 from .describe import DEFAULT_GROUPS, GROUPS, FeatureConfig, describe_face
@@ -68,8 +68,20 @@ def extract_image(image, config):
     return "ok", len(faces), vector, faces
 
 
-def _extract_chunk(index, samples, config, n_columns, pixelize_dir=None, first_row=0):
+def _mirrored_vector(image, face, config):
+    """Feature vector of the mirrored face (flip augmentation), or None if degenerate."""
+    try:
+        _, mirrored = mirror_face(image, face, config.align_size)
+        vector = describe_face(mirrored, config)
+    except DegenerateLandmarksError:
+        return None
+    return vector if np.all(np.isfinite(vector)) else None
+
+
+def _extract_chunk(index, samples, config, n_columns, pixelize_dir=None, first_row=0, flip=False):
     X = np.zeros((len(samples), n_columns), dtype=np.float32)
+    X_flip = np.zeros((len(samples), n_columns), dtype=np.float32)
+    flip_ok = np.zeros(len(samples), dtype=bool)
     status, n_faces = [], []
     for i, sample in enumerate(samples):
         try:
@@ -79,12 +91,19 @@ def _extract_chunk(index, samples, config, n_columns, pixelize_dir=None, first_r
             state, count, vector, faces = exc.reason, 0, None, []
         if vector is not None:
             X[i] = vector
+            if flip:
+                mirrored = _mirrored_vector(image, faces[0], config)
+                if mirrored is not None:
+                    X_flip[i], flip_ok[i] = mirrored, True
         status.append(state)
         n_faces.append(count)
         if pixelize_dir and faces:
             name = f"{first_row + i:06d}_{os.path.splitext(os.path.basename(sample.source))[0]}.png"
             save_rgb(os.path.join(pixelize_dir, name), pixelize(image, faces[:1], [sample.label]))
-    return index, X, np.array(status), np.array(n_faces, dtype=np.int32)
+    chunk = {"X": X, "status": np.array(status, dtype=str), "n_faces": np.array(n_faces, dtype=np.int32)}
+    if flip:
+        chunk.update(X_flip=X_flip, flip_ok=flip_ok)
+    return index, chunk
 
 
 def _absolute(sample):
@@ -93,9 +112,9 @@ def _absolute(sample):
     return dataclasses.replace(sample, path=os.path.abspath(sample.path))
 
 
-def _fingerprint(samples, config, chunk_size):
+def _fingerprint(samples, config, chunk_size, flip=False):
     # chunk_size is part of it: checkpoints are per chunk, so another chunking cannot reuse them
-    digest = hashlib.sha256(json.dumps([config.to_dict(), chunk_size], sort_keys=True).encode())
+    digest = hashlib.sha256(json.dumps([config.to_dict(), chunk_size, flip], sort_keys=True).encode())
     for s in samples:
         digest.update(f"{s.source}\t{s.label}\t{s.subject}\t{s.split}\n".encode())
     return digest.hexdigest()
@@ -126,15 +145,17 @@ def _chunk_path(partial, index):
 
 def _load_chunk(path):
     with np.load(path, allow_pickle=False) as data:
-        return data["X"], data["status"], data["n_faces"]
+        return {key: data[key] for key in data.files}
 
 
 def extract_dataset(dataset, output, preset=None, config=FeatureConfig(), jobs=-1, chunk_size=CHUNK_SIZE,
-                    pixelize_dir=None, progress=True, limit=None, backend="local", scheduler=None):
+                    pixelize_dir=None, progress=True, limit=None, backend="local", scheduler=None, flip=False):
     """Extract ``dataset`` into the feature table ``output``; returns (table, summary dict).
 
     ``backend="dask"`` runs the chunks on the Dask cluster at ``scheduler`` (see
-    :mod:`features.backend`); the table is the same as a local run's.
+    :mod:`features.backend`); the table is the same as a local run's. ``flip=True`` appends
+    a mirrored copy of every described face (rows marked ``augmented``, sources ending
+    ``#flip``), for training-time augmentation; benchmarks never test on them.
     """
     output = os.fspath(output)
     preset = preset or guess_preset(dataset)
@@ -145,7 +166,7 @@ def extract_dataset(dataset, output, preset=None, config=FeatureConfig(), jobs=-
     partial = output + ".partial"
     started = time.time()
     with output_lock(output):
-        fingerprint = _fingerprint(samples, config, chunk_size)
+        fingerprint = _fingerprint(samples, config, chunk_size, flip)
         meta_path = os.path.join(partial, "meta.json")
         if os.path.isdir(partial):
             try:
@@ -166,7 +187,9 @@ def extract_dataset(dataset, output, preset=None, config=FeatureConfig(), jobs=-
             if os.path.exists(path):
                 try:
                     saved = _load_chunk(path)
-                    if saved[0].shape != (len(chunk), len(names)) or {len(saved[1]), len(saved[2])} != {len(chunk)}:
+                    if (saved["X"].shape != (len(chunk), len(names))
+                            or {len(saved["status"]), len(saved["n_faces"])} != {len(chunk)}
+                            or flip != ("X_flip" in saved)):
                         raise ValueError("checkpoint does not match its chunk")
                     results[i] = saved
                 except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
@@ -186,31 +209,45 @@ def extract_dataset(dataset, output, preset=None, config=FeatureConfig(), jobs=-
                     n_jobs = -1
                 else:
                     n_jobs = min(jobs if jobs > 0 else os.cpu_count() or 1, len(pending))
-                tasks = (delayed(_extract_chunk)(i, chunk, config, len(names), pixelize_dir, first)
+                tasks = (delayed(_extract_chunk)(i, chunk, config, len(names), pixelize_dir, first, flip)
                          for i, chunk, first in pending)
                 runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered") if n_jobs != 1 else None
                 stream = runner(tasks) if runner is not None else (fn(*a, **k) for fn, a, k in tasks)
-                for index, X, status, n_faces in stream:
+                for index, chunk in stream:
                     with atomic_path(_chunk_path(partial, index)) as tmp, open(tmp, "wb") as fh:
-                        np.savez(fh, X=X, status=status, n_faces=n_faces)
-                    results[index] = (X, status, n_faces)
-                    bar.update(len(status))
+                        np.savez(fh, **chunk)
+                    results[index] = chunk
+                    bar.update(len(chunk["status"]))
         bar.close()
-        X = np.concatenate([results[i][0] for i, _, _ in chunks])
-        status = np.concatenate([results[i][1] for i, _, _ in chunks]).astype(str)
-        n_faces = np.concatenate([results[i][2] for i, _, _ in chunks])
+        def column(key):
+            return np.concatenate([results[i][key] for i, _, _ in chunks])
+
+        X, status, n_faces = column("X"), column("status").astype(str), column("n_faces")
+        labels = np.array([s.label for s in samples])
+        subjects = np.array([s.subject for s in samples])
+        sources = np.array([s.source for s in samples])
+        splits = np.array([s.split for s in samples])
+        augmented = np.zeros(len(samples), dtype=bool)
+        if flip:
+            keep = column("flip_ok")
+            X = np.concatenate([X, column("X_flip")[keep]])
+            labels, subjects, splits = (np.concatenate([a, a[keep]]) for a in (labels, subjects, splits))
+            sources = np.concatenate([sources, np.char.add(sources[keep], "#flip")])
+            status = np.concatenate([status, status[keep]])
+            n_faces = np.concatenate([n_faces, n_faces[keep]])
+            augmented = np.concatenate([augmented, np.ones(int(keep.sum()), dtype=bool)])
         table = FeatureTable(
-            X=X, columns=np.array(names), groups=slices, labels=np.array([s.label for s in samples]),
-            subjects=np.array([s.subject for s in samples]), sources=np.array([s.source for s in samples]),
-            splits=np.array([s.split for s in samples]), status=status, n_faces=n_faces,
+            X=X, columns=np.array(names), groups=slices, labels=labels, subjects=subjects, sources=sources,
+            splits=splits, status=status, n_faces=n_faces, augmented=augmented,
             config=config.to_dict(), dataset=os.path.basename(os.path.normpath(os.fspath(dataset))), preset=preset)
         table.save(output)
         shutil.rmtree(partial, ignore_errors=True)
     elapsed = time.time() - started
     computed = len(samples) - done_before
     summary = {
-        "images": len(samples), "faces": int((status == "ok").sum()),
-        "failures": dict(sorted(collections.Counter(s for s in status if s != "ok").items())),
+        "images": len(samples), "faces": int((status[~augmented] == "ok").sum()),
+        "mirrored": int(augmented.sum()),
+        "failures": dict(sorted(collections.Counter(s for s in status[~augmented] if s != "ok").items())),
         "resumed": done_before, "seconds": round(elapsed, 2),
         "images_per_second": round(computed / elapsed, 1) if elapsed > 0 else None,
     }
@@ -220,7 +257,8 @@ def extract_dataset(dataset, output, preset=None, config=FeatureConfig(), jobs=-
 def format_summary(summary, output):
     failures = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary["failures"].items()) or "none"
     resumed = f" ({summary['resumed']} resumed from a checkpoint)" if summary["resumed"] else ""
-    return (f"{output}: {summary['images']} images{resumed}, {summary['faces']} faces described; "
+    mirrored = f" (+{summary['mirrored']} mirrored)" if summary.get("mirrored") else ""
+    return (f"{output}: {summary['images']} images{resumed}, {summary['faces']} faces described{mirrored}; "
             f"failures: {failures}; {summary['seconds']} s, {summary['images_per_second']} images/s")
 
 
@@ -247,8 +285,10 @@ def format_summary(summary, output):
               help="Run on this machine's cores or on a Dask cluster.")
 @click.option("--scheduler", envvar="FER_DASK_SCHEDULER", default=None,
               help="Dask scheduler address (tcp://host:8786) for --backend dask [env: FER_DASK_SCHEDULER].")
+@click.option("--flip", is_flag=True, help="Also store a mirrored copy of every face (training augmentation; "
+              "benchmarks train on the copies of training images only and never test on them).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def main(dataset, output, preset, detector, upsample, groups, jobs, pixelize_dir, limit, backend, scheduler, quiet):
+def main(dataset, output, preset, detector, upsample, groups, jobs, pixelize_dir, limit, backend, scheduler, flip, quiet):
     """Extract landmarks and features of every image in DATASET into one feature table.
 
     DATASET is a class-per-folder tree (DATASET/<class>/<image>), the FER-2013 folder
@@ -259,7 +299,7 @@ def main(dataset, output, preset, detector, upsample, groups, jobs, pixelize_dir
         config = FeatureConfig(detector=detector, upsample=upsample,
                                groups=tuple(g.strip() for g in groups.split(",") if g.strip()))
         _, summary = extract_dataset(dataset, output, preset, config, jobs, pixelize_dir=pixelize_dir,
-                                     progress=not quiet, limit=limit, backend=backend, scheduler=scheduler)
+                                     progress=not quiet, limit=limit, backend=backend, scheduler=scheduler, flip=flip)
     except (FacialExpressionError, ValueError, OSError) as exc:  # OSError: e.g. an unwritable -o path
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:

@@ -26,6 +26,11 @@ class FeatureTable:
     config: dict             # FeatureConfig.to_dict()
     dataset: str = ""
     preset: str = ""
+    augmented: np.ndarray = None  # bool (n,): mirrored copies (extract --flip); never test rows
+
+    def __post_init__(self):
+        if self.augmented is None:
+            self.augmented = np.zeros(len(self.labels), dtype=bool)
 
     @property
     def ok(self):
@@ -38,7 +43,7 @@ class FeatureTable:
         """A new table with only ``rows`` (mask or indices)."""
         return FeatureTable(self.X[rows], self.columns, self.groups, self.labels[rows], self.subjects[rows],
                             self.sources[rows], self.splits[rows], self.status[rows], self.n_faces[rows],
-                            self.config, self.dataset, self.preset)
+                            self.config, self.dataset, self.preset, self.augmented[rows])
 
     def group_columns(self, groups):
         """Column indices of the named groups, in table order."""
@@ -54,7 +59,8 @@ class FeatureTable:
             np.savez(fh, X=self.X, columns=self.columns.astype(str), labels=self.labels.astype(str),
                      subjects=self.subjects.astype(str), sources=self.sources.astype(str),
                      splits=self.splits.astype(str), status=self.status.astype(str),
-                     n_faces=self.n_faces.astype(np.int32), meta=np.array(json.dumps(meta)))
+                     n_faces=self.n_faces.astype(np.int32), augmented=self.augmented.astype(bool),
+                     meta=np.array(json.dumps(meta)))
 
 
 def load_table(path):
@@ -68,7 +74,8 @@ def load_table(path):
                 X=data["X"], columns=data["columns"], labels=data["labels"], subjects=data["subjects"],
                 sources=data["sources"], splits=data["splits"], status=data["status"], n_faces=data["n_faces"],
                 groups={g: slice(a, b) for g, (a, b) in meta["groups"].items()}, config=meta["config"],
-                dataset=meta.get("dataset", ""), preset=meta.get("preset", ""))
+                dataset=meta.get("dataset", ""), preset=meta.get("preset", ""),
+                augmented=data["augmented"] if "augmented" in data.files else None)
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such feature table (run `make features` first)") from None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as exc:

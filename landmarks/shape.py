@@ -163,3 +163,21 @@ def find_faces(image, detector="auto", upsample=0, upscale_to=UPSCALE_TO, align_
                           points=original.astype(np.float32),
                           aligned=aligned, aligned_points=aligned_points, checked=True))
     return faces
+
+
+def mirror_face(image, face, align_size=ALIGN_SIZE):
+    """The horizontally mirrored image and its Face, without rerunning the shape predictor.
+
+    Points are reflected and renumbered with :data:`MIRROR`, so point 36 is still the
+    image-left eye's outer corner. Used for training-time flip augmentation.
+    """
+    image = np.asarray(image)
+    width = image.shape[1]
+    flipped = np.ascontiguousarray(image[:, ::-1])
+    points = np.asarray(face.points, dtype=np.float32).copy()
+    points[:, 0] = (width - 1) - points[:, 0]
+    points = points[MIRROR]
+    aligned, aligned_points = align_face(flipped, points, align_size)
+    x, y, w, h = face.box
+    return flipped, Face(box=(width - x - w, y, w, h), points=points, aligned=aligned,
+                         aligned_points=aligned_points, checked=face.checked)
