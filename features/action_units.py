@@ -12,6 +12,7 @@ lip-corner pull / depress) are split into two rectified features.
 """
 
 import functools
+import math
 import json
 import os
 
@@ -23,11 +24,15 @@ SCALE = 10.0
 
 
 def _d(p, i, j):
-    return np.hypot(*(p[i] - p[j]))
+    return math.hypot(p[i][0] - p[j][0], p[i][1] - p[j][1])
+
+
+def _mean_y(p, indices):
+    return sum(p[k][1] for k in indices) / len(indices)
 
 
 def _brow_height(p, brow, lid):
-    return p[lid, 1].mean() - p[brow, 1].mean()
+    return _mean_y(p, lid) - _mean_y(p, brow)
 
 
 def _openness(p):
@@ -37,14 +42,14 @@ def _openness(p):
 
 
 def _corner_height(p):
-    mid = (p[51, 1] + p[57, 1]) / 2
-    return ((mid - p[48, 1]) + (mid - p[54, 1])) / 2
+    mid = (p[51][1] + p[57][1]) / 2
+    return ((mid - p[48][1]) + (mid - p[54][1])) / 2
 
 
 # raw measure name -> function of normalised points (bigger = more of the action)
 RAW = {
-    "inner_brow": lambda p: ((p[39, 1] - p[21, 1]) + (p[42, 1] - p[22, 1])) / 2,
-    "outer_brow": lambda p: ((p[36, 1] - p[17, 1]) + (p[45, 1] - p[26, 1])) / 2,
+    "inner_brow": lambda p: ((p[39][1] - p[21][1]) + (p[42][1] - p[22][1])) / 2,
+    "outer_brow": lambda p: ((p[36][1] - p[17][1]) + (p[45][1] - p[26][1])) / 2,
     "brow_height": lambda p: (_brow_height(p, [18, 19, 20], [37, 38]) + _brow_height(p, [23, 24, 25], [43, 44])) / 2,
     "brow_gap": lambda p: _d(p, 21, 22),
     "eye_openness": _openness,
@@ -54,7 +59,7 @@ RAW = {
     "mouth_width": lambda p: _d(p, 48, 54),
     "lip_thickness": lambda p: _d(p, 51, 62) + _d(p, 66, 57),
     "lips_gap": lambda p: _d(p, 62, 66),
-    "chin_drop": lambda p: p[8, 1],
+    "chin_drop": lambda p: p[8][1],
     "lip_to_chin": lambda p: _d(p, 57, 8),
 }
 
@@ -81,7 +86,9 @@ WORDS = {name: spec[1] for name, spec in ACTION_UNITS.items()}
 
 
 def raw_measures(p):
-    return np.array([fn(p) for fn in RAW.values()], dtype=np.float64)
+    """The RAW measures of normalised points (array or list of (x, y))."""
+    pts = np.asarray(p, dtype=np.float64).tolist()
+    return np.array([fn(pts) for fn in RAW.values()], dtype=np.float64)
 
 
 @functools.lru_cache(maxsize=1)

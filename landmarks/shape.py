@@ -80,7 +80,7 @@ def predict_landmarks(image, box):
     x, y, w, h = (int(v) for v in box)
     rect = dlib.rectangle(x, y, x + w - 1, y + h - 1)
     shape = models.shape_predictor()(np.ascontiguousarray(image), rect)
-    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+    return np.fromiter((v for p in shape.parts() for v in (p.x, p.y)), dtype=np.float32, count=136).reshape(68, 2)
 
 
 def alignment_matrix(points, size=ALIGN_SIZE, eye_y=ALIGN_EYE_Y, eye_distance=ALIGN_EYE_DISTANCE):
