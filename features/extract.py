@@ -11,8 +11,6 @@ is written atomically at the end.
 import collections
 import contextlib
 import dataclasses
-import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -27,8 +25,10 @@ from joblib import Parallel, delayed
 
 from landmarks.datasets import PRESETS, guess_preset, load_dataset
 from landmarks.detect import DETECTORS
-from landmarks.errors import DegenerateLandmarksError, FacialExpressionError, ImageError, ImageTooSmallError
+from landmarks.errors import (DegenerateLandmarksError, FacialExpressionError, ImageError, ImageTooSmallError,
+                              OutputLockedError)
 from landmarks.io import MIN_SIDE, atomic_path, read_image
+from landmarks.io import output_lock as _output_lock
 from landmarks.shape import find_faces, mirror_face
 
 from .backend import BACKENDS, compute_backend, default_backend
@@ -39,7 +39,7 @@ from .table import FeatureTable
 CHUNK_SIZE = 64
 
 
-class ExtractionLockedError(FacialExpressionError):
+class ExtractionLockedError(OutputLockedError):
     """Another extraction is writing the same output."""
 
 
@@ -122,21 +122,12 @@ def _fingerprint(samples, config, chunk_size, flip=False):
 
 @contextlib.contextmanager
 def output_lock(output):
-    """Hold an exclusive lock next to ``output``; a second extraction to it refuses."""
-    lock_path = output + ".lock"
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    with open(lock_path, "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise ExtractionLockedError(f"{output}: another extraction is writing this file") from None
-            raise
-        try:
+    """Hold an exclusive lock on ``output``; a second extraction to it refuses."""
+    try:
+        with _output_lock(output, "extraction"):
             yield
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(lock_path)
+    except OutputLockedError as exc:
+        raise ExtractionLockedError(str(exc)) from None
 
 
 def _chunk_path(partial, index):

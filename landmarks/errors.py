@@ -99,3 +99,7 @@ class IncompatibleModelError(ModelFileError):
 
 class DatasetError(FacialExpressionError):
     """A dataset folder or file that does not have the expected layout."""
+
+
+class OutputLockedError(FacialExpressionError):
+    """Another process is writing the same output file."""

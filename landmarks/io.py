@@ -5,6 +5,9 @@ The pixel count is checked from the header *before* decoding, so a file that dec
 50,000 x 50,000 pixels is refused without allocating memory for it.
 """
 
+import contextlib
+import errno
+import fcntl
 import os
 import stat
 import struct
@@ -13,7 +16,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import (CorruptImageError, EmptyImageError, ImageNotFoundError,
+from .errors import (CorruptImageError, OutputLockedError, EmptyImageError, ImageNotFoundError,
                      ImagePermissionError, ImageTooLargeError, ImageTooSmallError,
                      NotAFileError, NotAnImageError)
 
@@ -153,3 +156,37 @@ class atomic_path:
             except FileNotFoundError:
                 pass
         return False
+
+
+@contextlib.contextmanager
+def output_lock(output, what="run"):
+    """Hold an exclusive lock on ``output`` (via ``output.lock``); a second holder is refused.
+
+    Raises OutputLockedError at once instead of waiting. The lock file is removed on
+    release; a run that opened the old file just before the removal notices that its
+    file is no longer the one on disk and tries again, so two runs never both hold it.
+    """
+    lock_path = os.fspath(output) + ".lock"
+    os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)
+    while True:
+        fh = open(lock_path, "a")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            fh.close()
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise OutputLockedError(f"{output}: another {what} is writing this file") from None
+            raise
+        try:
+            same = os.fstat(fh.fileno()).st_ino == os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        fh.close()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(lock_path)
+        fh.close()

@@ -105,7 +105,8 @@ def real_landmark_sets(jaffe_faces, ckplus_faces):
 
 def _run_python(args, env=None, timeout=120, **kwargs):
     full_env = dict(os.environ)
-    full_env.pop("FER_SHAPE_PREDICTOR", None)
+    for name in ("FER_SHAPE_PREDICTOR", "FER_DASK_SCHEDULER"):  # no outside model file or cluster
+        full_env.pop(name, None)
     full_env.update(env or {})
     return subprocess.run([sys.executable, *map(str, args)], cwd=PROJECT_DIR, env=full_env,
                           capture_output=True, text=True, timeout=timeout, **kwargs)
@@ -114,5 +115,6 @@ def _run_python(args, env=None, timeout=120, **kwargs):
 @pytest.fixture(scope="session")
 def run_python():
     """``run_python(args, env=None)``: run ``python args...`` from the project folder in a fresh
-    interpreter (FER_SHAPE_PREDICTOR cleared unless given) -> CompletedProcess with text output."""
+    interpreter (FER_SHAPE_PREDICTOR and FER_DASK_SCHEDULER cleared unless given) -> CompletedProcess
+    with text output."""
     return _run_python

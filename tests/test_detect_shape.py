@@ -102,7 +102,7 @@ def test_cnn_detector_finds_the_faces_hog_finds(jaffe_dir):
         cnn = detect_faces(image, "cnn")
         hog = detect_faces(image, "hog")
         assert len(cnn) == 1 and len(hog) == 1, (path, cnn, hog)
-        assert _iou(cnn[0], hog[0]) > 0.4, (path, cnn, hog)
+        assert _iou(cnn[0], hog[0]) > 0.5, (path, cnn, hog)  # measured 0.67-0.78
         rgb = read_image(path, "rgb")
         assert len(detect_faces(rgb, "cnn")) == 1  # RGB input too
 

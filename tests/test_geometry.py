@@ -8,7 +8,7 @@ import warnings
 import cv2
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from features.geometry import (DESCRIPTIONS, FEATURES, LANDMARK_NAMES, NAMES, geometric_features,
@@ -128,11 +128,12 @@ ANGLE_FEATURES = np.array(["angle" in n or "slope" in n for n in NAMES])
 
 
 def test_features_of_transformed_images_stay_close(jaffe_samples):
-    """A real JAFFE image resized 1.5x, rotated +-5 degrees or shifted with cv2 is a new image: dlib
-    places its landmarks afresh, so features move a little. Measured on these 20 images (all 10
-    subjects): median |change| ~0.009 IOD for distance-like features and ~1 degree for angles;
-    90th percentile <= 0.035 IOD and <= 3.9 degrees; the median change of one image, in units of each
-    feature's spread over JAFFE, <= 0.3. Tolerances below are about twice those."""
+    """A real JAFFE image resized 1.5x, rotated +-5 degrees or shifted (17, -11) px with cv2 is a new
+    image: dlib places its landmarks afresh, so features move a little. Measured on these 20 images
+    (all 10 subjects), per transform: median |change| 0.009-0.011 IOD for distance-like features and
+    0.8-1.5 degrees for angles; 90th percentile <= 0.034 IOD and <= 4.1 degrees; median change in
+    units of each feature's spread over the 20 images <= 0.18 (different images differ by a median
+    1.16), worst single image <= 0.44. Tolerances are about twice those."""
     picks = jaffe_samples[::11]
     originals, spread_faces = [], []
     changes = {"resize 1.5x": [], "rotate +5": [], "rotate -5": [], "shift": []}
@@ -173,7 +174,7 @@ def test_features_of_transformed_images_stay_close(jaffe_samples):
         assert r["dist_p90"] < 0.07, summary
         assert r["angle_median"] < 2.5, summary
         assert r["angle_p90"] < 8.0, summary
-        assert r["worst_image_median_z"] < 0.6, summary
+        assert r["worst_image_median_z"] < 0.9, summary
         assert r["median_z"] < 0.35 * between, (between, summary)
 
 
@@ -252,6 +253,8 @@ def test_property_face_shrunk_to_a_point(real_landmark_sets, data, scale):
 
 
 @PROPERTY
+@example(points=[(3e307, 3e307)] * 68)                      # overflowed to NaN and came out as features
+@example(points=[(0.0, 0.0)] * 36 + [(1e-3, 0.0)] * 6 + [(0.0, 0.0)] * 26)
 @given(points=st.lists(st.tuples(st.floats(allow_nan=True, allow_infinity=True),
                                  st.floats(allow_nan=True, allow_infinity=True)), min_size=68, max_size=68))
 def test_property_any_input_is_refused_or_finite(points):
@@ -266,6 +269,27 @@ def test_property_any_input_is_refused_or_finite(points):
             except DegenerateLandmarksError:
                 continue
             assert values.dtype == np.float32 and np.all(np.isfinite(values))
+
+
+@PROPERTY
+@example(face=0, exponent=250.0, degrees=0.0, shift_exponent=308.0)  # eye sums overflowed to inf
+@given(face=st.integers(0, 10_000), exponent=st.floats(200, 308), degrees=st.floats(-180, 180),
+       shift_exponent=st.one_of(st.none(), st.floats(200, 308)))
+def test_property_real_face_at_absurd_coordinates(real_landmark_sets, face, exponent, degrees, shift_exponent):
+    """A real face blown up (up to 1e308) and/or moved far away: refused or finite, no warnings."""
+    points = real_landmark_sets[face % len(real_landmark_sets)]
+    with np.errstate(over="ignore", invalid="ignore"):  # building the input may itself overflow
+        moved = similarity(points - points.mean(axis=0), 10.0 ** (exponent - 3), degrees)
+        if shift_exponent is not None:
+            moved = moved + 10.0 ** shift_exponent
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for fn in (geometric_features, landmark_features):
+            try:
+                values = fn(moved)
+            except DegenerateLandmarksError:
+                continue
+            assert np.all(np.isfinite(values))
 
 
 @pytest.mark.parametrize("shape", [(67, 2), (68, 3), (136,), (0, 2), (68,)])
