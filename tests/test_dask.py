@@ -1,0 +1,57 @@
+"""The same jobs on a Dask cluster: a distributed.LocalCluster with two worker processes."""
+
+import numpy as np
+import pytest
+
+distributed = pytest.importorskip("distributed", reason="distributed is an install requirement")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as local_cluster:
+        yield local_cluster
+
+
+def test_extraction_on_dask_equals_local_run(cluster, jaffe_dir, tmp_path):
+    from features.extract import extract_dataset
+
+    local, local_summary = extract_dataset(jaffe_dir, tmp_path / "local.npz", "jaffe", jobs=2,
+                                           progress=False, chunk_size=16)
+    remote, remote_summary = extract_dataset(jaffe_dir, tmp_path / "dask.npz", "jaffe", progress=False,
+                                             chunk_size=16, backend="dask", scheduler=cluster.scheduler_address)
+    assert local_summary["faces"] == remote_summary["faces"] == 213
+    assert np.array_equal(local.X, remote.X)
+    for field in ("labels", "subjects", "sources", "status", "n_faces"):
+        assert np.array_equal(getattr(local, field), getattr(remote, field)), field
+    # the work really ran in the cluster's worker processes: they loaded the shape predictor
+    with distributed.Client(cluster.scheduler_address) as client:
+        loaded = client.run(_shape_predictor_loaded)
+    assert len(loaded) == 2 and sum(loaded.values()) >= 1, loaded
+
+
+def _shape_predictor_loaded():
+    from landmarks.models import shape_predictor
+
+    return shape_predictor.cache_info().currsize
+
+
+def test_dask_backend_from_environment(cluster, jaffe_dir, tmp_path, run_python):
+    import os
+
+    env = dict(os.environ, FER_DASK_SCHEDULER=cluster.scheduler_address)
+    out = tmp_path / "env.npz"
+    result = run_python(["-m", "features.extract", str(jaffe_dir), "-o", str(out), "--limit", "20", "-q"], env=env)
+    assert result.returncode == 0, result.stderr
+    from features import load_table
+
+    assert int(load_table(out).ok.sum()) == 20
+
+
+def test_unreachable_scheduler_is_a_one_line_error(jaffe_dir, tmp_path, run_python):
+    result = run_python(["-m", "features.extract", str(jaffe_dir), "-o", str(tmp_path / "x.npz"), "--limit", "5",
+                         "--backend", "dask", "--scheduler", "tcp://127.0.0.1:1", "-q"])
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "cannot reach the Dask scheduler" in result.stderr
+    assert not (tmp_path / "x.npz").exists()
