@@ -8,6 +8,19 @@ PRESET   ?=
 DETECTOR ?= auto
 JOBS     ?= -1
 FEATURES ?= data/$(notdir $(DATASET)).npz
+# benchmark: REPORT folder, MODELS=rf,svm_rbf,... (default all), QUICK=1 for small grids and 5 folds
+REPORT   ?= reports/$(basename $(notdir $(FEATURES)))
+MODELS   ?=
+QUICK    ?=
+SEED     ?= 0
+CLF_JOBS ?= 2
+# the shipped default model: trained on these tables, these labels
+DEFAULT_MODEL  ?= classifiers/models/default.skops
+MODEL_TABLES   ?= data/ckplus48.npz data/jaffe.npz data/fer2013.npz
+MODEL_LABELS   ?= angry,disgust,fear,happy,neutral,sad,surprise
+MODEL_NAME     ?= logreg
+MODEL_ARGS     ?= --quick
+DEMO_IMAGE     ?= $(shell $(PY) -c "import matplotlib.cbook as c; print(c.get_sample_data('grace_hopper.jpg', asfileobj=False))" 2>/dev/null)
 
 .PHONY: install test features benchmark model demo clean help
 
@@ -15,9 +28,9 @@ help:
 	@echo "make install     create $(VENV) and install the project with its dependencies"
 	@echo "make test        run the test suite (real datasets from $(DATASETS))"
 	@echo "make features    extract a feature table: DATASET=dir [PRESET=ckplus48|jaffe|fer2013|folder] -> $(FEATURES)"
-	@echo "make benchmark   compare the classical models on FEATURES"
-	@echo "make model       train the shipped default model"
-	@echo "make demo        predict the emotion on a sample photo"
+	@echo "make benchmark   compare the classical models on FEATURES -> REPORT: FEATURES=data/ckplus48.npz REPORT=reports/ckplus48 [MODELS=rf,svm_rbf] [QUICK=1]"
+	@echo "make model       train the shipped default model ($(MODEL_NAME) on $(MODEL_TABLES)) -> $(DEFAULT_MODEL)"
+	@echo "make demo        predict the emotion on matplotlib's sample photo -> out/demo.png"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +45,20 @@ test:
 
 features:
 	$(PY) -m features.extract $(DATASET) -o $(FEATURES) $(if $(PRESET),--preset $(PRESET)) --detector $(DETECTOR) --jobs $(JOBS)
+
+# a feature table of one shared dataset, e.g. data/jaffe.npz from $(DATASETS)/jaffe
+data/%.npz:
+	$(PY) -m features.extract $(DATASETS)/$* -o $@ --detector $(DETECTOR) --jobs $(JOBS)
+
+benchmark: $(FEATURES)
+	$(PY) -m classifiers.benchmark $(FEATURES) -o $(REPORT) $(if $(MODELS),--models $(MODELS)) $(if $(QUICK),--quick) --seed $(SEED) --jobs $(CLF_JOBS)
+
+model: $(MODEL_TABLES)
+	$(PY) -m classifiers.train $(MODEL_TABLES) -o $(DEFAULT_MODEL) --model $(MODEL_NAME) --labels $(MODEL_LABELS) --seed $(SEED) --jobs $(CLF_JOBS) $(MODEL_ARGS)
+
+demo:
+	@test -n "$(DEMO_IMAGE)" || { echo "matplotlib's sample photo grace_hopper.jpg not found"; exit 1; }
+	$(PY) -m classifiers.predict "$(DEMO_IMAGE)" --annotate out/demo.png
 
 clean:
 	rm -rf build *.egg-info .pytest_cache

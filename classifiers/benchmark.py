@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 import click
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.base import clone
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score,
                              recall_score)
 from sklearn.model_selection import (GridSearchCV, LeaveOneGroupOut, StratifiedGroupKFold, StratifiedKFold,
@@ -117,7 +116,7 @@ def fit_search(name, data, train, protocol, quick, seed, jobs=1, probability=Fal
     Returns (fitted pipeline, best params, seconds). A one-candidate grid is just fitted.
     """
     pipe = make_pipeline(name, data.groups, seed, probability=probability)
-    grid = param_grid(name, quick, probability=probability)
+    grid = param_grid(name, quick, probability=probability, groups=data.groups)
     X, y = data.X[train], data.y[train]
     started = time.perf_counter()
     if len(ParameterGrid(grid)) == 1:
@@ -322,7 +321,7 @@ def plot_comparison(results, path):
     ax.set_ylim(0, 1)
     ax.set_ylabel("score")
     ax.set_title(f"{results['dataset']}: {results['protocol']}", fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _save_figure(fig, path)
 
 
@@ -423,4 +422,7 @@ def main(features_file, report_dir, models, quick, seed, jobs, quiet):
 
 
 if __name__ == "__main__":
-    main()
+    # run the imported module's main, so worker processes find its functions by name
+    from classifiers.benchmark import main as _main
+
+    _main()

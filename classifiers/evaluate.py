@@ -16,7 +16,7 @@ import sys
 import click
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
+from sklearn.metrics import accuracy_score, f1_score, recall_score
 
 from landmarks.datasets import PRESETS, load_dataset
 from landmarks.errors import FacialExpressionError, ImageError
@@ -52,6 +52,16 @@ def _predict_chunk(model_path, samples, detector):
         proba = model.predict_proba(X[:1])[0]  # the largest face carries the image's label
         out.append(("ok", model.labels[int(np.argmax(proba))], float(proba.max())))
     return out
+
+
+def confusion(y_true, y_pred, rows, columns):
+    """Counts[i][j] of true ``rows[i]`` predicted ``columns[j]`` (rows and columns may differ)."""
+    out = np.zeros((len(rows), len(columns)), dtype=int)
+    row_of, col_of = {c: i for i, c in enumerate(rows)}, {c: j for j, c in enumerate(columns)}
+    for t, p in zip(y_true, y_pred):
+        if t in row_of and p in col_of:
+            out[row_of[t], col_of[p]] += 1
+    return out.tolist()
 
 
 def evaluate(model_path, dataset, preset=None, detector=None, jobs=1, progress=True):
@@ -104,8 +114,7 @@ def evaluate(model_path, dataset, preset=None, detector=None, jobs=1, progress=T
             "macro_f1": round(float(f1_score(yt, yp, labels=present, average="macro", zero_division=0)), 4),
             "per_class_recall": {c: round(float(r), 4) for c, r in zip(present, recall)},
             "confusion_labels": {"rows": present, "columns": classes + [NO_FACE]},
-            "confusion_matrix": confusion_matrix(yt, yp, labels=present + classes + [NO_FACE])[
-                :len(present)][:, len(present):].tolist(),
+            "confusion_matrix": confusion(yt, yp, present, classes + [NO_FACE]),
         })
     return report
 
@@ -161,4 +170,7 @@ def main(model_file, dataset_dir, preset, detector, as_json, jobs, quiet):
 
 
 if __name__ == "__main__":
-    main()
+    # run the imported module's main, so worker processes find its functions by name
+    from classifiers.evaluate import main as _main
+
+    _main()

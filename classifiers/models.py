@@ -4,8 +4,13 @@ Every pipeline starts with a :class:`GroupSelector` (which feature groups the mo
 itself a grid parameter), scales where the model needs it, weights classes against
 imbalance, and ends in the classifier. Every random choice takes ``seed``.
 
-    >>> pipe = make_pipeline("svm_rbf", table.groups, seed=0)
-    >>> grid = param_grid("svm_rbf", quick=True)
+    pipe = make_pipeline("svm_rbf", table.groups, seed=0)
+    grid = param_grid("svm_rbf", quick=True, groups=table.groups)
+    GridSearchCV(pipe, grid, cv=StratifiedGroupKFold(3)).fit(X, y, groups=subjects)
+
+Group choices in the grids are "shape" (geometry, landmarks, action units), "shape_parts"
+(shape + part HOG/LBP) and "all"; ``param_grid(..., groups=)`` turns them into tuples of
+the groups a table has, so best parameters read as group names.
 """
 
 import numpy as np
@@ -20,11 +25,28 @@ from sklearn.svm import SVC
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import check_is_fitted
 
-#: Feature-group choices compared by the grids (in table order when selected).
-SHAPE = ("geometry", "landmarks")
-SHAPE_PARTS = ("geometry", "landmarks", "parts_hog", "parts_lbp")
-ALL = ("geometry", "landmarks", "parts_hog", "parts_lbp", "face_hog")
+#: Feature-group choices compared by the grids. Each is resolved against the groups a table
+#: actually has (:func:`resolve_groups`): "shape" = the landmark-shape groups, "shape_parts" =
+#: shape + part patches (HOG, LBP), "all" = every group of the table.
+SHAPE_GROUPS = ("geometry", "landmarks", "action_units")
+PART_GROUPS = ("parts_hog", "parts_lbp")
+SHAPE, SHAPE_PARTS, ALL = "shape", "shape_parts", "all"
 GROUP_CHOICES = (SHAPE, SHAPE_PARTS, ALL)
+
+
+def resolve_groups(choice, available):
+    """A group choice ("shape", "shape_parts", "all" or a tuple of names) -> tuple of the
+    table's groups it means, in table order."""
+    available = tuple(available)
+    if choice == ALL:
+        wanted = available
+    elif choice == SHAPE:
+        wanted = SHAPE_GROUPS
+    elif choice == SHAPE_PARTS:
+        wanted = SHAPE_GROUPS + PART_GROUPS
+    else:
+        wanted = tuple(choice)
+    return tuple(g for g in available if g in wanted)
 
 
 def slices_of(groups):
@@ -41,9 +63,10 @@ class GroupSelector(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    groups : tuple of str or None
-        Group names to keep (None: every group in ``slices``). Columns come out in
-        table order whatever the order of ``groups``.
+    groups : tuple of str, "shape", "shape_parts", "all" or None
+        Group names to keep (None or "all": every group in ``slices``; see
+        :func:`resolve_groups`). Columns come out in table order whatever the order of
+        ``groups``.
     slices : dict
         group name -> (start, stop) column range in the input (``FeatureTable.groups``
         through :func:`slices_of`).
@@ -56,7 +79,14 @@ class GroupSelector(TransformerMixin, BaseEstimator):
     def fit(self, X, y=None):
         X = np.asarray(X)
         slices = slices_of(self.slices or {})
-        names = tuple(slices) if self.groups is None else tuple(self.groups)
+        if self.groups is None:
+            names = tuple(slices)
+        elif isinstance(self.groups, str):
+            if self.groups not in GROUP_CHOICES:
+                raise ValueError(f"GroupSelector: groups must be a tuple of names or one of {GROUP_CHOICES}")
+            names = resolve_groups(self.groups, slices)
+        else:
+            names = tuple(self.groups)
         if not names:
             raise ValueError("GroupSelector: no feature groups selected")
         missing = [g for g in names if g not in slices]
@@ -227,8 +257,7 @@ MODELS = {
                    {"select__groups": list(GROUP_CHOICES), "model__C": [0.001, 0.01, 0.1, 1]},
                    {"select__groups": [SHAPE_PARTS, ALL], "model__C": [0.01]}),
     "xgboost": ("XGBoost, hist trees, balanced sample weights",
-                {"select__groups": list(GROUP_CHOICES), "model__max_depth": [3, 6],
-                 "model__n_estimators": [200, 400], "model__learning_rate": [0.1]},
+                {"select__groups": list(GROUP_CHOICES), "model__max_depth": [3, 6], "model__n_estimators": [200]},
                 {"select__groups": [ALL], "model__n_estimators": [60], "model__max_depth": [3],
                  "model__colsample_bytree": [0.2]}),
     "logreg": ("Multinomial logistic regression, standardised features, balanced class weights",
@@ -236,17 +265,18 @@ MODELS = {
                {"select__groups": [SHAPE_PARTS, ALL], "model__C": [0.01]}),
     "ensemble": ("Soft-voting ensemble of logistic regression, calibrated RBF SVM and Random Forest (150 trees)",
                  {"select__groups": list(GROUP_CHOICES), "model__svm__model__C": [1, 10],
-                  "model__logreg__model__C": [0.01, 0.1]},
+                  "model__logreg__model__C": [0.01]},
                  {"select__groups": [ALL], "model__svm__model__C": [10], "model__logreg__model__C": [0.01]}),
 }
 MODEL_NAMES = tuple(MODELS)
 
 
-def param_grid(name, quick=False, probability=True):
+def param_grid(name, quick=False, probability=True, groups=None):
     """The grid (dict of lists) of model ``name``; ``quick`` gives the small one.
 
     Pass the same ``probability`` as to :func:`make_pipeline` (calibrated SVMs nest their
-    parameters one level deeper).
+    parameters one level deeper) and the table's ``groups`` (names or the groups dict) so
+    group choices become tuples of the groups it has (duplicates and empty ones dropped).
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {list(MODELS)}")
@@ -256,6 +286,9 @@ def param_grid(name, quick=False, probability=True):
         if key.startswith("model__svm__model__") or (probability and name.startswith("svm_") and key.startswith("model__")):
             key = key.replace("model__", "model__estimator__", 1) if name.startswith("svm_") else \
                 key.replace("model__svm__model__", "model__svm__model__estimator__", 1)
+        if key == "select__groups" and groups is not None:
+            resolved = [resolve_groups(v, groups) for v in values]
+            values = [v for i, v in enumerate(resolved) if v and v not in resolved[:i]]
         out[key] = list(values)
     return out
 

@@ -104,7 +104,7 @@ def format_human(image, results):
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(), metavar="IMAGE_OR_FOLDER...")
 @click.option("-m", "--model", "model_path", type=click.Path(dir_okay=False), default=None,
               help="Model file (default: the shipped model classifiers/models/default.skops).")
 @click.option("--json", "as_json", is_flag=True,

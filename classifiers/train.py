@@ -39,7 +39,7 @@ def train_model(data, name="logreg", quick=False, seed=0, jobs=1, cv_folds=3, pr
 
 def _train_model(data, name, quick, seed, jobs, cv_folds, progress):
     pipe = make_pipeline(name, data.groups, seed, probability=True)
-    grid = param_grid(name, quick, probability=True)
+    grid = param_grid(name, quick, probability=True, groups=data.groups)
     started = time.perf_counter()
     summary = {"model": name, "description": describe(name), "quick": bool(quick), "seed": int(seed)}
     if len(ParameterGrid(grid)) == 1:

@@ -135,7 +135,7 @@ def test_features_of_transformed_images_stay_close(jaffe_samples):
     units of each feature's spread over the 20 images <= 0.18 (different images differ by a median
     1.16), worst single image <= 0.44. Tolerances are about twice those."""
     picks = jaffe_samples[::11]
-    originals, spread_faces = [], []
+    originals = []
     changes = {"resize 1.5x": [], "rotate +5": [], "rotate -5": [], "shift": []}
     for sample in picks:
         image = read_image(sample.path)

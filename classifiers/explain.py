@@ -1,0 +1,214 @@
+"""Why a face got its label: signed contributions of named features, in words.
+
+Contributions are the model's own where it has them, and exact:
+- logistic regression: coefficient x standardised value, per class; they plus the
+  intercept sum to the class's decision value (logit);
+- XGBoost: the booster's per-prediction contributions (``pred_contribs``, TreeSHAP);
+  they plus the bias sum to the class margin;
+- Random Forest: SHAP's TreeExplainer (exact Shapley values of the class probability).
+Other models (SVMs, ensembles) are explained by SHAP's permutation explainer on the
+class probability, with a background sample of training rows stored in the model file.
+
+Many columns are parts of one thing a person can name (136 landmark coordinates, hundreds
+of HOG cells per face part). Their contributions are summed into readable units ("mouth
+appearance (HOG)", "mouth shape (landmarks)"); a sum of exact contributions stays exact.
+"""
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from features import action_units, geometry
+from landmarks.errors import FacialExpressionError
+
+#: Face parts that explanations colour on the picture.
+FACE_PARTS = ("brows", "eyes", "nose", "mouth", "jaw")
+
+_POINT_PART = {**{i: "jaw" for i in range(0, 17)}, **{i: "brows" for i in range(17, 27)},
+               **{i: "nose" for i in range(27, 36)}, **{i: "eyes" for i in range(36, 48)},
+               **{i: "mouth" for i in range(48, 68)}}
+_KEYWORDS = (("brow", "brows"), ("lid", "eyes"), ("eye", "eyes"), ("nose", "nose"), ("lip", "mouth"),
+             ("mouth", "mouth"), ("jaw", "jaw"), ("chin", "jaw"), ("face_width", "jaw"))
+
+
+class ExplanationError(FacialExpressionError):
+    """The model cannot be explained (e.g. a model file without a background sample)."""
+
+
+def _part_of(name):
+    for key, part in _KEYWORDS:
+        if key in name:
+            return part
+    return None
+
+
+def feature_unit(column):
+    """(unit name in words, face part or None, True when the unit is this single column)."""
+    if column in geometry.DESCRIPTIONS:
+        return f"{column.replace('_', ' ')}", _part_of(column), True
+    if column in action_units.WORDS:
+        return action_units.WORDS[column], _part_of(action_units.ACTION_UNITS[column][2]) or _part_of(column), True
+    match = re.match(r"point(\d+)_[xy]$", column)
+    if match:
+        part = _POINT_PART[int(match.group(1))]
+        return f"{part} shape (landmark positions)", part, False
+    match = re.match(r"(hog|lbp)_(eyes|nose|mouth)_", column)
+    if match:
+        kind, part = match.groups()
+        words = {"eyes": "eyes and brows", "nose": "nose", "mouth": "mouth"}[part]
+        return f"{words} appearance ({kind.upper()})", part, False
+    if column.startswith("hog_face_"):
+        return "whole-face appearance (HOG)", None, False
+    return column, None, True
+
+
+@dataclass
+class Explanation:
+    label: str                 # the class explained (the predicted one)
+    units: list                # unit names
+    values: list               # the feature's value for single-column units, else None
+    contributions: np.ndarray  # per unit, toward ``label`` (positive) or against it
+    bias: float                # the part not owed to any feature (intercept, expected value)
+    output: float              # what bias + sum(contributions) adds up to
+    output_kind: str           # "logit", "margin" or "probability"
+    parts: dict                # face part -> summed contribution
+
+    def top(self, n=3):
+        """(toward, against): the n largest positive and negative units as dicts."""
+        order = np.argsort(-self.contributions)
+        rows = [{"feature": self.units[i], "value": self.values[i], "contribution": round(float(self.contributions[i]), 4)}
+                for i in order]
+        toward = [r for r in rows if r["contribution"] > 0][:n]
+        against = [r for r in reversed(rows) if r["contribution"] < 0][:n]
+        return toward, against
+
+
+def _split_pipeline(pipeline):
+    """(transform up to the final estimator, final estimator, selected column indices)."""
+    final = pipeline.steps[-1][1]
+    head = pipeline[:-1]
+    selector = pipeline.named_steps.get("select")
+    columns = selector.columns_ if selector is not None else None
+    return head, final, columns
+
+
+def column_contributions(model, X, class_index=None):
+    """Per-row contributions of the selected columns toward ``class_index`` (default: the predicted class).
+
+    Returns (contributions (n, k), bias (n,), output (n,), output_kind, column indices, classes).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    from .models import XGBoostModel
+
+    X = np.atleast_2d(np.asarray(X, dtype=np.float32))
+    head, final, columns = _split_pipeline(model.pipeline)
+    Z = head.transform(X)
+    columns = np.arange(X.shape[1]) if columns is None else columns
+    proba = model.pipeline.predict_proba(X)
+    classes = np.argmax(proba, axis=1) if class_index is None else np.full(len(X), int(class_index))
+    rows = np.arange(len(X))
+    if isinstance(final, LogisticRegression):
+        coef = final.coef_
+        if coef.shape[0] == 1:  # binary: one row for the positive class
+            coef = np.vstack([-coef[0], coef[0]]) / 2
+            intercept = np.array([-final.intercept_[0], final.intercept_[0]]) / 2
+        else:
+            intercept = final.intercept_
+        contrib = coef[classes] * Z
+        bias = intercept[classes]
+        return contrib, bias, contrib.sum(axis=1) + bias, "logit", columns, classes
+    if isinstance(final, XGBoostModel):
+        import xgboost as xgb
+
+        raw = final.booster_.predict(xgb.DMatrix(np.asarray(Z, dtype=np.float32)), pred_contribs=True)
+        raw = raw.reshape(len(X), len(final.classes_), -1)[rows, classes]
+        margin = final.booster_.predict(xgb.DMatrix(np.asarray(Z, dtype=np.float32)), output_margin=True)
+        margin = np.asarray(margin).reshape(len(X), -1)[rows, classes]
+        return raw[:, :-1], raw[:, -1], margin, "margin", columns, classes
+    try:
+        import shap
+    except ImportError:
+        raise ExplanationError("explaining this model needs the 'shap' package") from None
+    from sklearn.ensemble import RandomForestClassifier
+
+    if isinstance(final, RandomForestClassifier):
+        explainer = shap.TreeExplainer(final)
+        values = np.asarray(explainer.shap_values(np.asarray(Z, dtype=np.float32), check_additivity=False))
+        if values.ndim == 3 and values.shape[0] == len(X):       # (n, features, classes)
+            contrib = values[rows, :, classes]
+        else:                                                    # list per class -> (classes, n, features)
+            contrib = values[classes, rows, :]
+        bias = np.asarray(explainer.expected_value).reshape(-1)[classes]
+        return contrib, bias, proba[rows, classes], "probability", columns, classes
+    background = model.meta.get("explain_background")
+    if not background:
+        raise ExplanationError(f"{type(final).__name__} models are explained with SHAP against a background "
+                               "sample, and this model file has none (retrain it with this version)")
+    background = head.transform(np.asarray(background, dtype=np.float32))
+    contrib = np.zeros((len(X), Z.shape[1]))
+    bias = np.zeros(len(X))
+    for r in rows:
+        k = classes[r]
+        explainer = shap.explainers.Permutation(lambda data, k=k: final.predict_proba(data)[:, k],
+                                                shap.maskers.Independent(background, max_samples=len(background)))
+        result = explainer(np.asarray(Z[r:r + 1]), max_evals=2 * Z.shape[1] + 1, silent=True)
+        contrib[r] = result.values[0]
+        bias[r] = float(np.ravel(result.base_values)[0])
+    return contrib, bias, proba[rows, classes], "probability", columns, classes
+
+
+def explain(model, X, class_index=None):
+    """One :class:`Explanation` per row of ``X`` (feature vectors under ``model.config``)."""
+    names = model.config.columns()[0]
+    contrib, bias, output, kind, columns, classes = column_contributions(model, X, class_index)
+    units, index, single, parts = [], [], [], []
+    for c in columns:
+        unit, part, alone = feature_unit(names[c])
+        if unit not in index:
+            index.append(unit)
+            units.append(unit)
+            single.append(names[c] if alone else None)
+            parts.append(part)
+    position = {u: i for i, u in enumerate(units)}
+    unit_of_column = np.array([position[feature_unit(names[c])[0]] for c in columns])
+    X = np.atleast_2d(np.asarray(X, dtype=np.float32))
+    out = []
+    for r in range(len(X)):
+        summed = np.bincount(unit_of_column, weights=contrib[r], minlength=len(units))
+        values = [None if col is None else round(float(X[r, names.index(col)]), 3) for col in single]
+        by_part = {p: 0.0 for p in FACE_PARTS}
+        for u, p in enumerate(parts):
+            if p is not None:
+                by_part[p] += float(summed[u])
+        out.append(Explanation(label=model.labels[int(classes[r])], units=units, values=values, contributions=summed,
+                               bias=float(bias[r]), output=float(output[r]), output_kind=kind, parts=by_part))
+    return out
+
+
+def part_colours(parts):
+    """Face part -> RGB: green for parts that pushed toward the label, red against, brightness by size."""
+    scale = max((abs(v) for v in parts.values()), default=0.0) or 1.0
+    colours = {}
+    for part, value in parts.items():
+        strength = min(abs(value) / scale, 1.0)
+        grey = 90
+        if value >= 0:
+            colour = (int(grey * (1 - strength)), int(grey + (255 - grey) * strength), int(grey * (1 - strength)))
+        else:
+            colour = (int(grey + (255 - grey) * strength), int(grey * (1 - strength)), int(grey * (1 - strength)))
+        colours[part] = colour
+    mapping = {"brows": ("left_eyebrow", "right_eyebrow"), "eyes": ("left_eye", "right_eye"),
+               "nose": ("nose_bridge", "nose_tip"), "mouth": ("outer_lips", "inner_lips"), "jaw": ("jaw",)}
+    return {drawn: colours[part] for part, drawn_parts in mapping.items() for drawn in drawn_parts}
+
+
+def format_reasons(explanation, n=3):
+    """'lip corners pulled up (+1.80), ...' toward and against, as two strings."""
+    toward, against = explanation.top(n)
+
+    def words(rows):
+        return ", ".join(f"{r['feature']} ({r['contribution']:+.2f})" for r in rows) or "nothing notable"
+
+    return words(toward), words(against)

@@ -1,0 +1,323 @@
+"""classifiers/: models, benchmark, model files, train -> predict -> evaluate, on real data.
+
+Feature tables are extracted here from ../shared/datasets (a fresh clone has no data/).
+"""
+
+import csv
+import io
+import json
+import os
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from sklearn.base import clone
+
+from features.extract import extract_dataset
+from features.table import load_table
+from landmarks.errors import IncompatibleModelError, ModelFileError
+
+from classifiers import artifact
+from classifiers import benchmark as benchmark_cli
+from classifiers import evaluate as evaluate_cli
+from classifiers import predict as predict_cli
+from classifiers import train as train_cli
+from classifiers.data import load_training_data
+from classifiers.models import ALL, SHAPE, GroupSelector, make_pipeline
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATASETS = os.path.join(ROOT, "..", "shared", "datasets")
+JAFFE = os.path.join(DATASETS, "jaffe")
+CKPLUS = os.path.join(DATASETS, "ckplus48")
+SAMPLE_PHOTO = os.path.join(os.path.dirname(__import__("matplotlib").__file__), "mpl-data", "sample_data",
+                            "grace_hopper.jpg")
+
+
+def run(command, args):
+    result = CliRunner().invoke(command, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+# ---- shared fixtures: real feature tables and one small trained model ---------------------
+
+@pytest.fixture(scope="session")
+def tables(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tables")
+    jaffe, _ = extract_dataset(JAFFE, folder / "jaffe.npz", jobs=2, progress=False)
+    ck, _ = extract_dataset(CKPLUS, folder / "ckplus48.npz", jobs=2, progress=False)
+    # one frame per CK+ sequence (the 3 frames of a sequence are near-duplicates, sorted together)
+    ck.select(np.arange(0, len(ck), 3)).save(folder / "ck_subset.npz")
+    return {"jaffe": folder / "jaffe.npz", "ckplus48": folder / "ckplus48.npz", "ck_subset": folder / "ck_subset.npz"}
+
+
+@pytest.fixture(scope="session")
+def jaffe_model(tables, tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "jaffe_logreg.skops"
+    result = run(train_cli.main, [tables["jaffe"], "-o", path, "--model", "logreg", "--quick", "-j", "2", "-q"])
+    assert result.exit_code == 0, result.output
+    return path
+
+
+@pytest.fixture()
+def images(tmp_path):
+    gray = tmp_path / "flat_gray.png"
+    Image.fromarray(np.full((200, 200), 128, dtype=np.uint8)).save(gray)
+    corrupt = tmp_path / "corrupt.jpg"
+    with open(SAMPLE_PHOTO, "rb") as fh:
+        corrupt.write_bytes(fh.read()[:400])
+    text = tmp_path / "notes.png"
+    text.write_text("this is not an image\n")
+    return {"gray": gray, "corrupt": corrupt, "text": text, "missing": tmp_path / "missing.jpg",
+            "face": os.path.join(JAFFE, "happy", "KA.HA1.29.tiff")}
+
+
+# ---- models -----------------------------------------------------------------------------
+
+def test_group_selector_follows_the_estimator_contract(tables):
+    table = load_table(tables["jaffe"])
+    slices = {g: (s.start, s.stop) for g, s in table.groups.items()}
+    selector = GroupSelector(groups=SHAPE, slices=slices)
+    copy = clone(selector)
+    assert copy.get_params() == {"groups": SHAPE, "slices": slices} and copy.slices is not None
+    named = GroupSelector(groups=("landmarks", "geometry"), slices=slices).fit(table.X)
+    assert np.array_equal(named.columns_, table.group_columns(["geometry", "landmarks"]))
+    assert len(GroupSelector(groups=ALL, slices=slices).fit(table.X).columns_) == table.X.shape[1]
+    assert not hasattr(copy, "columns_")
+    out = selector.fit(table.X).transform(table.X)
+    shape_groups = [g for g in table.groups if g in ("geometry", "landmarks", "action_units")]
+    assert np.array_equal(out, table.X[:, table.group_columns(shape_groups)])
+    assert out.shape[1] == sum(table.groups[g].stop - table.groups[g].start for g in shape_groups) >= 30 + 136
+    with pytest.raises(ValueError):
+        GroupSelector(groups=("nope",), slices=slices).fit(table.X)
+
+
+def test_xgboost_encodes_labels_and_survives_a_model_file(tables, tmp_path):
+    data = load_training_data(tables["jaffe"])
+    pipe = make_pipeline("xgboost", data.groups, seed=3).set_params(model__n_estimators=15)
+    pipe.fit(data.X, data.y)
+    assert list(pipe.classes_) == sorted(set(data.y))
+    path = tmp_path / "xgb.skops"
+    artifact.save_model(path, pipe, data.config)
+    model = artifact.load_model(path)
+    assert model.labels == sorted(set(data.y))
+    assert np.allclose(model.predict_proba(data.X[:20]), pipe.predict_proba(data.X[:20]), atol=1e-6)
+    with zipfile.ZipFile(path) as zf:
+        meta = json.loads(zf.read("meta.json"))
+    assert meta["feature_config"] == data.config
+
+
+# ---- benchmark --------------------------------------------------------------------------
+
+def test_quick_benchmark_on_ckplus_beats_the_majority_baseline(tables, tmp_path):
+    report = tmp_path / "report"
+    result = run(benchmark_cli.main, [tables["ck_subset"], "-o", report, "--quick", "--seed", "0", "-j", "2", "-q"])
+    assert result.exit_code == 0, result.output
+    results = json.loads((report / "results.json").read_text())
+    assert results["protocol"] == "subject_kfold" and results["n_folds"] == 5
+    assert "StratifiedGroupKFold" in results["protocol_description"]
+    assert results["n_samples"] + results["n_excluded"] == 327 and results["n_samples"] > 300
+    assert set(results["classes"]) == {"angry", "contempt", "disgust", "fear", "happy", "sad", "surprise"}
+    baseline = results["baseline"]["accuracy"]
+    names = [m["name"] for m in results["models"]]
+    assert names == ["rf", "svm_rbf", "svm_linear", "xgboost", "logreg", "ensemble"]
+    for m in results["models"]:
+        assert m["accuracy"] > baseline + 0.2, (m["name"], m["accuracy"], baseline)
+        assert set(m["per_class_recall"]) == set(results["classes"])
+        assert m["fit_seconds"] > 0 and m["predict_ms_per_face"] > 0 and m["best_params"]
+        assert (report / f"confusion_{m['name']}.png").stat().st_size > 1000
+    assert (report / "comparison.png").stat().st_size > 1000
+    text = (report / "report.md").read_text()
+    assert "Protocol: subject-independent" in text and "| majority class |" in text
+
+
+def test_benchmark_protocols_follow_the_table(tables):
+    from classifiers.benchmark import choose_protocol
+
+    jaffe = load_training_data(tables["jaffe"])
+    loso = choose_protocol(jaffe, quick=False)
+    assert loso.name == "loso" and len(loso.folds) == 10
+    for train, test in loso.folds:
+        assert len(set(jaffe.subjects[test])) == 1 and not set(jaffe.subjects[train]) & set(jaffe.subjects[test])
+    anonymous = jaffe.select(np.arange(len(jaffe)))
+    anonymous.subjects = np.full(len(jaffe), "")
+    plain = choose_protocol(anonymous, quick=True)
+    assert plain.name == "stratified_kfold" and "NOT subject-independent" in plain.description
+    fer_like = jaffe.select(np.arange(len(jaffe)))
+    fer_like.splits = np.where(np.arange(len(jaffe)) % 4 == 0, np.where(np.arange(len(jaffe)) % 8 == 0,
+                                                                        "PrivateTest", "PublicTest"), "Training")
+    split = choose_protocol(fer_like)
+    assert split.name == "fer2013_split" and len(split.folds) == 1 and "PrivateTest" in split.subsets
+
+
+# ---- model files ------------------------------------------------------------------------
+
+def test_model_file_records_what_it_needs(jaffe_model):
+    model = artifact.load_model(jaffe_model)
+    meta = model.meta
+    assert model.labels == ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+    assert meta["training_data"]["class_counts"]["happy"] == 31
+    assert set(meta["versions"]) >= {"python", "sklearn", "xgboost", "dlib", "project"}
+    assert meta["model"]["model"] == "logreg" and "research" in meta["training_data"]["terms"]
+
+
+def _rewrite(src, dest, meta_change=None, blob_change=None):
+    with zipfile.ZipFile(src) as zf:
+        meta = json.loads(zf.read("meta.json"))
+        blob = zf.read("pipeline.skops")
+    if meta_change:
+        meta_change(meta)
+    if blob_change:
+        blob = blob_change(blob)
+    with zipfile.ZipFile(dest, "w") as zf:
+        zf.writestr("meta.json", json.dumps(meta))
+        zf.writestr("pipeline.skops", blob)
+    return dest
+
+
+def test_bad_model_files_are_refused(jaffe_model, tmp_path):
+    data = open(jaffe_model, "rb").read()
+    truncated = tmp_path / "truncated.skops"
+    truncated.write_bytes(data[: len(data) // 2])
+    foreign = tmp_path / "foreign.skops"
+    foreign.write_bytes(b"\x80\x04\x95 definitely a pickle, not a model")
+    with pytest.raises(ModelFileError):
+        artifact.load_model(truncated)
+    with pytest.raises(ModelFileError):
+        artifact.load_model(foreign)
+    with pytest.raises(ModelFileError):
+        artifact.load_model(tmp_path / "absent.skops")
+
+    # a pipeline changed after saving: the checksum no longer matches
+    flipped = _rewrite(jaffe_model, tmp_path / "flipped.skops",
+                       blob_change=lambda b: b[:-100] + bytes(x ^ 1 for x in b[-100:]))
+    with pytest.raises(ModelFileError, match="checksum"):
+        artifact.load_model(flipped)
+
+    # a pipeline that names a type outside the allowlist, with a matching checksum
+    import hashlib
+
+    import skops.io as sio
+    from sklearn.preprocessing import FunctionTransformer
+
+    evil = sio.dumps(FunctionTransformer(func=os.system))
+    sneaky = _rewrite(jaffe_model, tmp_path / "sneaky.skops", blob_change=lambda b: evil,
+                      meta_change=lambda m: m.update(pipeline_sha256=hashlib.sha256(evil).hexdigest()))
+    with pytest.raises(ModelFileError, match="not trusted"):
+        artifact.load_model(sneaky)
+
+    # a feature configuration this code cannot reproduce
+    future = _rewrite(jaffe_model, tmp_path / "future.skops",
+                      meta_change=lambda m: m["feature_config"].update(version=999))
+    with pytest.raises(IncompatibleModelError):
+        artifact.load_model(future)
+    odd = _rewrite(jaffe_model, tmp_path / "odd.skops",
+                   meta_change=lambda m: m["feature_config"].update(groups=["geometry", "telepathy"]))
+    with pytest.raises(IncompatibleModelError):
+        artifact.load_model(odd)
+
+    result = run(predict_cli.main, [os.path.join(JAFFE, "happy", "KA.HA1.29.tiff"), "--model", truncated])
+    assert result.exit_code == 1
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+# ---- train -> predict -> evaluate -------------------------------------------------------
+
+def test_predict_json_on_real_faces(jaffe_model):
+    happy = os.path.join(JAFFE, "happy")
+    result = run(predict_cli.main, [happy, "--model", jaffe_model, "--json"])
+    assert result.exit_code == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == len(os.listdir(happy))
+    labels = []
+    for obj in lines:
+        assert set(obj) == {"image", "faces"} and os.path.exists(obj["image"])
+        assert len(obj["faces"]) >= 1
+        face = obj["faces"][0]
+        assert set(face) == {"box", "label", "probabilities", "landmarks"}
+        assert len(face["box"]) == 4 and all(isinstance(v, int) for v in face["box"])
+        assert len(face["landmarks"]) == 68 and all(len(p) == 2 for p in face["landmarks"])
+        assert set(face["probabilities"]) == {"angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"}
+        assert abs(sum(face["probabilities"].values()) - 1) < 1e-2
+        assert face["label"] == max(face["probabilities"], key=face["probabilities"].get)
+        labels.append(face["label"])
+    assert labels.count("happy") > len(labels) * 0.8  # the model saw these images: it must know them
+
+
+def test_predict_human_csv_and_annotate(jaffe_model, tmp_path):
+    image = os.path.join(JAFFE, "surprise", os.listdir(os.path.join(JAFFE, "surprise"))[0])
+    result = run(predict_cli.main, [image, "--model", jaffe_model, "--annotate", tmp_path / "one.png"])
+    assert result.exit_code == 0
+    assert "1 face" in result.stdout and "face 1 at x=" in result.stdout
+    assert Image.open(tmp_path / "one.png").size[0] >= 256
+    result = run(predict_cli.main, [image, image, "--model", jaffe_model, "--csv", "--annotate", tmp_path / "many"])
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert result.exit_code == 0 and len(rows) == 2 and rows[0]["label"] in artifact.load_model(jaffe_model).labels
+    assert os.listdir(tmp_path / "many") == [os.path.splitext(os.path.basename(image))[0] + ".png"]
+
+
+def test_predict_exit_codes(jaffe_model, images):
+    no_face = run(predict_cli.main, [images["gray"], "--model", jaffe_model])
+    assert no_face.exit_code == 3 and "no face found" in no_face.stdout and no_face.stderr == ""
+    for bad in ("corrupt", "text", "missing"):
+        result = run(predict_cli.main, [images[bad], "--model", jaffe_model])
+        assert result.exit_code == 1, bad
+        assert len(result.stderr.strip().splitlines()) == 1 and str(images[bad]) in result.stderr
+        assert "Traceback" not in result.output
+    mixed = run(predict_cli.main, [images["missing"], images["face"], images["gray"], "--model", jaffe_model, "--json"])
+    assert mixed.exit_code == 1
+    objects = [json.loads(line) for line in mixed.stdout.splitlines()]
+    assert [len(o["faces"]) for o in objects] == [0, 1, 0] and "error" in objects[0]
+
+
+def test_evaluate_counts_misses_and_unknown_classes(jaffe_model, images, tmp_path):
+    dataset = tmp_path / "mini"
+    for label in ("happy", "surprise"):
+        os.makedirs(dataset / label)
+        for name in sorted(os.listdir(os.path.join(JAFFE, label)))[:4]:
+            shutil.copy(os.path.join(JAFFE, label, name), dataset / label / name)
+    shutil.copy(images["gray"], dataset / "happy" / "flat_gray.png")
+    os.makedirs(dataset / "contempt")
+    shutil.copy(os.path.join(CKPLUS, "contempt", sorted(os.listdir(os.path.join(CKPLUS, "contempt")))[0]),
+                dataset / "contempt")
+    result = run(evaluate_cli.main, [jaffe_model, dataset, "--preset", "folder", "--json", "-q", "-j", "2"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["images"] == 10 and report["scored"] == 9
+    assert report["no_face"] == 1 and report["unknown_class_skipped"] == {"contempt": 1}
+    assert 6 / 9 - 1e-3 <= report["accuracy"] <= 8 / 9 + 1e-3  # the flat gray image is a miss
+    assert report["per_class_recall"]["happy"] <= 0.8
+    assert np.sum(report["confusion_matrix"]) == 9
+    assert report["confusion_labels"]["columns"][-1] == "no_face"
+    human = run(evaluate_cli.main, [jaffe_model, dataset, "--preset", "folder", "-q", "-j", "1"])
+    assert "no face found (counted as misses): 1" in human.stdout
+
+
+# ---- the shipped default model ------------------------------------------------------------
+
+def test_default_model_finds_the_face_on_the_sample_photo(tmp_path):
+    assert os.path.isfile(artifact.DEFAULT_MODEL), "run `make model` to build the default model"
+    assert os.path.getsize(artifact.DEFAULT_MODEL) < 30e6
+    model = artifact.load_model()
+    assert set(model.labels) == {"angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"}
+    result = run(predict_cli.main, [SAMPLE_PHOTO, "--json", "--annotate", tmp_path / "demo.png"])
+    assert result.exit_code == 0, result.stderr
+    obj = json.loads(result.stdout)
+    assert len(obj["faces"]) == 1
+    x, y, w, h = obj["faces"][0]["box"]
+    assert 150 < x + w / 2 < 400 and 80 < y + h / 2 < 350 and w > 100  # her face, not the uniform
+    assert (tmp_path / "demo.png").stat().st_size > 10000
+
+
+def test_predict_sees_the_features_the_model_was_trained_on(tables, jaffe_model):
+    from landmarks.io import read_image
+
+    table = load_table(tables["jaffe"])
+    model = artifact.load_model(jaffe_model)
+    for row in (0, 100, 212):
+        results, faces = predict_cli.predict_image(read_image(table.sources[row], "gray"), model)
+        expected = model.predict_proba(table.X[row:row + 1])[0]
+        got = np.array([results[0]["probabilities"][c] for c in model.labels])
+        assert np.allclose(got, expected, atol=1e-3), table.sources[row]
