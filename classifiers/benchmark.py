@@ -23,11 +23,14 @@ from sklearn.model_selection import (GridSearchCV, LeaveOneGroupOut, StratifiedG
                                      ParameterGrid)
 
 from landmarks.errors import FacialExpressionError
-from landmarks.io import atomic_path
+from features.backend import BACKENDS, compute_backend, default_backend
+from landmarks.io import atomic_path, output_lock
 
-from .data import load_training_data
+from .data import SCHEMES, load_training_data
 from .models import MODEL_NAMES, describe, make_pipeline, param_grid
 
+#: Features per class in the importance chart and results.json.
+TOP_FEATURES = 8
 #: Datasets with at most this many subjects are evaluated leave-one-subject-out.
 LOSO_MAX_SUBJECTS = 12
 FER_TEST_SPLITS = ("PublicTest", "PrivateTest")
@@ -52,7 +55,60 @@ class Protocol:
         return StratifiedKFold(n, shuffle=True, random_state=self.seed)
 
 
-def choose_protocol(data, quick=False, seed=0):
+def _file_digest(path):
+    import hashlib
+
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.sha1(fh.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def cross_split_duplicates(data, train, test):
+    """Test rows whose image file is byte-identical to some training image (FER-2013 has 531 such groups)."""
+    digests = {}
+    for i in np.concatenate([train, test]):
+        digests[i] = _file_digest(data.sources[i]) if not data.augmented[i] else None
+    in_train = {digests[i] for i in train if digests[i]}
+    return np.array([i for i in test if digests[i] and digests[i] in in_train], dtype=int)
+
+
+def _add_mirrors(data, folds):
+    """Put every mirrored copy (augmented row) in the training part of the fold that trains on
+    its original; mirrored copies are never tested."""
+    if not np.any(data.augmented):
+        return folds
+    original = {data.sources[i]: i for i in np.flatnonzero(~data.augmented)}
+    twins = np.flatnonzero(data.augmented)
+    twin_of = np.array([original.get(data.original_source(i), -1) for i in twins])
+    out = []
+    for train, test in folds:
+        in_train = np.isin(twin_of, train)
+        out.append((np.sort(np.concatenate([train, twins[in_train]])), test))
+    return out
+
+
+def choose_protocol(data, quick=False, seed=0, check_duplicates=True):
+    protocol = _choose_protocol(data.select(~data.augmented), quick, seed, check_duplicates)
+    if not np.any(data.augmented):
+        return protocol
+    # map the folds back onto all rows and add the mirrored copies to the training parts
+    base = np.flatnonzero(~data.augmented)
+    protocol.folds = _add_mirrors(data, [(base[train], base[test]) for train, test in protocol.folds])
+    protocol.groups = data.cv_groups()  # a mirrored copy shares its original's group in the inner CV
+    protocol.subsets = {name: _expand(mask, base, len(data.y)) for name, mask in protocol.subsets.items()}
+    protocol.description += f"; training parts add {int(data.augmented.sum())} mirrored faces, never tested"
+    return protocol
+
+
+def _expand(mask, base, n):
+    full = np.zeros(n, dtype=bool)
+    full[base[mask]] = True
+    return full
+
+
+def _choose_protocol(data, quick=False, seed=0, check_duplicates=True):
     """The evaluation protocol of ``data`` (a classifiers.data.TrainingData).
 
     * FER-2013 (splits hold Training): train on Training, test on PublicTest+PrivateTest
@@ -73,6 +129,11 @@ def choose_protocol(data, quick=False, seed=0):
         subsets = {}
         if np.any(data.splits == "PrivateTest"):
             subsets["PrivateTest"] = data.splits == "PrivateTest"
+        duplicates = cross_split_duplicates(data, train, test) if check_duplicates else np.zeros(0, dtype=int)
+        if len(duplicates):
+            clean = test_mask.copy()
+            clean[duplicates] = False
+            subsets["test_without_train_duplicates"] = clean
         return Protocol("fer2013_split",
                         f"official FER-2013 split: trained on Training ({len(train)} faces), tested on "
                         f"PublicTest+PrivateTest ({len(test)} faces); inner {inner}-fold stratified CV for "
@@ -139,13 +200,42 @@ def single_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
+#: Models whose per-face contributions are exact and cheap (native, or SHAP's TreeExplainer).
+EXPLAINED_MODELS = ("logreg", "logreg_au", "xgboost", "rf")
+#: Test faces per class and fold whose explanations feed the feature-importance chart.
+EXPLAIN_ROWS = 40
+
+
+def fold_importance(pipeline, data, test, seed=0):
+    """{class: {feature unit: (sum of contributions toward the true class, faces)}} on test rows."""
+    from features.describe import FeatureConfig
+
+    from .artifact import Model
+    from .explain import explain
+
+    model = Model(pipeline=pipeline, labels=[str(c) for c in pipeline.classes_],
+                  config=FeatureConfig.from_dict(data.config))
+    rng = np.random.default_rng(seed)
+    out = {}
+    for k, label in enumerate(model.labels):
+        rows = test[data.y[test] == label]
+        if len(rows) == 0:
+            continue
+        rows = rng.choice(rows, min(EXPLAIN_ROWS, len(rows)), replace=False)
+        explanations = explain(model, data.X[rows], class_index=k)
+        total = np.sum([e.contributions for e in explanations], axis=0)
+        out[label] = {unit: (float(v), len(rows)) for unit, v in zip(explanations[0].units, total)}
+    return out
+
+
 def _fold_task(name, data, fold_index, train, test, protocol, quick, seed, jobs):
     with single_blas_thread():
         model, best, seconds = fit_search(name, data, train, protocol, quick, seed, jobs)
         started = time.perf_counter()
         predicted = model.predict(data.X[test])
         predict_seconds = time.perf_counter() - started
-    return name, fold_index, predicted, best, seconds, predict_seconds
+        importance = fold_importance(model, data, test, seed) if name in EXPLAINED_MODELS else None
+    return name, fold_index, predicted, best, seconds, predict_seconds, importance
 
 
 def scores(y_true, y_pred, classes):
@@ -162,8 +252,12 @@ def _params_text(params):
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(params.items())}
 
 
-def run_benchmark(data, models, quick=False, seed=0, jobs=1, progress=True):
-    """Benchmark ``models`` on ``data``; returns the results dict (see module docs)."""
+def run_benchmark(data, models, quick=False, seed=0, jobs=1, progress=True, backend="local"):
+    """Benchmark ``models`` on ``data``; returns the results dict (see module docs).
+
+    Under ``backend="dask"`` (inside :func:`features.backend.compute_backend`) every
+    (model, fold) task goes to the cluster.
+    """
     from tqdm import tqdm
 
     protocol = choose_protocol(data, quick, seed)
@@ -182,18 +276,24 @@ def run_benchmark(data, models, quick=False, seed=0, jobs=1, progress=True):
     baseline["name"] = "majority_class"
 
     n_folds = len(protocol.folds)
-    outer_jobs = max(1, min(jobs, n_folds))
+    outer_jobs = max(1, min(jobs, n_folds)) if backend == "local" else -1
     inner_jobs = 1 if outer_jobs > 1 else max(1, jobs)
     tasks = [delayed(_fold_task)(name, data, i, train, test, protocol, quick, seed, inner_jobs)
              for name in models for i, (train, test) in enumerate(protocol.folds)]
     predictions = {name: np.empty(len(data.y), dtype=object) for name in models}
     per_fold = {name: [None] * n_folds for name in models}
     bar = tqdm(total=len(tasks), unit="fold", desc="benchmark", disable=not progress, file=sys.stderr)
-    stream = (Parallel(n_jobs=outer_jobs, return_as="generator_unordered")(tasks) if outer_jobs > 1
+    stream = (Parallel(n_jobs=outer_jobs, return_as="generator_unordered")(tasks) if outer_jobs != 1
               else (fn(*a, **k) for fn, a, k in tasks))
-    for name, i, predicted, best, seconds, predict_seconds in stream:
+    importance = {name: collections.defaultdict(lambda: collections.defaultdict(lambda: [0.0, 0]))
+                  for name in models}
+    for name, i, predicted, best, seconds, predict_seconds, fold_imp in stream:
         predictions[name][protocol.folds[i][1]] = predicted
         per_fold[name][i] = (best, seconds, predict_seconds)
+        for label, units in (fold_imp or {}).items():
+            for unit, (total, count) in units.items():
+                importance[name][label][unit][0] += total
+                importance[name][label][unit][1] += count
         bar.set_postfix_str(f"{name} fold {i + 1}/{n_folds}")
         bar.update(1)
     bar.close()
@@ -218,6 +318,11 @@ def run_benchmark(data, models, quick=False, seed=0, jobs=1, progress=True):
         n_test = sum(len(test) for _, test in protocol.folds)
         entry["predict_ms_per_face"] = round(1000.0 * sum(p for _, _, p in per_fold[name]) / n_test, 4)
         entry["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=classes).tolist()
+        if importance[name]:
+            entry["top_features"] = {
+                label: [[unit, round(total / max(count, 1), 4)] for unit, (total, count) in
+                        sorted(units.items(), key=lambda kv: -abs(kv[1][0]))[:TOP_FEATURES]]
+                for label, units in sorted(importance[name].items())}
         results.append(entry)
 
     return {
@@ -225,6 +330,8 @@ def run_benchmark(data, models, quick=False, seed=0, jobs=1, progress=True):
         "protocol": protocol.name,
         "protocol_description": protocol.description,
         "n_folds": n_folds,
+        "subsets": {name: int(mask.sum()) for name, mask in protocol.subsets.items()},
+        "n_augmented": int(data.augmented.sum()),
         "n_samples": int(len(data.y)),
         "n_tested": int(len(tested)),
         "n_subjects": int(len(np.unique(data.subjects))) if data.subjects_known else None,
@@ -332,7 +439,9 @@ def format_report(results):
              f"{results['n_excluded']}" + (f" ({', '.join(f'{k} {v}' for k, v in results['excluded_rows'].items())})"
                                             if results['excluded_rows'] else "") + ".",
              f"Classes: {', '.join(f'{c} {n}' for c, n in results['class_counts'].items())}.",
-             f"Run: {'quick grids' if results['quick'] else 'full grids'}, seed {results['seed']}.", "",
+             f"Run: {'quick grids' if results['quick'] else 'full grids'}, seed {results['seed']}, label scheme "
+             f"{results.get('label_scheme', 'all')}"
+             + (f", {results['n_augmented']} mirrored training faces" if results.get("n_augmented") else "") + ".", "",
              "| model | accuracy | balanced acc. | macro F1 | fold acc. (mean ± sd) | fit s/fold | predict ms/face | best params (most common) |",
              "|---|---|---|---|---|---|---|---|"]
     b = results["baseline"]
@@ -342,22 +451,62 @@ def format_report(results):
         lines.append(f"| {m['name']} | {m['accuracy']:.3f} | {m['balanced_accuracy']:.3f} | {m['macro_f1']:.3f} | "
                      f"{m['fold_accuracy_mean']:.3f} ± {m['fold_accuracy_std']:.3f} | {m['fit_seconds']:.2f} | "
                      f"{m['predict_ms_per_face']:.3f} | {params} |")
-    extra = [s for s in ("PrivateTest",) if any(s in m for m in results["models"])]
-    for subset in extra:
-        lines += ["", f"{subset} alone: " + ", ".join(f"{m['name']} {m[subset]['accuracy']:.3f}"
-                                                      for m in results["models"] if subset in m) + "."]
+    for subset, size in results.get("subsets", {}).items():
+        what = {"PrivateTest": "PrivateTest alone",
+                "test_without_train_duplicates": "Test part without the images that also occur (byte-identical) "
+                                                 "in Training"}.get(subset, subset)
+        lines += ["", f"{what} ({size} faces), accuracy: " + ", ".join(
+            f"{m['name']} {m[subset]['accuracy']:.3f}" for m in results["models"] if subset in m) + "."]
     lines += ["", "## Per-class recall", "",
               "| model | " + " | ".join(results["classes"]) + " |",
               "|---|" + "---|" * len(results["classes"])]
     for m in results["models"]:
         lines.append(f"| {m['name']} | " + " | ".join(f"{m['per_class_recall'][c]:.2f}" for c in results["classes"]) + " |")
+    explained = [m for m in results["models"] if m.get("top_features")]
+    if explained:
+        lines += ["", "## Most important features per class", "",
+                  "Mean contribution toward the true class on test faces (logit/margin for logreg and "
+                  "XGBoost, probability for Random Forest); charts `features_<model>.png`.", ""]
+        for m in explained:
+            lines.append(f"- **{m['name']}**: " + "; ".join(
+                f"{label}: {', '.join(f'{u} ({v:+.2f})' for u, v in items[:3])}"
+                for label, items in m["top_features"].items()))
     lines += ["", "Figures: `comparison.png`; confusion matrices `confusion_<model>.png` (rows: true class).",
               f"Times: {results['fit_seconds_note']}; {results['predict_ms_note']}.", ""]
     return "\n".join(lines)
 
 
+def plot_top_features(entry, path):
+    """Per class, the features that pushed most toward (green) or against (red) the true class."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    classes = list(entry["top_features"])
+    cols = min(4, len(classes))
+    rows = int(np.ceil(len(classes) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.6 * rows), squeeze=False)
+    for ax, label in zip(axes.ravel(), classes):
+        items = entry["top_features"][label][::-1]
+        values = [v for _, v in items]
+        ax.barh(range(len(items)), values, color=["#2a9d48" if v > 0 else "#c0392b" for v in values])
+        ax.set_yticks(range(len(items)), [u for u, _ in items], fontsize=7)
+        ax.axvline(0, color="black", linewidth=0.6)
+        ax.set_title(label, fontsize=9)
+        ax.tick_params(axis="x", labelsize=7)
+    for ax in axes.ravel()[len(classes):]:
+        ax.axis("off")
+    fig.suptitle(f"{entry['name']}: mean contribution toward the true class (test faces)", fontsize=10)
+    fig.tight_layout()
+    _save_figure(fig, path)
+
+
 def write_report(results, folder):
     os.makedirs(folder, exist_ok=True)
+    for m in results["models"]:
+        if m.get("top_features"):
+            plot_top_features(m, os.path.join(folder, f"features_{m['name']}.png"))
     for m in results["models"]:
         plot_confusion(m["confusion_matrix"], results["classes"],
                        f"{m['name']} on {results['dataset']}: accuracy {m['accuracy']:.3f}",
@@ -385,8 +534,16 @@ def parse_models(text):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice (folds, models).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Worker processes (outer folds run in parallel; with one fold, the grid search does).")
+@click.option("--scheme", type=click.Choice(["all"] + list(SCHEMES)), default="all", show_default=True,
+              help="Label scheme: all (the table's labels), basic7 (7 basic emotions incl. neutral), basic6 "
+                   "(no neutral), valence3 (negative: angry, disgust, fear, sad; neutral; positive: happy, surprise).")
+@click.option("--backend", type=click.Choice(BACKENDS), default=default_backend,
+              show_default="local, or dask when FER_DASK_SCHEDULER is set",
+              help="Run the (model, fold) fits on this machine's cores or on a Dask cluster.")
+@click.option("--scheduler", envvar="FER_DASK_SCHEDULER", default=None,
+              help="Dask scheduler address (tcp://host:8786) for --backend dask [env: FER_DASK_SCHEDULER].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def main(features_file, report_dir, models, quick, seed, jobs, quiet):
+def main(features_file, report_dir, models, quick, seed, jobs, scheme, backend, scheduler, quiet):
     """Compare classical expression classifiers on FEATURES_FILE, the same folds for every model.
 
     \b
@@ -406,9 +563,13 @@ def main(features_file, report_dir, models, quick, seed, jobs, quiet):
     """
     names = parse_models(models)
     try:
-        data = load_training_data(features_file)
-        results = run_benchmark(data, names, quick=quick, seed=seed, jobs=jobs, progress=not quiet)
-        write_report(results, report_dir)
+        data = load_training_data(features_file, scheme=None if scheme == "all" else scheme)
+        with output_lock(os.path.join(report_dir, "results.json"), "benchmark"), \
+                compute_backend(backend, scheduler):
+            results = run_benchmark(data, names, quick=quick, seed=seed, jobs=jobs, progress=not quiet,
+                                    backend=backend)
+            results["label_scheme"] = scheme
+            write_report(results, report_dir)
     except (FacialExpressionError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:

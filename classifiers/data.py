@@ -21,6 +21,14 @@ class TrainingData:
     config: dict             # FeatureConfig dict shared by every table
     excluded: dict = field(default_factory=dict)   # status -> rows left out (status != ok)
     dropped_labels: dict = field(default_factory=dict)  # label -> rows left out by a label filter
+    sources: np.ndarray = None    # str (n,) image path or csv#row ("#flip" appended for mirrored copies)
+    augmented: np.ndarray = None  # bool (n,) mirrored copies (training only, never tested)
+
+    def __post_init__(self):
+        if self.sources is None:
+            self.sources = np.array([f"#row{i}" for i in range(len(self.y))])
+        if self.augmented is None:
+            self.augmented = np.zeros(len(self.y), dtype=bool)
 
     def __len__(self):
         return len(self.y)
@@ -30,15 +38,21 @@ class TrainingData:
         return len(self.y) > 0 and bool(np.all(self.subjects != ""))
 
     def cv_groups(self):
-        """Group id per row for grouped CV: the subject, or a unique id where it is unknown."""
-        return np.array([s if s else f"#row{i}" for i, s in enumerate(self.subjects)])
+        """Group id per row for grouped CV: the subject, or else the source image (so a mirrored
+        copy always falls in the same fold as its original)."""
+        return np.array([s if s else self.original_source(i) for i, s in enumerate(self.subjects)])
+
+    def original_source(self, i):
+        source = str(self.sources[i])
+        return source[:-len("#flip")] if source.endswith("#flip") else source
 
     def class_counts(self):
         return dict(sorted(collections.Counter(self.y.tolist()).items()))
 
     def select(self, rows):
         return TrainingData(self.X[rows], self.y[rows], self.subjects[rows], self.splits[rows], self.datasets[rows],
-                            self.groups, self.columns, self.config, dict(self.excluded), dict(self.dropped_labels))
+                            self.groups, self.columns, self.config, dict(self.excluded), dict(self.dropped_labels),
+                            self.sources[rows], self.augmented[rows])
 
 
 def _same_layout(a, b):
@@ -46,10 +60,32 @@ def _same_layout(a, b):
             and {k: (s.start, s.stop) for k, s in a.groups.items()} == {k: (s.start, s.stop) for k, s in b.groups.items()})
 
 
-def load_training_data(paths, labels=None):
+#: Label schemes: name -> {canonical label: label in the scheme}; labels not listed are dropped.
+SCHEMES = {
+    "basic7": {c: c for c in ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")},
+    "basic6": {c: c for c in ("angry", "disgust", "fear", "happy", "sad", "surprise")},
+    "valence3": {"angry": "negative", "disgust": "negative", "fear": "negative", "sad": "negative",
+                 "neutral": "neutral", "happy": "positive", "surprise": "positive"},
+}
+
+
+def apply_scheme(labels, scheme):
+    """Canonical labels -> (labels in ``scheme``, mask of the rows the scheme keeps)."""
+    if scheme in (None, "all"):
+        return np.asarray(labels), np.ones(len(labels), dtype=bool)
+    if scheme not in SCHEMES:
+        raise DatasetError(f"unknown label scheme {scheme!r}; choose from all, {', '.join(SCHEMES)}")
+    mapping = SCHEMES[scheme]
+    keep = np.isin(labels, list(mapping))
+    return np.array([mapping.get(str(v), "") for v in labels]), keep
+
+
+def load_training_data(paths, labels=None, scheme=None):
     """Join the ok rows of the feature tables at ``paths`` (they must share one feature config).
 
     ``labels``: keep only these canonical labels (others are counted in ``dropped_labels``).
+    ``scheme``: map labels through a label scheme of :data:`SCHEMES` (7 basic emotions,
+    6 without neutral, 3-class valence); rows outside it are dropped and counted.
     Raises DatasetError for unreadable tables or tables made under different configs.
     """
     paths = [paths] if isinstance(paths, (str, bytes)) or hasattr(paths, "__fspath__") else list(paths)
@@ -70,14 +106,18 @@ def load_training_data(paths, labels=None):
             outside = keep & ~np.isin(table.labels, list(labels))
             dropped.update(table.labels[outside].tolist())
             keep &= ~outside
+        mapped, in_scheme = apply_scheme(table.labels, scheme)
+        dropped.update(table.labels[keep & ~in_scheme].tolist())
+        keep &= in_scheme
         name = table.dataset or "table"
         subjects = table.subjects[keep].astype(str)
         if several:
             subjects = np.array([f"{name}:{s}" if s else "" for s in subjects])
-        parts.append((table.X[keep], table.labels[keep].astype(str), subjects, table.splits[keep].astype(str),
-                      np.full(int(keep.sum()), name)))
-    X, y, subjects, splits, datasets = (np.concatenate(cols) for cols in zip(*parts))
+        parts.append((table.X[keep], mapped[keep].astype(str), subjects, table.splits[keep].astype(str),
+                      np.full(int(keep.sum()), name), table.sources[keep].astype(str), table.augmented[keep]))
+    X, y, subjects, splits, datasets, sources, augmented = (np.concatenate(cols) for cols in zip(*parts))
     if len(y) == 0:
         raise DatasetError("no usable rows (every row failed or was filtered out)")
     return TrainingData(X.astype(np.float32, copy=False), y, subjects, splits, datasets, first.groups,
-                        first.columns, first.config, dict(sorted(excluded.items())), dict(sorted(dropped.items())))
+                        first.columns, first.config, dict(sorted(excluded.items())), dict(sorted(dropped.items())),
+                        sources, augmented.astype(bool))

@@ -231,7 +231,7 @@ def make_pipeline(name, slices, seed=0, probability=True):
         steps = [("scale", StandardScaler()), ("model", _svm("linear", seed, probability))]
     elif name == "xgboost":
         steps = [("model", _xgb(seed))]
-    elif name == "logreg":
+    elif name in ("logreg", "logreg_au"):
         steps = [("scale", StandardScaler()), ("model", _logreg(seed))]
     else:  # ensemble: soft voting over differently biased models
         voting = VotingClassifier([
@@ -263,6 +263,10 @@ MODELS = {
     "logreg": ("Multinomial logistic regression, standardised features, balanced class weights",
                {"select__groups": list(GROUP_CHOICES), "model__C": [0.001, 0.01, 0.1, 1]},
                {"select__groups": [SHAPE_PARTS, ALL], "model__C": [0.01]}),
+    "logreg_au": ("Explainable: multinomial logistic regression on the named action-unit and geometric "
+                  "features only",
+                  {"select__groups": [("action_units", "geometry")], "model__C": [0.01, 0.1, 1, 10]},
+                  {"select__groups": [("action_units", "geometry")], "model__C": [0.1]}),
     "ensemble": ("Soft-voting ensemble of logistic regression, calibrated RBF SVM and Random Forest (150 trees)",
                  {"select__groups": list(GROUP_CHOICES), "model__svm__model__C": [1, 10],
                   "model__logreg__model__C": [0.01]},

@@ -55,3 +55,22 @@ def test_unreachable_scheduler_is_a_one_line_error(jaffe_dir, tmp_path, run_pyth
     assert "Traceback" not in result.stderr
     assert "cannot reach the Dask scheduler" in result.stderr
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_quick_benchmark_on_dask_equals_local_run(cluster, jaffe_dir, tmp_path):
+    from classifiers.benchmark import run_benchmark
+    from classifiers.data import load_training_data
+    from features.backend import compute_backend
+    from features.extract import extract_dataset
+
+    extract_dataset(jaffe_dir, tmp_path / "jaffe.npz", "jaffe", jobs=2, progress=False)
+    data = load_training_data(tmp_path / "jaffe.npz")
+    local = run_benchmark(data, ["logreg", "xgboost"], quick=True, seed=3, jobs=2, progress=False)
+    with compute_backend("dask", cluster.scheduler_address):
+        remote = run_benchmark(data, ["logreg", "xgboost"], quick=True, seed=3, progress=False, backend="dask")
+    assert local["protocol_description"] == remote["protocol_description"]
+    for a, b in zip(local["models"], remote["models"]):
+        assert a["name"] == b["name"]
+        assert a["accuracy"] == b["accuracy"] and a["accuracy"] > local["baseline"]["accuracy"] + 0.2
+        assert a["confusion_matrix"] == b["confusion_matrix"]
+        assert a["best_params_per_fold"] == b["best_params_per_fold"]
