@@ -31,6 +31,8 @@ from sklearn.utils.validation import check_is_fitted
 SHAPE_GROUPS = ("geometry", "landmarks", "action_units")
 PART_GROUPS = ("parts_hog", "parts_lbp")
 SHAPE, SHAPE_PARTS, ALL = "shape", "shape_parts", "all"
+#: The named, human-readable groups of the explainable model ``logreg_au``.
+EXPLAINABLE_GROUPS = ("action_units", "geometry")
 GROUP_CHOICES = (SHAPE, SHAPE_PARTS, ALL)
 
 
@@ -240,7 +242,10 @@ def make_pipeline(name, slices, seed=0, probability=True):
             ("rf", _rf(seed, 150)),
         ], voting="soft")
         steps = [("model", voting)]
-    return Pipeline([_selector(slices)] + steps)
+    pipeline = Pipeline([_selector(slices)] + steps)
+    if name == "logreg_au":
+        pipeline.set_params(select__groups=EXPLAINABLE_GROUPS)
+    return pipeline
 
 
 #: name -> (description, full grid, quick grid). Grid keys are Pipeline parameter names.
@@ -265,8 +270,8 @@ MODELS = {
                {"select__groups": [SHAPE_PARTS, ALL], "model__C": [0.01]}),
     "logreg_au": ("Explainable: multinomial logistic regression on the named action-unit and geometric "
                   "features only",
-                  {"select__groups": [("action_units", "geometry")], "model__C": [0.01, 0.1, 1, 10]},
-                  {"select__groups": [("action_units", "geometry")], "model__C": [0.1]}),
+                  {"select__groups": [EXPLAINABLE_GROUPS], "model__C": [0.01, 0.1, 1, 10]},
+                  {"select__groups": [EXPLAINABLE_GROUPS], "model__C": [0.1]}),
     "ensemble": ("Soft-voting ensemble of logistic regression, calibrated RBF SVM and Random Forest (150 trees)",
                  {"select__groups": list(GROUP_CHOICES), "model__svm__model__C": [1, 10],
                   "model__logreg__model__C": [0.01]},

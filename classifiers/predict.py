@@ -44,20 +44,36 @@ def detect_and_describe(image, config, detector=None, upsample=None):
     return kept, (np.vstack(rows) if rows else np.zeros((0, n_columns), dtype=np.float32))
 
 
-def predict_image(image, model, detector=None, upsample=None):
-    """Per face (largest first): dict(box, label, probabilities, landmarks), and the Face objects."""
+def predict_image(image, model, detector=None, upsample=None, explain_top=0):
+    """Per face (largest first): dict(box, label, probabilities, landmarks), and the Face objects.
+
+    With ``explain_top`` > 0 each face also gets ``explanation``: the features that pushed
+    most toward the predicted label and against it, as {"feature", "value", "contribution"}
+    (see :mod:`classifiers.explain`), and ``_parts`` (face part -> contribution) for pictures.
+    """
     faces, X = detect_and_describe(image, model.config, detector, upsample)
     if not faces:
         return [], faces
     proba = model.predict_proba(X)
+    explanations = None
+    if explain_top:
+        from .explain import explain
+
+        explanations = explain(model, X)
     out = []
-    for face, p in zip(faces, proba):
-        out.append({
+    for i, (face, p) in enumerate(zip(faces, proba)):
+        result = {
             "box": [int(v) for v in face.box],
             "label": model.labels[int(np.argmax(p))],
             "probabilities": {label: round(float(v), 4) for label, v in zip(model.labels, p)},
             "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in face.points],
-        })
+        }
+        if explanations is not None:
+            toward, against = explanations[i].top(explain_top)
+            result["explanation"] = toward + against
+            result["explanation_kind"] = explanations[i].output_kind
+            result["_parts"] = explanations[i].parts
+        out.append(result)
     return out, faces
 
 
@@ -84,11 +100,17 @@ def annotation_path(out, image_path, several):
 
 
 def annotate(image_path, faces, results, dest):
+    """Write the image with each face's box, dots and label; with explanations, face parts are
+    coloured green (pushed toward the label) or red (against), brighter for larger amounts."""
     from features.pixelize import pixelize, save_rgb
+
+    from .explain import part_colours
 
     rgb = read_image(image_path, "rgb")
     labels = [f"{r['label']} {r['probabilities'][r['label']]:.0%}" for r in results]
-    save_rgb(dest, pixelize(rgb, faces, labels))
+    colours = [part_colours(r["_parts"]) if "_parts" in r else None for r in results]
+    canvas = pixelize(rgb, faces, labels, colours)
+    save_rgb(dest, canvas)
 
 
 def format_human(image, results):
@@ -100,6 +122,15 @@ def format_human(image, results):
         others = ", ".join(f"{k} {v:.0%}" for k, v in ranked[1:4])
         x, y, w, h = r["box"]
         lines.append(f"  face {i} at x={x} y={y} w={w} h={h}: {r['label']} {ranked[0][1]:.0%} ({others})")
+        if "explanation" in r:
+            toward = [e for e in r["explanation"] if e["contribution"] > 0]
+            against = [e for e in r["explanation"] if e["contribution"] < 0]
+
+            def words(items):
+                return ", ".join(f"{e['feature']} {e['contribution']:+.2f}" for e in items) or "nothing notable"
+
+            lines.append(f"    for {r['label']}: {words(toward)}")
+            lines.append(f"    against: {words(against)}")
     return "\n".join(lines)
 
 
@@ -120,7 +151,12 @@ def format_human(image, results):
                    "face crop), auto (whole up to 128 px, else hog).")
 @click.option("--upsample", type=click.IntRange(0, 3), default=None,
               help="Override the model's detector upsampling (finds smaller faces, ~4x slower per step).")
-def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample):
+@click.option("--explain", "explain_top", type=click.IntRange(0, 20), default=0, is_flag=False, flag_value=3,
+              help="Explain each face: the N features (default 3) that pushed most toward the predicted label "
+                   "and against it, with signed amounts (logit for logistic regression, margin for XGBoost, "
+                   "probability via SHAP for other models). With --annotate, face parts are coloured by their "
+                   "contribution (green toward, red against).")
+def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, explain_top):
     """Recognise the facial expression of every face in IMAGE_OR_FOLDER(s).
 
     A folder stands for every image file directly inside it. Per face: the box
@@ -158,7 +194,7 @@ def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample):
             if problem:
                 raise FacialExpressionError(f"{path}: {problem}")
             image = read_image(path, "gray")
-            results, faces = predict_image(image, model, detector, upsample)
+            results, faces = predict_image(image, model, detector, upsample, explain_top)
             if annotate_out and faces:
                 annotate(path, faces, results, annotation_path(annotate_out, path, several))
         except (FacialExpressionError, OSError, ValueError) as exc:
@@ -171,7 +207,8 @@ def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample):
         if not results:
             any_no_face = True
         if as_json:
-            click.echo(json.dumps({"image": path, "faces": results}))
+            click.echo(json.dumps({"image": path, "faces": [{k: v for k, v in r.items() if not k.startswith("_")}
+                                                            for r in results]}))
         elif as_csv:
             if not results:
                 writer.writerow([path, 0, "", "", "", "", "no_face"] + [""] * len(model.labels))

@@ -21,7 +21,8 @@ def pixelize(image, faces, labels=None, part_colours=None, min_side=256):
     """RGB image with each face's box, 68 dots and part boxes drawn (and ``labels[i]`` above box i).
 
     Small images are enlarged to ``min_side`` first so the drawing stays legible.
-    ``part_colours`` (part -> RGB) overrides the colours, e.g. to show contributions.
+    ``part_colours`` (part -> RGB, or one such dict per face) overrides the colours, e.g. to
+    show contributions.
     """
     canvas = np.asarray(image)
     canvas = cv2.cvtColor(canvas, cv2.COLOR_GRAY2RGB) if canvas.ndim == 2 else canvas.copy()
@@ -29,8 +30,9 @@ def pixelize(image, faces, labels=None, part_colours=None, min_side=256):
     if scale > 1:
         canvas = cv2.resize(canvas, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
     thick = max(1, int(round(min(canvas.shape[:2]) / 300)))
-    colours = dict(PART_COLOURS, **(part_colours or {}))
+    per_face = part_colours if isinstance(part_colours, (list, tuple)) else [part_colours] * len(faces)
     for i, face in enumerate(faces):
+        colours = dict(PART_COLOURS, **((per_face[i] if i < len(per_face) else None) or {}))
         pts = np.asarray(face.points, dtype=np.float64) * scale
         x, y, w, h = (int(round(v * scale)) for v in face.box)
         cv2.rectangle(canvas, (x, y), (x + w, y + h), (255, 255, 255), thick)

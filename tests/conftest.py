@@ -118,3 +118,30 @@ def run_python():
     interpreter (FER_SHAPE_PREDICTOR and FER_DASK_SCHEDULER cleared unless given) -> CompletedProcess
     with text output."""
     return _run_python
+
+
+# ---- real feature tables and one small trained model (classifier and explanation tests) ----
+
+@pytest.fixture(scope="session")
+def tables(tmp_path_factory, jaffe_dir, ckplus_dir):
+    from features.extract import extract_dataset
+
+    folder = tmp_path_factory.mktemp("tables")
+    extract_dataset(jaffe_dir, folder / "jaffe.npz", jobs=2, progress=False)
+    ck, _ = extract_dataset(ckplus_dir, folder / "ckplus48.npz", jobs=2, progress=False)
+    # one frame per CK+ sequence (the 3 frames of a sequence are near-duplicates, sorted together)
+    ck.select(np.arange(0, len(ck), 3)).save(folder / "ck_subset.npz")
+    return {"jaffe": folder / "jaffe.npz", "ckplus48": folder / "ckplus48.npz", "ck_subset": folder / "ck_subset.npz"}
+
+
+@pytest.fixture(scope="session")
+def jaffe_model(tables, tmp_path_factory):
+    from click.testing import CliRunner
+
+    from classifiers import train as train_cli
+
+    path = tmp_path_factory.mktemp("model") / "jaffe_logreg.skops"
+    result = CliRunner().invoke(train_cli.main, [str(tables["jaffe"]), "-o", str(path), "--model", "logreg",
+                                                 "--quick", "-j", "2", "-q"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return path

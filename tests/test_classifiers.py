@@ -16,7 +16,6 @@ from click.testing import CliRunner
 from PIL import Image
 from sklearn.base import clone
 
-from features.extract import extract_dataset
 from features.table import load_table
 from landmarks.errors import IncompatibleModelError, ModelFileError
 
@@ -24,7 +23,6 @@ from classifiers import artifact
 from classifiers import benchmark as benchmark_cli
 from classifiers import evaluate as evaluate_cli
 from classifiers import predict as predict_cli
-from classifiers import train as train_cli
 from classifiers.data import load_training_data
 from classifiers.models import ALL, SHAPE, GroupSelector, make_pipeline
 
@@ -41,24 +39,7 @@ def run(command, args):
     return result
 
 
-# ---- shared fixtures: real feature tables and one small trained model ---------------------
-
-@pytest.fixture(scope="session")
-def tables(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tables")
-    jaffe, _ = extract_dataset(JAFFE, folder / "jaffe.npz", jobs=2, progress=False)
-    ck, _ = extract_dataset(CKPLUS, folder / "ckplus48.npz", jobs=2, progress=False)
-    # one frame per CK+ sequence (the 3 frames of a sequence are near-duplicates, sorted together)
-    ck.select(np.arange(0, len(ck), 3)).save(folder / "ck_subset.npz")
-    return {"jaffe": folder / "jaffe.npz", "ckplus48": folder / "ckplus48.npz", "ck_subset": folder / "ck_subset.npz"}
-
-
-@pytest.fixture(scope="session")
-def jaffe_model(tables, tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "jaffe_logreg.skops"
-    result = run(train_cli.main, [tables["jaffe"], "-o", path, "--model", "logreg", "--quick", "-j", "2", "-q"])
-    assert result.exit_code == 0, result.output
-    return path
+# shared fixtures `tables` and `jaffe_model` live in conftest.py
 
 
 @pytest.fixture()

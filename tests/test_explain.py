@@ -1,0 +1,119 @@
+"""Explanations: exact contributions that add up to the model output, in words, on real faces."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from classifiers import predict as predict_cli
+from classifiers.artifact import Model, load_model
+from classifiers.data import load_training_data
+from classifiers.explain import FACE_PARTS, explain, feature_unit
+from classifiers.models import make_pipeline
+from features.describe import FeatureConfig
+from landmarks.io import read_image
+
+SMILES = ("KA.HA1.29.tiff", "KL.HA1.158.tiff", "YM.HA1.52.tiff")
+
+
+def _fitted(name, table_path, groups=None, **params):
+    data = load_training_data(table_path)
+    pipe = make_pipeline(name, data.groups, seed=0)
+    if groups:
+        pipe.set_params(select__groups=groups)
+    pipe.set_params(**params)
+    pipe.fit(data.X, data.y)
+    return Model(pipeline=pipe, labels=[str(c) for c in pipe.classes_], config=FeatureConfig.from_dict(data.config)), data
+
+
+def test_logistic_regression_contributions_sum_to_the_logit(tables):
+    model, data = _fitted("logreg", tables["jaffe"], model__C=0.01)
+    rows = data.X[::17]
+    explanations = explain(model, rows)
+    logits = model.pipeline.decision_function(rows)
+    for e, logit in zip(explanations, logits):
+        k = model.labels.index(e.label)
+        assert e.output_kind == "logit"
+        assert e.bias + e.contributions.sum() == pytest.approx(logit[k], abs=1e-4)
+        assert e.label == model.labels[int(np.argmax(logit))]
+
+
+def test_xgboost_contributions_plus_bias_equal_the_margin(tables):
+    import xgboost as xgb
+
+    model, data = _fitted("xgboost", tables["jaffe"], model__n_estimators=40, model__max_depth=3)
+    rows = data.X[::23]
+    explanations = explain(model, rows)
+    booster = model.pipeline.named_steps["model"].booster_
+    selected = model.pipeline[:-1].transform(rows)
+    margins = np.asarray(booster.predict(xgb.DMatrix(selected), output_margin=True)).reshape(len(rows), -1)
+    for e, margin in zip(explanations, margins):
+        k = model.labels.index(e.label)
+        assert e.output_kind == "margin"
+        assert e.bias + e.contributions.sum() == pytest.approx(float(margin[k]), abs=1e-3)
+
+
+def test_random_forest_shap_values_sum_to_the_probability(tables):
+    model, data = _fitted("rf", tables["ck_subset"], groups=("geometry", "action_units"), model__n_estimators=50)
+    rows = data.X[::29]
+    proba = model.pipeline.predict_proba(rows)
+    for e, p in zip(explain(model, rows), proba):
+        k = model.labels.index(e.label)
+        assert e.output_kind == "probability"
+        assert e.bias + e.contributions.sum() == pytest.approx(float(p[k]), abs=1e-4)
+
+
+def test_a_clear_smile_is_explained_by_the_mouth(tables, jaffe_dir):
+    """Explainable model (action units + geometry): the top reason for a smile is a mouth feature."""
+    model, _ = _fitted("logreg_au", tables["jaffe"], model__C=0.1)
+    from classifiers.predict import detect_and_describe
+
+    for name in SMILES:
+        _, X = detect_and_describe(read_image(jaffe_dir / "happy" / name), model.config)
+        e = explain(model, X[:1])[0]
+        assert e.label == "happy", name
+        top = e.top(1)[0][0]
+        unit, part, _ = feature_unit(next(c for c in model.config.columns()[0]
+                                          if feature_unit(c)[0] == top["feature"]))
+        assert part == "mouth", f"{name}: top reason {top}"
+        assert e.parts["mouth"] == max(e.parts.values()), e.parts
+
+
+def test_units_have_words_and_parts():
+    config = FeatureConfig()
+    names = config.columns()[0]
+    units = {feature_unit(c) for c in names}
+    assert ("lip corners pulled up", "mouth", True) in units
+    assert ("mouth appearance (HOG)", "mouth", False) in units
+    assert {part for _, part, _ in units} - {None} == set(FACE_PARTS)
+
+
+def test_predict_explain_json_and_annotation(jaffe_model, jaffe_dir, tmp_path):
+    face = jaffe_dir / "happy" / "KA.HA1.29.tiff"
+    result = CliRunner().invoke(predict_cli.main, [str(face), "--model", str(jaffe_model), "--explain", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output.splitlines()[0])
+    explanation = record["faces"][0]["explanation"]
+    assert 1 <= len(explanation) <= 4
+    for item in explanation:
+        assert set(item) == {"feature", "value", "contribution"} and item["contribution"] != 0
+    # the JSON reasons are the model's own: the largest one matches a recomputation
+    model = load_model(jaffe_model)
+    from classifiers.predict import detect_and_describe
+
+    _, X = detect_and_describe(read_image(face), model.config)
+    assert explanation[0]["contribution"] == pytest.approx(float(explain(model, X)[0].contributions.max()), abs=1e-3)
+
+    out = tmp_path / "explained.png"
+    plain = tmp_path / "plain.png"
+    assert CliRunner().invoke(predict_cli.main, [str(face), "--model", str(jaffe_model), "--explain",
+                                                 "--annotate", str(out)]).exit_code == 0
+    assert CliRunner().invoke(predict_cli.main, [str(face), "--model", str(jaffe_model),
+                                                 "--annotate", str(plain)]).exit_code == 0
+    a, b = read_image(out, "rgb"), read_image(plain, "rgb")
+    assert a.shape == b.shape and np.any(a != b)  # the parts are coloured by contribution
+    human = CliRunner().invoke(predict_cli.main, [str(face), "--model", str(jaffe_model), "--explain"])
+    assert "against:" in human.output and f"for {record['faces'][0]['label']}:" in human.output
+    assert os.path.getsize(out) > 0
