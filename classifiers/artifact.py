@@ -31,6 +31,7 @@ MAX_BYTES = 500_000_000
 
 #: Types beyond skops' defaults that a model file may contain. Nothing else is loaded.
 TRUSTED_TYPES = (
+    "classifiers.models.CappedPCA",
     "classifiers.models.GroupSelector",
     "classifiers.models.XGBoostModel",
     "sklearn.calibration._CalibratedClassifier",

@@ -27,7 +27,7 @@ from features.backend import BACKENDS, compute_backend, default_backend
 from landmarks.io import atomic_path, output_lock
 
 from .data import SCHEMES, load_training_data
-from .models import MODEL_NAMES, describe, make_pipeline, param_grid
+from .models import DEFAULT_MODELS, MODEL_NAMES, describe, make_pipeline, param_grid
 
 #: Features per class in the importance chart and results.json.
 TOP_FEATURES = 8
@@ -45,9 +45,20 @@ class Protocol:
     inner_splits: int = 3
     seed: int = 0
     subsets: dict = field(default_factory=dict)   # extra report name -> boolean mask over rows
+    inner_holdout: bool = False       # tune on one held-out fifth of the training part (big tables)
 
     def inner_cv(self, y_train, groups_train=None):
-        """The inner CV splitter for a training part (grouped by subject where known)."""
+        """The inner CV splitter for a training part (grouped by subject where known).
+
+        With ``inner_holdout`` it is one split: a stratified fifth of the training part
+        (grouped, so mirrored copies stay with their originals) validates every candidate.
+        """
+        if self.inner_holdout:
+            placeholder = np.zeros(len(y_train))
+            if groups_train is not None:
+                splitter = StratifiedGroupKFold(5, shuffle=True, random_state=self.seed)
+                return [next(splitter.split(placeholder, y_train, groups_train))]
+            return [next(StratifiedKFold(5, shuffle=True, random_state=self.seed).split(placeholder, y_train))]
         if groups_train is not None:
             n = max(2, min(self.inner_splits, len(np.unique(groups_train))))
             return StratifiedGroupKFold(n, shuffle=True, random_state=self.seed)
@@ -136,8 +147,9 @@ def _choose_protocol(data, quick=False, seed=0, check_duplicates=True):
             subsets["test_without_train_duplicates"] = clean
         return Protocol("fer2013_split",
                         f"official FER-2013 split: trained on Training ({len(train)} faces), tested on "
-                        f"PublicTest+PrivateTest ({len(test)} faces); inner {inner}-fold stratified CV for "
-                        f"hyperparameters", [(train, test)], None, inner, seed, subsets)
+                        f"PublicTest+PrivateTest ({len(test)} faces); hyperparameters chosen on a stratified "
+                        f"fifth of Training held out (test images never used for tuning)",
+                        [(train, test)], None, inner, seed, subsets, inner_holdout=True)
     if data.subjects_known:
         groups = data.subjects
         n_subjects = len(np.unique(groups))
@@ -528,7 +540,7 @@ def parse_models(text):
 @click.argument("features_file", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", "report_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for results.json, report.md, comparison.png and confusion_<model>.png.")
-@click.option("--models", default=",".join(MODEL_NAMES), show_default=True,
+@click.option("--models", default=",".join(DEFAULT_MODELS), show_default=True,
               help="Comma-separated models to compare.")
 @click.option("--quick", is_flag=True, help="Small grids, 5 outer folds, 3 inner folds: a fast sanity run.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice (folds, models).")
@@ -557,7 +569,9 @@ def main(features_file, report_dir, models, quick, seed, jobs, scheme, backend, 
     and counted. --quick uses small grids and 5 outer folds.
 
     \b
-    Models: rf, svm_rbf, svm_linear, xgboost, logreg, ensemble.
+    Models: rf, svm_rbf, svm_linear, xgboost, logreg, logreg_au (explainable: action units and
+    geometry only), ensemble, and svm_pca (RBF SVM on 256 whitened principal components: for
+    large tables like FER-2013, not run unless asked for).
     Example:
       python -m classifiers.benchmark data/ckplus48.npz -o reports/ckplus48 --quick
     """

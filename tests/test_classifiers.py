@@ -103,7 +103,7 @@ def test_quick_benchmark_on_ckplus_beats_the_majority_baseline(tables, tmp_path)
     assert set(results["classes"]) == {"angry", "contempt", "disgust", "fear", "happy", "sad", "surprise"}
     baseline = results["baseline"]["accuracy"]
     names = [m["name"] for m in results["models"]]
-    assert names == ["rf", "svm_rbf", "svm_linear", "xgboost", "logreg", "ensemble"]
+    assert names == ["rf", "svm_rbf", "svm_linear", "xgboost", "logreg", "logreg_au", "ensemble"]
     for m in results["models"]:
         assert m["accuracy"] > baseline + 0.2, (m["name"], m["accuracy"], baseline)
         assert set(m["per_class_recall"]) == set(results["classes"])

@@ -1,0 +1,59 @@
+"""Cross-dataset accuracy: train on two shared datasets, test on the third (shared classes only).
+
+The classes all three datasets have are the six basic emotions (CK+48 has no neutral,
+JAFFE and FER-2013 no contempt). For each held-out dataset the model is grid-searched
+(subject/image-grouped CV) and fitted on the other two tables, then tested on every face
+of the held-out one (FER-2013: its test part, PublicTest+PrivateTest).
+
+    python benchmarks/cross_dataset.py data/ckplus48.npz data/jaffe.npz data/fer2013.npz \
+        [--model logreg] [--quick] -o reports/cross_dataset
+"""
+
+import json
+import os
+import sys
+
+import click
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+SHARED = ("angry", "disgust", "fear", "happy", "sad", "surprise")
+
+
+@click.command()
+@click.argument("tables", nargs=3, type=click.Path(exists=True, dir_okay=False))
+@click.option("--model", default="logreg", show_default=True)
+@click.option("--quick", is_flag=True)
+@click.option("-j", "--jobs", default=2, show_default=True)
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False))
+def main(tables, model, quick, jobs, output):
+    from classifiers.benchmark import scores
+    from classifiers.data import load_training_data
+    from classifiers.train import train_model
+    from landmarks.io import atomic_path
+
+    results = []
+    for held_out in tables:
+        train_tables = [t for t in tables if t != held_out]
+        train = load_training_data(train_tables, labels=SHARED)
+        train = train.select(~np.isin(train.splits, ("PublicTest", "PrivateTest")))  # never FER's test part
+        test = load_training_data(held_out, labels=SHARED)
+        test = test.select(~test.augmented & ~(test.splits == "Training"))
+        pipeline, summary = train_model(train, model, quick=quick, seed=0, jobs=jobs, progress=False)
+        predicted = pipeline.predict(test.X)
+        entry = {"test": test.datasets[0], "trained_on": sorted(set(train.datasets.tolist())),
+                 "n_train": int(len(train.y)), "n_test": int(len(test.y)), "model": model,
+                 "best_params": summary.get("best_params")}
+        entry.update(scores(test.y, predicted, list(SHARED)))
+        results.append(entry)
+        click.echo(f"train {'+'.join(entry['trained_on'])} -> test {entry['test']}: accuracy {entry['accuracy']:.3f}, "
+                   f"balanced {entry['balanced_accuracy']:.3f}, macro-F1 {entry['macro_f1']:.3f} "
+                   f"({entry['n_test']} faces)")
+    os.makedirs(output, exist_ok=True)
+    with atomic_path(os.path.join(output, "results.json")) as tmp, open(tmp, "w") as fh:
+        json.dump({"classes": SHARED, "quick": quick, "results": results}, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
