@@ -12,9 +12,11 @@ builtins) and refuses a file that names any other type.
 """
 
 import hashlib
+import io
 import json
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,8 +28,13 @@ from landmarks.io import atomic_path
 FORMAT = "facial-expressions-model"
 FORMAT_VERSION = 1
 MEMBERS = ("meta.json", "pipeline.skops")
-#: Refuse files bigger than this before reading them (a model is a few MB).
+#: Refuse files bigger than this before reading them (a model is a few MB), and zips whose
+#: members unpack to more than this in all (a small compressed file can hold gigabytes).
 MAX_BYTES = 500_000_000
+#: Read errors of a damaged or hostile zip (RuntimeError: an encrypted member; RecursionError,
+#: a RuntimeError too: absurdly nested JSON; zlib.error: a damaged deflate stream).
+_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, UnicodeDecodeError, ValueError,
+                NotImplementedError, KeyError, RuntimeError, zlib.error)
 
 #: Types beyond skops' defaults that a model file may contain. Nothing else is loaded.
 TRUSTED_TYPES = (
@@ -106,6 +113,29 @@ def read_meta(path):
     return _open(path)[0]
 
 
+def _read_members(zf, path, what):
+    """{name: bytes} of every member of ``zf``, never unpacking more than MAX_BYTES in all
+    (whatever sizes the zip declares) and never holding more than one chunk beyond that."""
+    infos = zf.infolist()
+    if sum(info.file_size for info in infos) > MAX_BYTES:
+        raise ModelFileError(f"{path}: {what} unpacks to more than {MAX_BYTES // 10**6} MB (not a model file)")
+    out, budget = {}, MAX_BYTES
+    for info in infos:
+        parts = []
+        with zf.open(info) as fh:
+            while True:
+                chunk = fh.read(min(1 << 20, budget + 1))
+                if not chunk:
+                    break
+                parts.append(chunk)
+                budget -= len(chunk)
+                if budget < 0:
+                    raise ModelFileError(f"{path}: {what} unpacks to more than {MAX_BYTES // 10**6} MB "
+                                         f"(not a model file)")
+        out[info.filename] = b"".join(parts)
+    return out
+
+
 def _open(path):
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -117,19 +147,35 @@ def _open(path):
             names = zf.namelist()
             if sorted(names) != sorted(MEMBERS):
                 raise ModelFileError(f"{path}: not a model file of this project (members {names[:5]})")
-            meta = json.loads(zf.read("meta.json").decode("utf-8"))
-            blob = zf.read("pipeline.skops")
+            members = _read_members(zf, path, "the file")
+        meta = json.loads(members["meta.json"].decode("utf-8"))
+        blob = members["pipeline.skops"]
     except ModelFileError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, UnicodeDecodeError, ValueError,
-            NotImplementedError, KeyError) as exc:
+    except _READ_ERRORS as exc:
         raise ModelFileError(f"{path}: not a readable model file ({str(exc)[:100] or type(exc).__name__})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a model file of this project")
     if meta.get("format_version") != FORMAT_VERSION:
         raise IncompatibleModelError(f"{path}: model file format {meta.get('format_version')}, "
                                      f"this code reads {FORMAT_VERSION}")
+    if not isinstance(meta.get("feature_config"), dict) or not isinstance(meta.get("labels"), list):
+        raise ModelFileError(f"{path}: the model description is damaged (no feature configuration or labels)")
     return meta, blob
+
+
+def _check_config(path, config):
+    """The feature settings a model file may name: what find_faces and describe_face accept."""
+    from landmarks.detect import DETECTORS
+
+    def whole(value, low, high):
+        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+    if not (config.detector in DETECTORS and whole(config.upsample, 0, 3) and whole(config.upscale_to, 0, 4096)
+            and whole(config.align_size, 16, 1024)):
+        raise IncompatibleModelError(f"{path}: feature settings this code cannot use: detector "
+                                     f"{config.detector!r}, upsample {config.upsample!r}, upscale_to "
+                                     f"{config.upscale_to!r}, align_size {config.align_size!r}")
 
 
 def load_model(path=None):
@@ -143,26 +189,39 @@ def load_model(path=None):
 
     path = os.fspath(path or DEFAULT_MODEL)
     meta, blob = _open(path)
-    config = FeatureConfig.from_dict(meta.get("feature_config") or {})  # raises IncompatibleModelError
+    try:
+        config = FeatureConfig.from_dict(meta["feature_config"])
+    except IncompatibleModelError as exc:
+        raise IncompatibleModelError(f"{path}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise IncompatibleModelError(f"{path}: feature configuration not reproducible ({str(exc)[:100]})") from None
+    _check_config(path, config)
     if hashlib.sha256(blob).hexdigest() != meta.get("pipeline_sha256"):
         raise ModelFileError(f"{path}: the pipeline does not match its checksum (modified or damaged file)")
     try:
+        # the pipeline is a zip too: bound what it unpacks to before skops reads it
+        with zipfile.ZipFile(io.BytesIO(blob)) as inner:
+            _read_members(inner, path, "the pipeline")
+        # skops reads the type names the file holds without importing or calling anything
         untrusted = sio.get_untrusted_types(data=blob)
+    except ModelFileError:
+        raise
     except Exception as exc:  # skops raises assorted errors on foreign data
-        raise ModelFileError(f"{path}: the pipeline cannot be read ({str(exc)[:100]})") from None
+        raise ModelFileError(f"{path}: the pipeline cannot be read ({str(exc)[:100] or type(exc).__name__})") from None
     refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
     if refused:
         raise ModelFileError(f"{path}: the model names types that are not trusted: {refused[:5]}")
     try:
         pipeline = sio.loads(blob, trusted=list(untrusted))
+        labels = [str(c) for c in getattr(pipeline, "classes_", [])]
+        n_in = getattr(pipeline, "n_features_in_", None)
     except Exception as exc:
         raise ModelFileError(f"{path}: the pipeline cannot be loaded ({type(exc).__name__}: {str(exc)[:100]})") from None
-    labels = [str(c) for c in getattr(pipeline, "classes_", [])]
-    if labels != list(meta.get("labels", [])) or not hasattr(pipeline, "predict_proba"):
+    if labels != [str(c) for c in meta["labels"]] or not hasattr(pipeline, "predict_proba"):
         raise ModelFileError(f"{path}: the pipeline does not match its description")
     n_features = len(config.columns()[0])
-    if getattr(pipeline, "n_features_in_", n_features) != n_features:
-        raise IncompatibleModelError(f"{path}: the model expects {pipeline.n_features_in_} features, "
+    if n_in is not None and n_in != n_features:
+        raise IncompatibleModelError(f"{path}: the model expects {n_in} features, "
                                      f"its feature configuration gives {n_features}")
     return Model(pipeline=pipeline, labels=labels, config=config, meta=meta, path=path)
 

@@ -135,7 +135,7 @@ def format_human(image, results):
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(), metavar="IMAGE_OR_FOLDER...")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(readable=False), metavar="IMAGE_OR_FOLDER...")
 @click.option("-m", "--model", "model_path", type=click.Path(dir_okay=False), default=None,
               help="Model file (default: the shipped model classifiers/models/default.skops).")
 @click.option("--json", "as_json", is_flag=True,
@@ -177,6 +177,9 @@ def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, 
     """
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
+    for stream in (sys.stdout, sys.stderr):  # file names that are not valid UTF-8 print as they are
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
     try:
         model = load_model(model_path or DEFAULT_MODEL)
     except FacialExpressionError as exc:

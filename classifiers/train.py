@@ -18,6 +18,7 @@ from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedGroup
 
 from landmarks.datasets import EMOTIONS
 from landmarks.errors import FacialExpressionError
+from landmarks.io import output_lock
 
 from .artifact import save_model
 from .benchmark import _params_text, _set_threads, single_blas_thread, versions
@@ -138,12 +139,17 @@ def main(features_files, output, name, quick, labels, seed, jobs, cv_folds, benc
         data = load_training_data(features_files, label_list)
         if len(np.unique(data.y)) < 2:
             raise FacialExpressionError("need at least two classes to train")
-        model, summary = train_model(data, name, quick, seed, jobs, cv_folds, progress=not quiet)
-        meta = {"model": summary, "training_data": training_summary(data), "versions": versions(),
-                "feature_tables": [os.path.basename(p) for p in features_files],
-                "benchmarks": benchmark_figures(benchmarks, name)}
-        save_model(output, model, data.config, meta)
+        figures = benchmark_figures(benchmarks, name)
+        # one training per output at a time (a second one is refused, OutputLockedError); the old
+        # model file stays in place until the new one is complete (save_model writes atomically)
+        with output_lock(output, "training"):
+            model, summary = train_model(data, name, quick, seed, jobs, cv_folds, progress=not quiet)
+            meta = {"model": summary, "training_data": training_summary(data), "versions": versions(),
+                    "feature_tables": [os.path.basename(p) for p in features_files], "benchmarks": figures}
+            save_model(output, model, data.config, meta)
     except (FacialExpressionError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # e.g. an output folder that cannot be created or written
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

@@ -116,7 +116,7 @@ def _fingerprint(samples, config, chunk_size, flip=False):
     # chunk_size is part of it: checkpoints are per chunk, so another chunking cannot reuse them
     digest = hashlib.sha256(json.dumps([config.to_dict(), chunk_size, flip], sort_keys=True).encode())
     for s in samples:
-        digest.update(f"{s.source}\t{s.label}\t{s.subject}\t{s.split}\n".encode())
+        digest.update(f"{s.source}\t{s.label}\t{s.subject}\t{s.split}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 

@@ -92,6 +92,7 @@ def read_image(path, mode="gray", max_pixels=MAX_PIXELS):
     _check_file(path)
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's EXIF/truncation chatter: errors are raised instead
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 w, h = img.size
