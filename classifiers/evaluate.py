@@ -64,12 +64,23 @@ def confusion(y_true, y_pred, rows, columns):
     return out.tolist()
 
 
-def evaluate(model_path, dataset, preset=None, detector=None, jobs=1, progress=True):
-    """Scores of the model at ``model_path`` on ``dataset``; returns a JSON-ready dict."""
+def evaluate(model_path, dataset, preset=None, detector=None, jobs=1, progress=True, scheme=None):
+    """Scores of the model at ``model_path`` on ``dataset``; returns a JSON-ready dict.
+
+    ``scheme`` maps the dataset's labels through a label scheme (classifiers.data.SCHEMES)
+    first, e.g. valence3 for a model trained on valence classes.
+    """
+    import dataclasses
+
     from tqdm import tqdm
+
+    from .data import apply_scheme
 
     model = _model(os.fspath(model_path))
     samples = load_dataset(dataset, preset)
+    if scheme not in (None, "all"):
+        mapped, keep = apply_scheme(np.array([s.label for s in samples]), scheme)
+        samples = [dataclasses.replace(s, label=str(m)) if k else s for s, m, k in zip(samples, mapped, keep)]
     known = [s for s in samples if s.label in model.labels]
     unknown = collections.Counter(s.label for s in samples if s.label not in model.labels)
     chunks = [known[i:i + CHUNK] for i in range(0, len(known), CHUNK)]
@@ -149,9 +160,11 @@ def format_report(r):
 @click.option("--detector", default=None, type=click.Choice(["auto", "hog", "cnn", "whole"]),
               help="Override the model's detector.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option("--scheme", type=click.Choice(["all", "basic7", "basic6", "valence3"]), default="all", show_default=True,
+              help="Map the dataset's labels through this label scheme first (as the model was trained).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=2, show_default=True, help="Worker processes.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def main(model_file, dataset_dir, preset, detector, as_json, jobs, quiet):
+def main(model_file, dataset_dir, preset, detector, as_json, scheme, jobs, quiet):
     """Score MODEL_FILE on the labelled images of DATASET_DIR (DATASET_DIR/<class>/<image>).
 
     Reports accuracy, macro-F1, per-class recall and the confusion matrix. The largest
@@ -160,7 +173,7 @@ def main(model_file, dataset_dir, preset, detector, as_json, jobs, quiet):
     and counted; unreadable images are counted and left out.
     """
     try:
-        report = evaluate(model_file, dataset_dir, preset, detector, jobs, progress=not quiet)
+        report = evaluate(model_file, dataset_dir, preset, detector, jobs, progress=not quiet, scheme=scheme)
     except FacialExpressionError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:

@@ -18,6 +18,7 @@ from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedGroup
 
 from landmarks.datasets import EMOTIONS
 from landmarks.errors import FacialExpressionError
+from features.backend import BACKENDS
 from landmarks.io import output_lock
 
 from .artifact import save_model
@@ -63,6 +64,38 @@ def _train_model(data, name, quick, seed, jobs, cv_folds, progress):
                               f"StratifiedGroupKFold {grouped}, scoring balanced accuracy")
     summary["training_seconds"] = round(time.perf_counter() - started, 1)
     return model, summary
+
+
+#: Training rows kept in the model file as SHAP's background sample, for models without
+#: native per-face contributions (SVMs, ensembles).
+BACKGROUND_ROWS = 20
+
+
+def explain_background(model, data, name, seed=0):
+    """A small stratified sample of training rows (list of lists) for SHAP, or None when the
+    model explains itself (logistic regression, XGBoost, Random Forest)."""
+    if name in ("logreg", "logreg_au", "xgboost", "rf"):
+        return None
+    rng = np.random.default_rng(seed)
+    classes = np.unique(data.y)
+    per_class = max(1, BACKGROUND_ROWS // len(classes))
+    rows = np.concatenate([rng.choice(np.flatnonzero(data.y == c), min(per_class, int((data.y == c).sum())),
+                                      replace=False) for c in classes])
+    return np.round(data.X[np.sort(rows)].astype(np.float64), 5).tolist()
+
+
+def train_on_dask(data, scheduler, seed=0):
+    """XGBoost through its Dask interface on the cluster at ``scheduler`` (default parameters)."""
+    from features.backend import compute_backend
+
+    from .distributed import train_xgboost_dask
+
+    started = time.perf_counter()
+    with compute_backend("dask", scheduler) as client:
+        model = train_xgboost_dask(client, data.X, data.y, data.groups, seed=seed)
+    return model, {"model": "xgboost", "description": describe("xgboost") + ", trained with xgboost.dask",
+                   "best_params": {}, "search": "none (default parameters, Dask training)", "seed": int(seed),
+                   "training_seconds": round(time.perf_counter() - started, 1)}
 
 
 def training_summary(data):
@@ -115,6 +148,14 @@ def parse_labels(text):
 @click.option("--quick", is_flag=True, help="Search the small grid instead of the full one.")
 @click.option("--labels", default=None,
               help="Comma-separated canonical labels to keep (e.g. drop contempt); default: every label present.")
+@click.option("--scheme", type=click.Choice(["all", "basic7", "basic6", "valence3"]), default="all", show_default=True,
+              help="Label scheme: the table's labels, the 7 basic emotions, 6 without neutral, or 3-class valence "
+                   "(negative: angry, disgust, fear, sad; neutral; positive: happy, surprise).")
+@click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True,
+              help="dask: train XGBoost with its own Dask interface on the cluster at --scheduler (rows stay "
+                   "partitioned over the workers; --model xgboost only, no grid search).")
+@click.option("--scheduler", envvar="FER_DASK_SCHEDULER", default=None,
+              help="Dask scheduler address for --backend dask [env: FER_DASK_SCHEDULER].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=2, show_default=True, help="Worker processes.")
 @click.option("--cv-folds", type=click.IntRange(2, 20), default=3, show_default=True,
@@ -122,7 +163,8 @@ def parse_labels(text):
 @click.option("--benchmark", "benchmarks", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="A benchmark results.json whose figures for this model go into the model file (repeatable).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def main(features_files, output, name, quick, labels, seed, jobs, cv_folds, benchmarks, quiet):
+def main(features_files, output, name, quick, labels, scheme, backend, scheduler, seed, jobs, cv_folds, benchmarks,
+         quiet):
     """Fit one expression classifier on FEATURES_FILE(s) and save it as one model file.
 
     The tables must come from the same feature configuration; their usable rows (status
@@ -136,16 +178,22 @@ def main(features_files, output, name, quick, labels, seed, jobs, cv_folds, benc
     """
     label_list = parse_labels(labels)
     try:
-        data = load_training_data(features_files, label_list)
+        data = load_training_data(features_files, label_list, scheme=None if scheme == "all" else scheme)
+        if backend == "dask" and name != "xgboost":
+            raise FacialExpressionError("--backend dask trains --model xgboost (XGBoost's own Dask interface)")
         if len(np.unique(data.y)) < 2:
             raise FacialExpressionError("need at least two classes to train")
         figures = benchmark_figures(benchmarks, name)
         # one training per output at a time (a second one is refused, OutputLockedError); the old
         # model file stays in place until the new one is complete (save_model writes atomically)
         with output_lock(output, "training"):
-            model, summary = train_model(data, name, quick, seed, jobs, cv_folds, progress=not quiet)
+            if backend == "dask":
+                model, summary = train_on_dask(data, scheduler, seed)
+            else:
+                model, summary = train_model(data, name, quick, seed, jobs, cv_folds, progress=not quiet)
             meta = {"model": summary, "training_data": training_summary(data), "versions": versions(),
-                    "feature_tables": [os.path.basename(p) for p in features_files], "benchmarks": figures}
+                    "feature_tables": [os.path.basename(p) for p in features_files], "benchmarks": figures,
+                    "label_scheme": scheme, "explain_background": explain_background(model, data, name, seed)}
             save_model(output, model, data.config, meta)
     except (FacialExpressionError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None

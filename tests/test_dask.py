@@ -74,3 +74,36 @@ def test_quick_benchmark_on_dask_equals_local_run(cluster, jaffe_dir, tmp_path):
         assert a["accuracy"] == b["accuracy"] and a["accuracy"] > local["baseline"]["accuracy"] + 0.2
         assert a["confusion_matrix"] == b["confusion_matrix"]
         assert a["best_params_per_fold"] == b["best_params_per_fold"]
+
+
+def test_xgboost_trains_through_xgboost_dask_into_a_normal_model_file(cluster, tables, tmp_path):
+    from click.testing import CliRunner
+
+    from classifiers import train as train_cli
+    from classifiers.artifact import load_model
+    from classifiers.data import load_training_data
+    from classifiers.explain import explain
+
+    out = tmp_path / "dask_xgb.skops"
+    result = CliRunner().invoke(train_cli.main, [str(tables["jaffe"]), "-o", str(out), "--model", "xgboost",
+                                                 "--backend", "dask", "--scheduler", cluster.scheduler_address, "-q"])
+    assert result.exit_code == 0, result.output
+    model = load_model(out)
+    data = load_training_data(tables["jaffe"])
+    assert (model.predict(data.X) == data.y).mean() > 0.9  # fits its training data
+    e = explain(model, data.X[:3])  # native contributions work on the Dask-trained booster too
+    assert all(x.output_kind == "margin" for x in e)
+
+
+def test_label_schemes_on_benchmark_and_train(tables, tmp_path):
+    from classifiers.benchmark import run_benchmark
+    from classifiers.data import load_training_data
+
+    six = load_training_data(tables["jaffe"], scheme="basic6")
+    assert sorted(set(six.y)) == ["angry", "disgust", "fear", "happy", "sad", "surprise"]
+    assert six.dropped_labels == {"neutral": 30}
+    valence = load_training_data(tables["jaffe"], scheme="valence3")
+    assert dict(zip(*np.unique(valence.y, return_counts=True))) == {"negative": 122, "neutral": 30, "positive": 61}
+    results = run_benchmark(valence, ["logreg"], quick=True, jobs=2, progress=False)
+    assert results["classes"] == ["negative", "neutral", "positive"]
+    assert results["models"][0]["accuracy"] > results["baseline"]["accuracy"] + 0.15
