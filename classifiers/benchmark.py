@@ -288,8 +288,13 @@ def run_benchmark(data, models, quick=False, seed=0, jobs=1, progress=True, back
     baseline["name"] = "majority_class"
 
     n_folds = len(protocol.folds)
-    outer_jobs = max(1, min(jobs, n_folds)) if backend == "local" else -1
-    inner_jobs = 1 if outer_jobs > 1 else max(1, jobs)
+    if backend == "dask":
+        # many folds: each (model, fold) fit is one cluster task; one fold (FER-2013): the grid
+        # search's candidates x inner splits go to the cluster instead
+        outer_jobs, inner_jobs = (-1, 1) if n_folds > 1 else (1, -1)
+    else:
+        outer_jobs = max(1, min(jobs, n_folds))
+        inner_jobs = 1 if outer_jobs > 1 else max(1, jobs)
     tasks = [delayed(_fold_task)(name, data, i, train, test, protocol, quick, seed, inner_jobs)
              for name in models for i, (train, test) in enumerate(protocol.folds)]
     predictions = {name: np.empty(len(data.y), dtype=object) for name in models}
