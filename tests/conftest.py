@@ -103,6 +103,21 @@ def real_landmark_sets(jaffe_faces, ckplus_faces):
     return [np.asarray(face.points, dtype=np.float64) for _, _, face in jaffe_faces + ckplus_faces]
 
 
+PR_CAPBSET_DROP = 24
+CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 1, 2
+
+
+def drop_root_read_override():
+    """For a subprocess's preexec_fn: as root on Linux, drop the capabilities that let root read a
+    chmod-000 file (from the bounding set, so they stay dropped across exec); a no-op otherwise."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if os.geteuid() == 0 and hasattr(libc, "prctl"):
+        for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
+            libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+
+
 def _run_python(args, env=None, timeout=120, **kwargs):
     full_env = dict(os.environ)
     for name in ("FER_SHAPE_PREDICTOR", "FER_DASK_SCHEDULER"):  # no outside model file or cluster

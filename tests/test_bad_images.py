@@ -105,17 +105,23 @@ def test_embedded_nul_in_name(tmp_path):
     _raises_exactly(str(tmp_path / "a\0b.png"), {ImageNotFoundError})
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
-                    reason="running as root: chmod 000 does not stop root from reading the file")
-def test_unreadable_file(tmp_path, real_files):
+def test_unreadable_file(tmp_path, real_files, run_python):
+    """A chmod-000 file, read in a fresh process that cannot override file permissions (as root,
+    the override capabilities are dropped first): ImagePermissionError, reason permission_denied."""
+    from conftest import drop_root_read_override
+
     path = tmp_path / "locked.png"
     path.write_bytes(real_files["ckplus_png"][0])
     path.chmod(0)
+    code = ("import sys\nfrom landmarks.io import read_image\ntry:\n    read_image(sys.argv[1])\n"
+            "except Exception as exc:\n    print(type(exc).__name__, exc.reason, isinstance(exc, PermissionError))\n"
+            "else:\n    print('read')")
     try:
-        exc = _raises_exactly(path, {ImagePermissionError})
-        assert isinstance(exc, PermissionError) and exc.reason == "permission_denied"
+        result = run_python(["-c", code, path], preexec_fn=drop_root_read_override)
     finally:
         path.chmod(0o600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [ImagePermissionError.__name__, "permission_denied", "True"], result.stdout
 
 
 # --- truncated and corrupt data -----------------------------------------------------------------

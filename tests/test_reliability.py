@@ -9,7 +9,6 @@ reason (extract) or print one line for it (predict), and carry on with the other
 """
 
 import collections
-import ctypes
 import io
 import json
 import os
@@ -24,6 +23,7 @@ from PIL import Image
 from features.table import load_table
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from conftest import drop_root_read_override  # noqa: E402
 from test_bad_images import forged_jpeg, forged_png, forged_tiff  # noqa: E402
 
 #: Address-space cap of every command run here. Measured on this folder: extract and evaluate run
@@ -35,9 +35,6 @@ ADDRESS_SPACE = 2 * 2**30
 #: No command here may take longer than this (they take 3-10 s).
 TIMEOUT = 90
 
-PR_CAPBSET_DROP = 24
-CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 1, 2
-_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 def confined(address_space=ADDRESS_SPACE):
@@ -47,9 +44,7 @@ def confined(address_space=ADDRESS_SPACE):
     def preexec():
         if address_space:
             resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
-        if os.geteuid() == 0 and hasattr(_LIBC, "prctl"):  # Linux
-            for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
-                _LIBC.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+        drop_root_read_override()
     return preexec
 
 
