@@ -224,15 +224,3 @@ def load_model(path=None):
         raise IncompatibleModelError(f"{path}: the model expects {n_in} features, "
                                      f"its feature configuration gives {n_features}")
     return Model(pipeline=pipeline, labels=labels, config=config, meta=meta, path=path)
-
-
-def load_model_bytes(data):
-    """Load from bytes (for tests and services)."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "model.skops")
-        with open(path, "wb") as fh:
-            fh.write(data)
-        return load_model(path)
-

@@ -163,21 +163,21 @@ def explain(model, X, class_index=None):
     """One :class:`Explanation` per row of ``X`` (feature vectors under ``model.config``)."""
     names = model.config.columns()[0]
     contrib, bias, output, kind, columns, classes = column_contributions(model, X, class_index)
-    units, index, single, parts = [], [], [], []
-    for c in columns:
+    units, single, parts, position = [], [], [], {}  # readable units in first-seen order
+    unit_of_column = np.empty(len(columns), dtype=np.int64)
+    for k, c in enumerate(columns):
         unit, part, alone = feature_unit(names[c])
-        if unit not in index:
-            index.append(unit)
+        if unit not in position:
+            position[unit] = len(units)
             units.append(unit)
-            single.append(names[c] if alone else None)
+            single.append(int(c) if alone else None)
             parts.append(part)
-    position = {u: i for i, u in enumerate(units)}
-    unit_of_column = np.array([position[feature_unit(names[c])[0]] for c in columns])
+        unit_of_column[k] = position[unit]
     X = np.atleast_2d(np.asarray(X, dtype=np.float32))
     out = []
     for r in range(len(X)):
         summed = np.bincount(unit_of_column, weights=contrib[r], minlength=len(units))
-        values = [None if col is None else round(float(X[r, names.index(col)]), 3) for col in single]
+        values = [None if col is None else round(float(X[r, col]), 3) for col in single]
         by_part = {p: 0.0 for p in FACE_PARTS}
         for u, p in enumerate(parts):
             if p is not None:
@@ -202,13 +202,3 @@ def part_colours(parts):
     mapping = {"brows": ("left_eyebrow", "right_eyebrow"), "eyes": ("left_eye", "right_eye"),
                "nose": ("nose_bridge", "nose_tip"), "mouth": ("outer_lips", "inner_lips"), "jaw": ("jaw",)}
     return {drawn: colours[part] for part, drawn_parts in mapping.items() for drawn in drawn_parts}
-
-
-def format_reasons(explanation, n=3):
-    """'lip corners pulled up (+1.80), ...' toward and against, as two strings."""
-    toward, against = explanation.top(n)
-
-    def words(rows):
-        return ", ".join(f"{r['feature']} ({r['contribution']:+.2f})" for r in rows) or "nothing notable"
-
-    return words(toward), words(against)

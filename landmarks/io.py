@@ -123,16 +123,6 @@ def read_image(path, mode="gray", max_pixels=MAX_PIXELS):
         raise CorruptImageError(path, str(exc)[:120]) from None
 
 
-def as_gray(image):
-    """A uint8 array (gray or RGB) -> gray uint8."""
-    image = np.asarray(image)
-    if image.ndim == 2:
-        return image
-    import cv2
-
-    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-
-
 class atomic_path:
     """``with atomic_path(dest) as tmp:`` write ``tmp``; it becomes ``dest`` only if the block succeeds."""
 
