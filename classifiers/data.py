@@ -1,6 +1,7 @@
 """Feature tables as training data: ok rows only, several tables joined, subjects as CV groups."""
 
 import collections
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,6 +54,24 @@ class TrainingData:
         return TrainingData(self.X[rows], self.y[rows], self.subjects[rows], self.splits[rows], self.datasets[rows],
                             self.groups, self.columns, self.config, dict(self.excluded), dict(self.dropped_labels),
                             self.sources[rows], self.augmented[rows])
+
+
+def centre_by_subject(data):
+    """Per-person calibration: every row minus the mean of its subject's rows.
+
+    Mirrored copies are centred on the mean of the subject's mirrored copies. No label is
+    used, but the faces of a held-out subject set that subject's baseline, so a figure under
+    this calibration is transductive: it assumes several faces of each person, showing a mix
+    of expressions, are available at prediction time. Raises DatasetError without subjects.
+    """
+    if not data.subjects_known:
+        raise DatasetError("per-subject calibration needs a subject for every row (this table has none)")
+    X = data.X.copy()
+    keys = np.char.add(data.subjects.astype(str), np.where(data.augmented, "#flip", ""))
+    for key in np.unique(keys):
+        rows = keys == key
+        X[rows] -= X[rows].mean(axis=0)
+    return dataclasses.replace(data, X=X)
 
 
 def _same_layout(a, b):
