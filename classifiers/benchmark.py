@@ -26,7 +26,7 @@ from landmarks.errors import FacialExpressionError
 from features.backend import BACKENDS, compute_backend, default_backend
 from landmarks.io import atomic_path, output_lock
 
-from .data import SCHEMES, load_training_data
+from .data import SCHEMES, centre_by_subject, load_training_data
 from .models import DEFAULT_MODELS, MODEL_NAMES, describe, make_pipeline, param_grid
 
 #: Features per class in the importance chart and results.json.
@@ -533,6 +533,47 @@ def write_report(results, folder):
     _write_text(os.path.join(folder, "results.json"), json.dumps(results, indent=2) + "\n")
 
 
+CALIBRATION_NOTE = ("; PER-SUBJECT CALIBRATION: each face's features centred on the mean of its person's "
+                    "faces, test persons included (labels unused; transductive, not a per-image figure)")
+#: ``--scheme each``: every label scheme the issue tracker asks the benchmark to report.
+EACH_SCHEME = ("basic7", "basic6", "valence3")
+
+
+def parse_schemes(text):
+    """"basic6,valence3" / "each" / "all" -> tuple of scheme names (in the order given)."""
+    names = [n.strip() for n in str(text).split(",") if n.strip()]
+    names = [s for n in names for s in (EACH_SCHEME if n == "each" else (n,))]
+    unknown = [n for n in names if n != "all" and n not in SCHEMES]
+    if unknown or not names:
+        raise click.BadParameter(f"unknown label scheme(s) {unknown}; choose from all, each, {', '.join(SCHEMES)}")
+    return tuple(dict.fromkeys(names))
+
+
+def scheme_summary(runs):
+    """Markdown table: one row per (label scheme, model), from several run_benchmark results."""
+    lines = [f"# Label schemes: {runs[0]['dataset']}", "",
+             f"Protocol: {runs[0]['protocol_description']}.", "",
+             "| scheme | classes | faces tested | model | accuracy | balanced acc. | macro F1 | majority class |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        for m in sorted(r["models"], key=lambda m: -m["accuracy"]):
+            lines.append(f"| {r['label_scheme']} | {len(r['classes'])} ({', '.join(r['classes'])}) | {r['n_tested']} | "
+                         f"{m['name']} | {m['accuracy']:.3f} | {m['balanced_accuracy']:.3f} | {m['macro_f1']:.3f} | "
+                         f"{r['baseline']['accuracy']:.3f} |")
+    lines += ["", "Each scheme's full report (confusion matrices, per-class recall) is in its sub-folder.", ""]
+    return "\n".join(lines)
+
+
+def write_scheme_summary(runs, folder):
+    os.makedirs(folder, exist_ok=True)
+    _write_text(os.path.join(folder, "schemes.md"), scheme_summary(runs))
+    summary = [{"label_scheme": r["label_scheme"], "classes": r["classes"], "n_tested": r["n_tested"],
+                "baseline_accuracy": r["baseline"]["accuracy"],
+                "models": {m["name"]: {k: m[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}
+                           for m in r["models"]}} for r in runs]
+    _write_text(os.path.join(folder, "schemes.json"), json.dumps(summary, indent=2) + "\n")
+
+
 def parse_models(text):
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in MODEL_NAMES]
@@ -551,16 +592,22 @@ def parse_models(text):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice (folds, models).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Worker processes (outer folds run in parallel; with one fold, the grid search does).")
-@click.option("--scheme", type=click.Choice(["all"] + list(SCHEMES)), default="all", show_default=True,
-              help="Label scheme: all (the table's labels), basic7 (7 basic emotions incl. neutral), basic6 "
-                   "(no neutral), valence3 (negative: angry, disgust, fear, sad; neutral; positive: happy, surprise).")
+@click.option("--scheme", default="all", show_default=True, callback=lambda ctx, param, value: parse_schemes(value),
+              help="Label scheme(s), comma-separated: all (the table's labels), basic7 (7 basic emotions incl. "
+                   "neutral), basic6 (no neutral), valence3 (negative: angry, disgust, fear, sad; neutral; "
+                   "positive: happy, surprise), or each (= basic7,basic6,valence3). With several schemes each "
+                   "gets its own sub-folder of OUTPUT and OUTPUT/schemes.md compares them.")
+@click.option("--calibrate", type=click.Choice(["none", "subject"]), default="none", show_default=True,
+              help="subject: centre every face's features on the mean of its person's faces (test persons "
+                   "included, labels unused). A different, transductive setting: it needs several faces of "
+                   "each person at prediction time. Reported separately, never as the per-image figure.")
 @click.option("--backend", type=click.Choice(BACKENDS), default=default_backend,
               show_default="local, or dask when FER_DASK_SCHEDULER is set",
               help="Run the (model, fold) fits on this machine's cores or on a Dask cluster.")
 @click.option("--scheduler", envvar="FER_DASK_SCHEDULER", default=None,
               help="Dask scheduler address (tcp://host:8786) for --backend dask [env: FER_DASK_SCHEDULER].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def main(features_file, report_dir, models, quick, seed, jobs, scheme, backend, scheduler, quiet):
+def main(features_file, report_dir, models, quick, seed, jobs, scheme, calibrate, backend, scheduler, quiet):
     """Compare classical expression classifiers on FEATURES_FILE, the same folds for every model.
 
     \b
@@ -581,25 +628,41 @@ def main(features_file, report_dir, models, quick, seed, jobs, scheme, backend, 
       python -m classifiers.benchmark data/ckplus48.npz -o reports/ckplus48 --quick
     """
     names = parse_models(models)
+    several = len(scheme) > 1
+    lock_path = os.path.join(report_dir, "schemes.json" if several else "results.json")
     try:
-        data = load_training_data(features_file, scheme=None if scheme == "all" else scheme)
-        with output_lock(os.path.join(report_dir, "results.json"), "benchmark"), \
-                compute_backend(backend, scheduler):
-            results = run_benchmark(data, names, quick=quick, seed=seed, jobs=jobs, progress=not quiet,
-                                    backend=backend)
-            results["label_scheme"] = scheme
-            write_report(results, report_dir)
+        with output_lock(lock_path, "benchmark"), compute_backend(backend, scheduler):
+            runs = []
+            for one in scheme:
+                data = load_training_data(features_file, scheme=None if one == "all" else one)
+                if calibrate == "subject":
+                    data = centre_by_subject(data)
+                results = run_benchmark(data, names, quick=quick, seed=seed, jobs=jobs, progress=not quiet,
+                                        backend=backend)
+                results["label_scheme"] = one
+                results["calibration"] = calibrate
+                if calibrate == "subject":
+                    results["protocol_description"] += CALIBRATION_NOTE
+                folder = os.path.join(report_dir, one) if several else report_dir
+                write_report(results, folder)
+                _echo_results(folder, results)
+                runs.append(results)
+            if several:
+                write_scheme_summary(runs, report_dir)
+                click.echo(f"{os.path.join(report_dir, 'schemes.md')}: {len(runs)} label schemes compared")
     except (FacialExpressionError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
-    click.echo(f"{report_dir}: {results['dataset']}, {results['protocol_description']}")
+
+
+def _echo_results(folder, results):
+    click.echo(f"{folder}: {results['dataset']}, scheme {results['label_scheme']}, {results['protocol_description']}")
     click.echo(f"  majority class   accuracy {results['baseline']['accuracy']:.3f}")
     for m in sorted(results["models"], key=lambda m: -m["accuracy"]):
         click.echo(f"  {m['name']:<16} accuracy {m['accuracy']:.3f}  balanced {m['balanced_accuracy']:.3f}  "
                    f"macro-F1 {m['macro_f1']:.3f}  ({m['fit_seconds']:.1f} s/fold)")
-
 
 if __name__ == "__main__":
     # run the imported module's main, so worker processes find its functions by name

@@ -107,3 +107,60 @@ def test_label_schemes_on_benchmark_and_train(tables, tmp_path):
     results = run_benchmark(valence, ["logreg"], quick=True, jobs=2, progress=False)
     assert results["classes"] == ["negative", "neutral", "positive"]
     assert results["models"][0]["accuracy"] > results["baseline"]["accuracy"] + 0.15
+
+
+def test_benchmark_reports_every_label_scheme(tables, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from classifiers import benchmark
+
+    out = tmp_path / "schemes"
+    result = CliRunner().invoke(benchmark.main, [str(tables["jaffe"]), "-o", str(out), "--models", "logreg",
+                                                 "--quick", "--scheme", "each", "-j", "2", "-q"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "schemes.json").read_text())
+    assert [s["label_scheme"] for s in summary] == ["basic7", "basic6", "valence3"]
+    assert [len(s["classes"]) for s in summary] == [7, 6, 3]
+    assert [s["n_tested"] for s in summary] == [213, 183, 213]
+    for s in summary:
+        own = json.loads((out / s["label_scheme"] / "results.json").read_text())
+        assert own["label_scheme"] == s["label_scheme"]
+        assert s["models"]["logreg"]["accuracy"] == own["models"][0]["accuracy"]
+        assert s["models"]["logreg"]["accuracy"] > s["baseline_accuracy"] + 0.15
+    table = (out / "schemes.md").read_text()
+    assert "| valence3 | 3 (negative, neutral, positive) | 213 | logreg |" in table
+    bad = CliRunner().invoke(benchmark.main, [str(tables["jaffe"]), "-o", str(tmp_path / "x"), "--scheme", "basic9"])
+    assert bad.exit_code == 2 and "unknown label scheme" in bad.output
+
+
+def test_per_subject_calibration_is_labelled_and_needs_subjects(tables, tmp_path):
+    import dataclasses
+    import json
+
+    from click.testing import CliRunner
+
+    from classifiers import benchmark
+    from classifiers.data import centre_by_subject, load_training_data
+    from landmarks.errors import DatasetError
+
+    data = load_training_data(tables["jaffe"])
+    centred = centre_by_subject(data)
+    for subject in np.unique(data.subjects):
+        rows = data.subjects == subject
+        assert np.abs(centred.X[rows].mean(axis=0)).max() < 1e-4
+        assert not np.allclose(centred.X[rows], data.X[rows])
+    assert np.array_equal(centred.y, data.y)
+    with pytest.raises(DatasetError, match="needs a subject"):
+        centre_by_subject(dataclasses.replace(data, subjects=np.full(len(data.y), "")))
+    out = tmp_path / "calibrated"
+    result = CliRunner().invoke(benchmark.main, [str(tables["jaffe"]), "-o", str(out), "--models", "logreg",
+                                                 "--quick", "--calibrate", "subject", "-j", "2", "-q"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["calibration"] == "subject"
+    assert "PER-SUBJECT CALIBRATION" in (out / "report.md").read_text()
+    assert results["models"][0]["accuracy"] > results["baseline"]["accuracy"] + 0.3
