@@ -297,7 +297,7 @@ MODELS = {
                 {"select__groups": [ALL], "model__n_estimators": [60], "model__max_depth": [3],
                  "model__colsample_bytree": [0.2]}),
     "logreg": ("Multinomial logistic regression, standardised features, balanced class weights",
-               {"select__groups": list(GROUP_CHOICES), "model__C": [0.001, 0.01, 0.1, 1]},
+               {"select__groups": list(GROUP_CHOICES), "model__C": [0.003, 0.01, 0.03, 0.1, 1]},
                {"select__groups": [SHAPE_PARTS, ALL], "model__C": [0.01]}),
     "logreg_au": ("Explainable: multinomial logistic regression on the named action-unit and geometric "
                   "features only",
