@@ -8,12 +8,14 @@ PRESET   ?=
 DETECTOR ?= auto
 JOBS     ?= -1
 FEATURES ?= data/$(notdir $(DATASET)).npz
-# benchmark: REPORT folder, MODELS=rf,svm_rbf,... (default all), QUICK=1 for small grids and 5 folds
+# benchmark: REPORT folder, MODELS=rf,svm_rbf,... (default all), QUICK=1 for small grids and 5 folds,
+# SCHEME=each (or basic7,basic6,valence3) for one report per label scheme plus REPORT/schemes.md
 REPORT   ?= reports/$(basename $(notdir $(FEATURES)))
 MODELS   ?=
 QUICK    ?=
 SEED     ?= 0
 CLF_JOBS ?= 2
+SCHEME   ?=
 # the shipped default model: trained on these tables, these labels
 DEFAULT_MODEL  ?= classifiers/models/default.skops
 MODEL_TABLES   ?= data/ckplus48.npz data/jaffe.npz data/fer2013.npz
@@ -28,7 +30,7 @@ help:
 	@echo "make install     create $(VENV) and install the project with its dependencies"
 	@echo "make test        run the test suite (real datasets from $(DATASETS))"
 	@echo "make features    extract a feature table: DATASET=dir [PRESET=ckplus48|jaffe|fer2013|folder] -> $(FEATURES)"
-	@echo "make benchmark   compare the classical models on FEATURES -> REPORT: FEATURES=data/ckplus48.npz REPORT=reports/ckplus48 [MODELS=rf,svm_rbf] [QUICK=1]"
+	@echo "make benchmark   compare the classical models on FEATURES -> REPORT: FEATURES=data/ckplus48.npz REPORT=reports/ckplus48 [MODELS=rf,svm_rbf] [QUICK=1] [SCHEME=each]"
 	@echo "make model       train the shipped default model ($(MODEL_NAME) on $(MODEL_TABLES)) -> $(DEFAULT_MODEL)"
 	@echo "make demo        predict the emotion on matplotlib's sample photo -> out/demo.png"
 
@@ -51,7 +53,7 @@ data/%.npz:
 	$(PY) -m features.extract $(DATASETS)/$* -o $@ --detector $(DETECTOR) --jobs $(JOBS)
 
 benchmark: $(FEATURES)
-	$(PY) -m classifiers.benchmark $(FEATURES) -o $(REPORT) $(if $(MODELS),--models $(MODELS)) $(if $(QUICK),--quick) --seed $(SEED) --jobs $(CLF_JOBS)
+	$(PY) -m classifiers.benchmark $(FEATURES) -o $(REPORT) $(if $(MODELS),--models $(MODELS)) $(if $(QUICK),--quick) $(if $(SCHEME),--scheme $(SCHEME)) --seed $(SEED) --jobs $(CLF_JOBS)
 
 model: $(MODEL_TABLES)
 	$(PY) -m classifiers.train $(MODEL_TABLES) -o $(DEFAULT_MODEL) --model $(MODEL_NAME) --labels $(MODEL_LABELS) --seed $(SEED) --jobs $(CLF_JOBS) $(MODEL_ARGS)
