@@ -109,6 +109,17 @@ def test_label_schemes_on_benchmark_and_train(tables, tmp_path):
     assert results["models"][0]["accuracy"] > results["baseline"]["accuracy"] + 0.15
 
 
+def _quick_jaffe_benchmark(tables, out, *options):
+    """The benchmark CLI, logreg with quick grids on the JAFFE table, into ``out``; must succeed."""
+    from click.testing import CliRunner
+
+    from classifiers import benchmark
+
+    result = CliRunner().invoke(benchmark.main, [str(tables["jaffe"]), "-o", str(out), "--models", "logreg",
+                                                 "--quick", "-j", "2", "-q", *options], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+
 def test_benchmark_reports_every_label_scheme(tables, tmp_path):
     import json
 
@@ -117,10 +128,7 @@ def test_benchmark_reports_every_label_scheme(tables, tmp_path):
     from classifiers import benchmark
 
     out = tmp_path / "schemes"
-    result = CliRunner().invoke(benchmark.main, [str(tables["jaffe"]), "-o", str(out), "--models", "logreg",
-                                                 "--quick", "--scheme", "each", "-j", "2", "-q"],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    _quick_jaffe_benchmark(tables, out, "--scheme", "each")
     summary = json.loads((out / "schemes.json").read_text())
     assert [s["label_scheme"] for s in summary] == ["basic7", "basic6", "valence3"]
     assert [len(s["classes"]) for s in summary] == [7, 6, 3]
@@ -140,9 +148,6 @@ def test_per_subject_calibration_is_labelled_and_needs_subjects(tables, tmp_path
     import dataclasses
     import json
 
-    from click.testing import CliRunner
-
-    from classifiers import benchmark
     from classifiers.data import centre_by_subject, load_training_data
     from landmarks.errors import DatasetError
 
@@ -156,10 +161,7 @@ def test_per_subject_calibration_is_labelled_and_needs_subjects(tables, tmp_path
     with pytest.raises(DatasetError, match="needs a subject"):
         centre_by_subject(dataclasses.replace(data, subjects=np.full(len(data.y), "")))
     out = tmp_path / "calibrated"
-    result = CliRunner().invoke(benchmark.main, [str(tables["jaffe"]), "-o", str(out), "--models", "logreg",
-                                                 "--quick", "--calibrate", "subject", "-j", "2", "-q"],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    _quick_jaffe_benchmark(tables, out, "--calibrate", "subject")
     results = json.loads((out / "results.json").read_text())
     assert results["calibration"] == "subject"
     assert "PER-SUBJECT CALIBRATION" in (out / "report.md").read_text()
