@@ -28,9 +28,9 @@ from sklearn.utils.validation import check_is_fitted
 
 #: Feature-group choices compared by the grids. Each is resolved against the groups a table
 #: actually has (:func:`resolve_groups`): "shape" = the landmark-shape groups, "shape_parts" =
-#: shape + part patches (HOG, LBP), "all" = every group of the table.
+#: shape + part textures (HOG, LBP, Gabor jets), "all" = every group of the table.
 SHAPE_GROUPS = ("geometry", "landmarks", "action_units")
-PART_GROUPS = ("parts_hog", "parts_lbp")
+PART_GROUPS = ("parts_hog", "parts_lbp", "gabor")
 SHAPE, SHAPE_PARTS, ALL = "shape", "shape_parts", "all"
 #: The named, human-readable groups of the explainable model ``logreg_au``.
 EXPLAINABLE_GROUPS = ("action_units", "geometry")

@@ -7,7 +7,7 @@ import numpy as np
 from landmarks.errors import IncompatibleModelError
 from landmarks.shape import ALIGN_SIZE, UPSCALE_TO
 
-from . import action_units, geometry, patches
+from . import action_units, gabor, geometry, patches
 
 #: Bump when a feature's definition changes: models trained on other versions are refused.
 FEATURES_VERSION = 1
@@ -30,6 +30,7 @@ GROUPS = {
     "parts_hog": (lambda f: patches.part_hog(f.aligned, f.aligned_points), patches.part_hog_names),
     "parts_lbp": (lambda f: patches.part_lbp(f.aligned, f.aligned_points), patches.part_lbp_names),
     "face_hog": (lambda f: patches.face_hog(f.aligned), patches.face_hog_names),
+    "gabor": (lambda f: gabor.gabor_jets(f.aligned, f.aligned_points), gabor.gabor_names),
 }
 #: LBP is opt-in (--groups): it costs as much as all the other descriptors together.
 DEFAULT_GROUPS = ("geometry", "landmarks", "action_units", "parts_hog", "face_hog")
