@@ -85,3 +85,26 @@ def test_describe_face_with_the_gabor_group(jaffe_faces):
     vector = describe_face(face, config)
     assert vector.shape == (len(names),)
     np.testing.assert_array_equal(vector[slices["gabor"]], gabor_jets(face.aligned, face.aligned_points))
+
+
+def test_equals_filtering_the_whole_face_and_reading_at_the_points(jaffe_faces):
+    """The per-point dot products are exactly what filtering the whole (normalised) face with
+    each kernel and reading the magnitude at the landmarks gives."""
+    from features.gabor import SIGMA_PER_WAVELENGTH
+
+    _, _, face = jaffe_faces[2]
+    points = np.round(face.aligned_points).astype(int)   # integer positions: no interpolation
+    jets = gabor_jets(face.aligned, points).reshape(len(POINTS), len(WAVELENGTHS), ORIENTATIONS)
+    image = face.aligned.astype(np.float32)
+    image = (image - image.mean()) / image.std()
+    xs, ys = points[list(POINTS)].T
+    for w, wavelength in enumerate(WAVELENGTHS):
+        sigma = SIGMA_PER_WAVELENGTH * wavelength
+        side = 2 * int(round(2.5 * sigma)) + 1
+        for o in range(ORIENTATIONS):
+            parts = []
+            for psi in (0, np.pi / 2):
+                kernel = cv2.getGaborKernel((side, side), sigma, o * np.pi / ORIENTATIONS, wavelength, 1, psi, cv2.CV_64F)
+                parts.append(cv2.filter2D(image, cv2.CV_32F, (kernel - kernel.mean()).astype(np.float32),
+                                          borderType=cv2.BORDER_REPLICATE)[ys, xs])
+            np.testing.assert_allclose(jets[:, w, o], np.log1p(np.hypot(*parts)), atol=2e-4)
