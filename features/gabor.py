@@ -66,6 +66,9 @@ def gabor_jets(aligned, aligned_points):
 
 
 def gabor_names():
+    """``gabor_<region>_point<i>_wl<wavelength>px_ori<degrees>``: ``ori`` is the direction the
+    wave runs in the image (0: left to right, i.e. vertical stripes and edges; 90: downwards,
+    i.e. horizontal ones such as the lip line or forehead wrinkles)."""
     region_of = {i: name for name, indices in REGIONS for i in indices}
     return tuple(f"gabor_{region_of[i]}_point{i:02d}_wl{wavelength:.1f}px_ori{k * 180 // ORIENTATIONS:03d}"
                  for i in POINTS for wavelength in WAVELENGTHS for k in range(ORIENTATIONS))
