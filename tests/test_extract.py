@@ -101,6 +101,7 @@ def test_table_shapes_columns_and_groups(reference):
     assert table.columns[slices["geometry"]][0] == "mouth_width"
     assert all(c.startswith("point") for c in table.columns[slices["landmarks"]])
     assert all(c.startswith("hog_face_") for c in table.columns[slices["face_hog"]])
+    assert all(c.startswith("gabor_") for c in table.columns[slices["gabor"]])
     assert FeatureConfig.from_dict(table.config) == FeatureConfig()
     assert table.preset == "ckplus48" and table.dataset == "ck_subset"
 
