@@ -147,6 +147,35 @@ def test_aligned_crop_is_the_face(jaffe_faces):
     assert np.abs(aligned.astype(int) - face.aligned.astype(int)).mean() < 4  # work image was upscaled
 
 
+def test_large_faces_are_shrunk_without_aliasing(jaffe_faces):
+    """Texture finer than the aligned crop's pixels averages out instead of folding back as
+    false texture: a 1.5 px stripe pattern behind a large face comes out flat grey."""
+    _, _, face = jaffe_faces[0]
+    points = face.points.astype(np.float64) * 4          # the same face 4x larger: crop scale ~0.15
+    h, w = 1100, 1100
+    stripes = np.where((np.arange(w) // 1) % 3 == 0, 255, 0).astype(np.uint8)   # period 3 px
+    image = np.tile(stripes, (h, 1))
+    aligned, _ = align_face(image, points)
+    assert abs(aligned.mean() - 85) < 6 and aligned.std() < 8, (aligned.mean(), aligned.std())
+    # plain bilinear sampling of the same image would alias into strong stripes
+    from landmarks.shape import alignment_matrix
+    naive = cv2.warpAffine(image, alignment_matrix(points), (ALIGN_SIZE, ALIGN_SIZE), flags=cv2.INTER_LINEAR)
+    assert naive.std() > 40
+
+
+def test_a_face_aligns_the_same_at_any_size(jaffe_faces):
+    """A photo's face and the same photo 3x larger give the same aligned crop: the reduction
+    keeps the geometry (no sub-pixel shift) and the grey levels."""
+    _, image, face = jaffe_faces[4]
+    small, small_points = align_face(image, face.points)
+    large_image = cv2.resize(image, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+    large, large_points = align_face(large_image, (face.points.astype(np.float64) + 0.5) * 3 - 0.5)
+    np.testing.assert_allclose(large_points, small_points, atol=1e-3)
+    assert np.abs(large.astype(int) - small.astype(int)).mean() < 2.5
+    shift, _ = cv2.phaseCorrelate(small.astype(np.float32), large.astype(np.float32))
+    assert np.hypot(*shift) < 0.15
+
+
 def test_align_face_refuses_degenerate_points(jaffe_face_image):
     with pytest.raises(DegenerateLandmarksError):
         align_face(jaffe_face_image[0], np.full((68, 2), 100.0))
