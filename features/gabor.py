@@ -60,7 +60,10 @@ def gabor_jets(aligned, aligned_points):
     magnitudes = []
     for side, kernels in bank:   # each wavelength reads only the centre of the patch it needs
         start = (full - side) // 2
-        responses = patches[:, start:start + side, start:start + side].reshape(len(points), -1) @ kernels
+        window = np.ascontiguousarray(patches[:, start:start + side, start:start + side]).reshape(len(points), -1)
+        # OpenCV's gemm, not numpy's: BLAS sums in an order that depends on its thread count, so
+        # worker processes (one thread) and the caller would differ in the last bits
+        responses = cv2.gemm(window, kernels, 1.0, None, 0.0)
         magnitudes.append(np.hypot(responses[:, :ORIENTATIONS], responses[:, ORIENTATIONS:]))
     return np.log1p(np.concatenate(magnitudes, axis=1)).ravel().astype(np.float32)
 
