@@ -32,7 +32,7 @@ GROUPS = {
     "face_hog": (lambda f: patches.face_hog(f.aligned), patches.face_hog_names),
     "gabor": (lambda f: gabor.gabor_jets(f.aligned, f.aligned_points), gabor.gabor_names),
 }
-#: LBP is opt-in (--groups): 0.3 ms per face for a gain within noise. Gabor jets (0.45 ms per
+#: LBP is opt-in (--groups): 0.3 ms per face for a gain within noise. Gabor jets (0.4 ms per
 #: face) are in: they gain 1-4 points on CK+48 and JAFFE (BENCHMARKS.md).
 DEFAULT_GROUPS = ("geometry", "landmarks", "action_units", "parts_hog", "face_hog", "gabor")
 
