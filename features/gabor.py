@@ -71,12 +71,12 @@ def gabor_jets(aligned, aligned_points):
     points = np.asarray(aligned_points, dtype=np.float64)[list(POINTS)]
     patches = np.stack([cv2.getRectSubPix(image, (full, full), (float(x), float(y))) for x, y in points])
     magnitudes = []
-    for side, kernels in bank:   # each wavelength reads only the centre of the patch it needs
-        start = (full - side) // 2
-        window = np.ascontiguousarray(patches[:, start:start + side, start:start + side]).reshape(len(points), -1)
-        with _one_blas_thread():
+    with _one_blas_thread():
+        for side, kernels in bank:   # each wavelength reads only the centre of the patch it needs
+            start = (full - side) // 2
+            window = np.ascontiguousarray(patches[:, start:start + side, start:start + side]).reshape(len(points), -1)
             responses = window @ kernels
-        magnitudes.append(np.hypot(responses[:, :ORIENTATIONS], responses[:, ORIENTATIONS:]))
+            magnitudes.append(np.hypot(responses[:, :ORIENTATIONS], responses[:, ORIENTATIONS:]))
     return np.log1p(np.concatenate(magnitudes, axis=1)).ravel().astype(np.float32)
 
 
