@@ -10,7 +10,7 @@ Other models (SVMs, ensembles) are explained by SHAP's permutation explainer on 
 class probability, with a background sample of training rows stored in the model file.
 
 Many columns are parts of one thing a person can name (136 landmark coordinates, hundreds
-of HOG cells per face part). Their contributions are summed into readable units ("mouth
+of HOG cells per face part, 40 Gabor responses per landmark). Their contributions are summed into readable units ("mouth
 appearance (HOG)", "mouth shape (landmarks)"); a sum of exact contributions stays exact.
 """
 
@@ -60,6 +60,10 @@ def feature_unit(column):
         return f"{words} appearance ({kind.upper()})", part, False
     if column.startswith("hog_face_"):
         return "whole-face appearance (HOG)", None, False
+    match = re.match(r"gabor_(brow|nose|eye|mouth)_", column)
+    if match:
+        part = {"brow": "brows", "nose": "nose", "eye": "eyes", "mouth": "mouth"}[match.group(1)]
+        return f"{part} texture (Gabor jets)", part, False
     return column, None, True
 
 

@@ -12,7 +12,7 @@ from classifiers.artifact import Model, load_model
 from classifiers.data import load_training_data
 from classifiers.explain import FACE_PARTS, explain, feature_unit
 from classifiers.models import make_pipeline
-from features.describe import FeatureConfig
+from features.describe import GROUPS, FeatureConfig
 from landmarks.io import read_image
 
 SMILES = ("KA.HA1.29.tiff", "KL.HA1.158.tiff", "YM.HA1.52.tiff")
@@ -87,6 +87,10 @@ def test_units_have_words_and_parts():
     units = {feature_unit(c) for c in names}
     assert ("lip corners pulled up", "mouth", True) in units
     assert ("mouth appearance (HOG)", "mouth", False) in units
+    assert ("brows texture (Gabor jets)", "brows", False) in units
+    # every column of every group has words: none falls through as its raw name
+    every = FeatureConfig(groups=GROUPS).columns()[0]
+    assert [c for c in every if feature_unit(c) == (c, None, True)] == []
     assert {part for _, part, _ in units} - {None} == set(FACE_PARTS)
 
 
