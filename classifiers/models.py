@@ -210,12 +210,16 @@ def _svm(kernel, seed, probability):
 
 class CappedPCA(PCA):
     """PCA whose ``n_components`` is an upper bound: small tables (fewer rows than components)
-    get as many components as they can have. Parameters stay as given."""
+    get as many components as they can have. Parameters stay as given.
+
+    Centred data of n rows spans at most n - 1 directions: an n-th component would have zero
+    variance, and whitening would blow its rounding noise up by 1e5 (a face's prediction then
+    depended on which other faces shared its batch)."""
 
     def _fit(self, X):
         requested = self.n_components
         if isinstance(requested, int):
-            self.n_components = min(requested, X.shape[0], X.shape[1])
+            self.n_components = max(1, min(requested, X.shape[0] - 1, X.shape[1]))
         try:
             return super()._fit(X)
         finally:

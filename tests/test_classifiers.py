@@ -75,6 +75,20 @@ def test_group_selector_follows_the_estimator_contract(tables):
         GroupSelector(groups=("nope",), slices=slices).fit(table.X)
 
 
+def test_svm_pca_on_a_small_table_keeps_only_directions_the_data_has(tables):
+    """On 213 JAFFE faces the PCA keeps the 212 directions the centred data spans, not a 213th
+    of zero variance whose whitening blew rounding noise up 1e5 times: a face's whitened
+    components are the same alone as in a batch (before: differences up to 0.28)."""
+    data = load_training_data(tables["jaffe"])
+    pipe = make_pipeline("svm_pca", data.groups, seed=0).fit(data.X, data.y)
+    pca = pipe.named_steps["pca"]
+    assert pca.n_components_ == len(data.X) - 1 and pca.n_components == 256
+    assert pca.explained_variance_.min() > 1e-3 * pca.explained_variance_.max()
+    head, rows = pipe[:-1], data.X[::20]
+    alone = np.vstack([head.transform(r[None]) for r in rows])
+    np.testing.assert_allclose(head.transform(rows), alone, atol=1e-4)
+
+
 def test_xgboost_encodes_labels_and_survives_a_model_file(tables, tmp_path):
     data = load_training_data(tables["jaffe"])
     pipe = make_pipeline("xgboost", data.groups, seed=3).set_params(model__n_estimators=15)
