@@ -6,8 +6,9 @@ Contributions are the model's own where it has them, and exact:
 - XGBoost: the booster's per-prediction contributions (``pred_contribs``, TreeSHAP);
   they plus the bias sum to the class margin;
 - Random Forest: SHAP's TreeExplainer (exact Shapley values of the class probability).
-Other models (SVMs, ensembles) are explained by SHAP's permutation explainer on the
-class probability, with a background sample of training rows stored in the model file.
+Other models (SVMs, the PCA-based SVM, ensembles) get Shapley values of the readable units
+below, from SHAP's permutation explainer on the class probability, with a background sample
+of training rows stored in the model file.
 
 Many columns are parts of one thing a person can name (136 landmark coordinates, hundreds
 of HOG cells per face part, 40 Gabor responses per landmark). Their contributions are summed into readable units ("mouth
@@ -97,21 +98,30 @@ def _split_pipeline(pipeline):
     return head, final, columns
 
 
-def column_contributions(model, X, class_index=None):
-    """Per-row contributions of the selected columns toward ``class_index`` (default: the predicted class).
+def _columnwise(head):
+    """True when every step before the model maps each column on its own (selection, scaling),
+    so the model's contributions per input column are contributions of named features."""
+    from sklearn.preprocessing import StandardScaler
 
-    Returns (contributions (n, k), bias (n,), output (n,), output_kind, column indices, classes).
+    from .models import GroupSelector
+
+    return all(isinstance(step, (GroupSelector, StandardScaler)) for _, step in head.steps)
+
+
+def _native_contributions(model, X, classes):
+    """Per-column contributions of models that have their own exact ones, or None.
+
+    Returns (contributions (n, k), bias (n,), output (n,), output_kind) over the selected columns.
     """
+    from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
 
     from .models import XGBoostModel
 
-    X = np.atleast_2d(np.asarray(X, dtype=np.float32))
-    head, final, columns = _split_pipeline(model.pipeline)
+    head, final, _ = _split_pipeline(model.pipeline)
+    if not _columnwise(head) or not isinstance(final, (LogisticRegression, XGBoostModel, RandomForestClassifier)):
+        return None
     Z = head.transform(X)
-    columns = np.arange(X.shape[1]) if columns is None else columns
-    proba = model.pipeline.predict_proba(X)
-    classes = np.argmax(proba, axis=1) if class_index is None else np.full(len(X), int(class_index))
     rows = np.arange(len(X))
     if isinstance(final, LogisticRegression):
         coef = final.coef_
@@ -122,7 +132,7 @@ def column_contributions(model, X, class_index=None):
             intercept = final.intercept_
         contrib = coef[classes] * Z
         bias = intercept[classes]
-        return contrib, bias, contrib.sum(axis=1) + bias, "logit", columns, classes
+        return contrib, bias, contrib.sum(axis=1) + bias, "logit"
     if isinstance(final, XGBoostModel):
         import xgboost as xgb
 
@@ -130,43 +140,72 @@ def column_contributions(model, X, class_index=None):
         raw = raw.reshape(len(X), len(final.classes_), -1)[rows, classes]
         margin = final.booster_.predict(xgb.DMatrix(np.asarray(Z, dtype=np.float32)), output_margin=True)
         margin = np.asarray(margin).reshape(len(X), -1)[rows, classes]
-        return raw[:, :-1], raw[:, -1], margin, "margin", columns, classes
+        return raw[:, :-1], raw[:, -1], margin, "margin"
+    shap = _shap()
+    explainer = shap.TreeExplainer(final)
+    values = np.asarray(explainer.shap_values(np.asarray(Z, dtype=np.float32), check_additivity=False))
+    if values.ndim == 3 and values.shape[0] == len(X):       # (n, features, classes)
+        contrib = values[rows, :, classes]
+    else:                                                    # list per class -> (classes, n, features)
+        contrib = values[classes, rows, :]
+    bias = np.asarray(explainer.expected_value).reshape(-1)[classes]
+    proba = model.pipeline.predict_proba(X)
+    return contrib, bias, proba[rows, classes], "probability"
+
+
+def _shap():
     try:
         import shap
     except ImportError:
         raise ExplanationError("explaining this model needs the 'shap' package") from None
-    from sklearn.ensemble import RandomForestClassifier
+    return shap
 
-    if isinstance(final, RandomForestClassifier):
-        explainer = shap.TreeExplainer(final)
-        values = np.asarray(explainer.shap_values(np.asarray(Z, dtype=np.float32), check_additivity=False))
-        if values.ndim == 3 and values.shape[0] == len(X):       # (n, features, classes)
-            contrib = values[rows, :, classes]
-        else:                                                    # list per class -> (classes, n, features)
-            contrib = values[classes, rows, :]
-        bias = np.asarray(explainer.expected_value).reshape(-1)[classes]
-        return contrib, bias, proba[rows, classes], "probability", columns, classes
+
+def _unit_shapley(model, X, classes, unit_of_column, n_units):
+    """Contributions of whole units (n, n_units) to the class probability, for any model.
+
+    SHAP's permutation explainer over the units, each present (the face's values) or absent
+    (a background training face's values, averaged over the background sample stored in the
+    model file): interventional Shapley values of groups of columns. The model's own steps
+    (scaling, PCA, kernels) all run on every mixed face, so models that mix columns are
+    explained in named features too, with 2 * units + 1 evaluations per face.
+    """
+    shap = _shap()
     background = model.meta.get("explain_background")
     if not background:
+        final = model.pipeline.steps[-1][1]
         raise ExplanationError(f"{type(final).__name__} models are explained with SHAP against a background "
                                "sample, and this model file has none (retrain it with this version)")
-    background = head.transform(np.asarray(background, dtype=np.float32))
-    contrib = np.zeros((len(X), Z.shape[1]))
-    bias = np.zeros(len(X))
-    for r in rows:
-        k = classes[r]
-        explainer = shap.explainers.Permutation(lambda data, k=k: final.predict_proba(data)[:, k],
-                                                shap.maskers.Independent(background, max_samples=len(background)))
-        result = explainer(np.asarray(Z[r:r + 1]), max_evals=2 * Z.shape[1] + 1, silent=True)
+    selector = model.pipeline.named_steps.get("select")
+    rest = model.pipeline[1:] if selector is not None else model.pipeline
+    pick = selector.transform if selector is not None else np.asarray
+    background = pick(np.asarray(background, dtype=np.float32))
+    selected = pick(X)
+    contrib, bias = np.zeros((len(X), n_units)), np.zeros(len(X))
+    for r, (x, k) in enumerate(zip(selected, classes)):
+        def value(present, x=x, k=k):  # (m, n_units) 0/1 -> mean probability of class k
+            keep = np.asarray(present, dtype=bool)[:, unit_of_column]               # (m, columns)
+            mixed = np.where(keep[:, None, :], x[None, None, :], background[None])  # (m, B, columns)
+            proba = rest.predict_proba(mixed.reshape(-1, mixed.shape[-1]))[:, k]
+            return proba.reshape(len(keep), len(background)).mean(axis=1)
+
+        explainer = shap.explainers.Permutation(value, shap.maskers.Independent(np.zeros((1, n_units)), max_samples=1))
+        result = explainer(np.ones((1, n_units)), max_evals=2 * n_units + 1, silent=True)
         contrib[r] = result.values[0]
         bias[r] = float(np.ravel(result.base_values)[0])
-    return contrib, bias, proba[rows, classes], "probability", columns, classes
+    return contrib, bias
 
 
 def explain(model, X, class_index=None):
-    """One :class:`Explanation` per row of ``X`` (feature vectors under ``model.config``)."""
+    """One :class:`Explanation` per row of ``X`` (feature vectors under ``model.config``).
+
+    Contributions are the model's own where it has them (see the module notes), summed into
+    readable units; other models get Shapley values of the units directly (:func:`_unit_shapley`).
+    """
     names = model.config.columns()[0]
-    contrib, bias, output, kind, columns, classes = column_contributions(model, X, class_index)
+    X = np.atleast_2d(np.asarray(X, dtype=np.float32))
+    _, _, columns = _split_pipeline(model.pipeline)
+    columns = np.arange(X.shape[1]) if columns is None else columns
     units, single, parts, position = [], [], [], {}  # readable units in first-seen order
     unit_of_column = np.empty(len(columns), dtype=np.int64)
     for k, c in enumerate(columns):
@@ -177,16 +216,23 @@ def explain(model, X, class_index=None):
             single.append(int(c) if alone else None)
             parts.append(part)
         unit_of_column[k] = position[unit]
-    X = np.atleast_2d(np.asarray(X, dtype=np.float32))
+    proba = model.pipeline.predict_proba(X)
+    classes = np.argmax(proba, axis=1) if class_index is None else np.full(len(X), int(class_index))
+    native = _native_contributions(model, X, classes)
+    if native is not None:
+        contrib, bias, output, kind = native
+        summed = np.stack([np.bincount(unit_of_column, weights=row, minlength=len(units)) for row in contrib])
+    else:
+        summed, bias = _unit_shapley(model, X, classes, unit_of_column, len(units))
+        output, kind = proba[np.arange(len(X)), classes], "probability"
     out = []
     for r in range(len(X)):
-        summed = np.bincount(unit_of_column, weights=contrib[r], minlength=len(units))
         values = [None if col is None else round(float(X[r, col]), 3) for col in single]
         by_part = {p: 0.0 for p in FACE_PARTS}
         for u, p in enumerate(parts):
             if p is not None:
-                by_part[p] += float(summed[u])
-        out.append(Explanation(label=model.labels[int(classes[r])], units=units, values=values, contributions=summed,
+                by_part[p] += float(summed[r, u])
+        out.append(Explanation(label=model.labels[int(classes[r])], units=units, values=values, contributions=summed[r],
                                bias=float(bias[r]), output=float(output[r]), output_kind=kind, parts=by_part))
     return out
 

@@ -65,6 +65,31 @@ def test_random_forest_shap_values_sum_to_the_probability(tables):
         assert e.bias + e.contributions.sum() == pytest.approx(float(p[k]), abs=1e-4)
 
 
+@pytest.mark.parametrize("name, params", [("svm_pca", {"pca__n_components": 40}), ("svm_rbf", {})])
+def test_models_without_own_contributions_get_shapley_values_of_named_units(tables, name, params):
+    """SVMs (one on PCA components, which mix all columns) are explained in the same named
+    units as logistic regression, and the units' values sum to the class probability.
+    (40 components: on 213 faces all 212 whitened ones leave every face equally far from
+    every other, and the SVM says 15% to every class.)"""
+    from classifiers.train import explain_background
+
+    model, data = _fitted(name, tables["jaffe"], **params)
+    model.meta["explain_background"] = explain_background(model, data, name)
+    rows = data.X[::31]
+    proba = model.pipeline.predict_proba(rows)
+    native, _ = _fitted("logreg", tables["jaffe"], model__C=0.01)
+    explanations = explain(model, rows)
+    for e, p in zip(explanations, proba):
+        k = model.labels.index(e.label)
+        assert k == int(np.argmax(p)) and e.output_kind == "probability"
+        assert e.bias + e.contributions.sum() == pytest.approx(float(p[k]), abs=1e-6)
+        assert e.units == explain(native, rows[:1])[0].units
+        assert np.abs(e.contributions).max() > 1e-3  # the face, not the background, decides
+    # against another class: the same sum, toward that class's probability
+    other = explain(model, rows[:1], class_index=0)[0]
+    assert other.bias + other.contributions.sum() == pytest.approx(float(proba[0, 0]), abs=1e-6)
+
+
 def test_a_clear_smile_is_explained_by_the_mouth(tables, jaffe_dir):
     """Explainable model (action units + geometry): the top reason for a smile is a mouth feature."""
     model, _ = _fitted("logreg_au", tables["jaffe"], model__C=0.1)
