@@ -6,9 +6,10 @@ Contributions are the model's own where it has them, and exact:
 - XGBoost: the booster's per-prediction contributions (``pred_contribs``, TreeSHAP);
   they plus the bias sum to the class margin;
 - Random Forest: SHAP's TreeExplainer (exact Shapley values of the class probability).
-Other models (SVMs, the PCA-based SVM, ensembles) get Shapley values of the readable units
-below, from SHAP's permutation explainer on the class probability, with a background sample
-of training rows stored in the model file.
+Other models (SVMs, the PCA-based SVM, ensembles) have no contributions of their own: they get
+Shapley values of the readable units below for the class probability, against a small
+background sample of training rows stored in the model file; exact for up to 10 units,
+otherwise a seeded (repeatable) estimate from SHAP's permutation explainer.
 
 Many columns are parts of one thing a person can name (136 landmark coordinates, hundreds
 of HOG cells per face part, 40 Gabor responses per landmark). Their contributions are summed into readable units ("mouth
@@ -90,11 +91,13 @@ class Explanation:
 
 
 def _split_pipeline(pipeline):
-    """(transform up to the final estimator, final estimator, selected column indices)."""
+    """(transform up to the final estimator, final estimator, selected column indices or None)."""
+    from .models import GroupSelector
+
     final = pipeline.steps[-1][1]
     head = pipeline[:-1]
-    selector = pipeline.named_steps.get("select")
-    columns = selector.columns_ if selector is not None else None
+    selectors = [step for _, step in head.steps if isinstance(step, GroupSelector)]
+    columns = selectors[0].columns_ if selectors else None
     return head, final, columns
 
 
@@ -108,7 +111,7 @@ def _columnwise(head):
     return all(isinstance(step, (GroupSelector, StandardScaler)) for _, step in head.steps)
 
 
-def _native_contributions(model, X, classes):
+def _native_contributions(model, X, classes, proba):
     """Per-column contributions of models that have their own exact ones, or None.
 
     Returns (contributions (n, k), bias (n,), output (n,), output_kind) over the selected columns.
@@ -149,7 +152,6 @@ def _native_contributions(model, X, classes):
     else:                                                    # list per class -> (classes, n, features)
         contrib = values[classes, rows, :]
     bias = np.asarray(explainer.expected_value).reshape(-1)[classes]
-    proba = model.pipeline.predict_proba(X)
     return contrib, bias, proba[rows, classes], "probability"
 
 
@@ -161,14 +163,24 @@ def _shap():
     return shap
 
 
-def _unit_shapley(model, X, classes, unit_of_column, n_units):
-    """Contributions of whole units (n, n_units) to the class probability, for any model.
+#: Unit Shapley values are exact (every subset of units) up to this many units, else estimated.
+EXACT_UNITS = 10
+#: Random orders of the units averaged by the estimate (each order is walked forwards and
+#: backwards); seeded, so an explanation is repeatable.
+PERMUTATIONS = 10
 
-    SHAP's permutation explainer over the units, each present (the face's values) or absent
-    (a background training face's values, averaged over the background sample stored in the
-    model file): interventional Shapley values of groups of columns. The model's own steps
-    (scaling, PCA, kernels) all run on every mixed face, so models that mix columns are
-    explained in named features too, with 2 * units + 1 evaluations per face.
+
+def _unit_shapley(model, X, classes, unit_of_column, n_units):
+    """Shapley values of whole units (n, n_units) for the class probability, for any model.
+
+    A unit is present (the face's values) or absent (a background training face's values,
+    averaged over the few background faces stored in the model file): interventional Shapley
+    values of groups of columns. Mixing one face's units with another face's values makes faces
+    that never occur; that is the price of explaining a model that has no contributions of its
+    own. The model's own steps (scaling, PCA, kernels) run on every mixed face, so models that
+    mix columns are explained in named features too. Up to EXACT_UNITS units SHAP computes them
+    exactly; beyond, SHAP's permutation explainer estimates them from PERMUTATIONS seeded random
+    orders (2 * units + 1 model calls on background-many faces per order).
     """
     shap = _shap()
     background = model.meta.get("explain_background")
@@ -176,23 +188,34 @@ def _unit_shapley(model, X, classes, unit_of_column, n_units):
         final = model.pipeline.steps[-1][1]
         raise ExplanationError(f"{type(final).__name__} models are explained with SHAP against a background "
                                "sample, and this model file has none (retrain it with this version)")
-    selector = model.pipeline.named_steps.get("select")
-    rest = model.pipeline[1:] if selector is not None else model.pipeline
-    pick = selector.transform if selector is not None else np.asarray
+    from .models import GroupSelector
+
+    steps = model.pipeline.steps
+    at = next((i for i, (_, step) in enumerate(steps) if isinstance(step, GroupSelector)), None)
+    rest = model.pipeline if at is None else model.pipeline[at + 1:]
+    pick = np.asarray if at is None else model.pipeline[:at + 1].transform
     background = pick(np.asarray(background, dtype=np.float32))
     selected = pick(X)
     contrib, bias = np.zeros((len(X), n_units)), np.zeros(len(X))
-    for r, (x, k) in enumerate(zip(selected, classes)):
-        def value(present, x=x, k=k):  # (m, n_units) 0/1 -> mean probability of class k
-            keep = np.asarray(present, dtype=bool)[:, unit_of_column]               # (m, columns)
-            mixed = np.where(keep[:, None, :], x[None, None, :], background[None])  # (m, B, columns)
-            proba = rest.predict_proba(mixed.reshape(-1, mixed.shape[-1]))[:, k]
-            return proba.reshape(len(keep), len(background)).mean(axis=1)
+    masker = shap.maskers.Independent(np.zeros((1, n_units)), max_samples=1)
+    state = np.random.get_state()  # SHAP reseeds numpy's global generator; leave it as it was
+    try:
+        for r, (x, k) in enumerate(zip(selected, classes)):
+            def value(present, x=x, k=k):  # (m, n_units) 0/1 -> mean probability of class k
+                keep = np.asarray(present, dtype=bool)[:, unit_of_column]               # (m, columns)
+                mixed = np.where(keep[:, None, :], x[None, None, :], background[None])  # (m, B, columns)
+                proba = rest.predict_proba(mixed.reshape(-1, mixed.shape[-1]))[:, k]
+                return proba.reshape(len(keep), len(background)).mean(axis=1)
 
-        explainer = shap.explainers.Permutation(value, shap.maskers.Independent(np.zeros((1, n_units)), max_samples=1))
-        result = explainer(np.ones((1, n_units)), max_evals=2 * n_units + 1, silent=True)
-        contrib[r] = result.values[0]
-        bias[r] = float(np.ravel(result.base_values)[0])
+            if n_units <= EXACT_UNITS:
+                result = shap.explainers.Exact(value, masker)(np.ones((1, n_units)), silent=True)
+            else:
+                explainer = shap.explainers.Permutation(value, masker, seed=0)
+                result = explainer(np.ones((1, n_units)), max_evals=PERMUTATIONS * (2 * n_units + 1), silent=True)
+            contrib[r] = result.values[0]
+            bias[r] = float(np.ravel(result.base_values)[0])
+    finally:
+        np.random.set_state(state)
     return contrib, bias
 
 
@@ -217,8 +240,10 @@ def explain(model, X, class_index=None):
             parts.append(part)
         unit_of_column[k] = position[unit]
     proba = model.pipeline.predict_proba(X)
+    if class_index is not None and not 0 <= int(class_index) < proba.shape[1]:
+        raise ValueError(f"class_index {class_index} out of range for {proba.shape[1]} classes")
     classes = np.argmax(proba, axis=1) if class_index is None else np.full(len(X), int(class_index))
-    native = _native_contributions(model, X, classes)
+    native = _native_contributions(model, X, classes, proba)
     if native is not None:
         contrib, bias, output, kind = native
         summed = np.stack([np.bincount(unit_of_column, weights=row, minlength=len(units)) for row in contrib])

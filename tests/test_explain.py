@@ -65,29 +65,79 @@ def test_random_forest_shap_values_sum_to_the_probability(tables):
         assert e.bias + e.contributions.sum() == pytest.approx(float(p[k]), abs=1e-4)
 
 
-@pytest.mark.parametrize("name, params", [("svm_pca", {"pca__n_components": 40}), ("svm_rbf", {})])
-def test_models_without_own_contributions_get_shapley_values_of_named_units(tables, name, params):
-    """SVMs (one on PCA components, which mix all columns) are explained in the same named
-    units as logistic regression, and the units' values sum to the class probability.
-    (40 components: on 213 faces all 212 whitened ones leave every face equally far from
-    every other, and the SVM says 15% to every class.)"""
+def _with_background(name, table, **params):
     from classifiers.train import explain_background
 
-    model, data = _fitted(name, tables["jaffe"], **params)
+    model, data = _fitted(name, table, **params)
     model.meta["explain_background"] = explain_background(model, data, name)
-    rows = data.X[::31]
+    return model, data
+
+
+def test_few_units_get_their_exact_shapley_values(tables):
+    """An RBF SVM on the landmark positions only (5 units: jaw, brows, nose, eyes, mouth): the
+    explanation equals Shapley values computed here from their definition, over all 32 subsets
+    of units, each absent unit taking a background face's values."""
+    from itertools import combinations
+    from math import factorial
+
+    model, data = _with_background("svm_rbf", tables["jaffe"], select__groups=("landmarks",))
+    names = model.config.columns()[0]
+    columns = model.pipeline.named_steps["select"].columns_
+    units = sorted({feature_unit(names[c])[0] for c in columns})
+    assert len(units) == 5
+    background = np.asarray(model.meta["explain_background"], dtype=np.float32)
+    x = data.X[100]
+    k = int(np.argmax(model.pipeline.predict_proba(x[None])[0]))
+
+    def value(present):
+        mixed = background.copy()
+        for c in columns:
+            if feature_unit(names[c])[0] in present:
+                mixed[:, c] = x[c]
+        return model.pipeline.predict_proba(mixed)[:, k].mean()
+
+    n = len(units)
+    expected = {}
+    for unit in units:
+        others = [u for u in units if u != unit]
+        expected[unit] = sum(factorial(len(s)) * factorial(n - len(s) - 1) / factorial(n)
+                             * (value(set(s) | {unit}) - value(set(s)))
+                             for size in range(n) for s in combinations(others, size))
+    e = explain(model, x[None])[0]
+    assert e.label == model.labels[k]
+    got = dict(zip(e.units, e.contributions))
+    assert got.keys() == expected.keys()
+    for unit in units:
+        assert got[unit] == pytest.approx(expected[unit], abs=1e-9), unit
+    assert e.bias == pytest.approx(value(set()), abs=1e-9)
+    assert max(abs(v) for v in expected.values()) > 0.01
+
+
+def test_many_units_get_a_repeatable_shapley_estimate(tables):
+    """The SVM on PCA components (which mix every column) is explained in the same named units
+    as logistic regression; the units' values sum to the class probability, toward the
+    predicted class or any other, the same on every call, and numpy's global random state is
+    left alone. (40 components: with all 212 whitened ones every face is equally far from
+    every other and the SVM says 15% to every class.)"""
+    model, data = _with_background("svm_pca", tables["jaffe"], pca__n_components=40)
+    rows = data.X[[5, 100]]
     proba = model.pipeline.predict_proba(rows)
     native, _ = _fitted("logreg", tables["jaffe"], model__C=0.01)
-    explanations = explain(model, rows)
-    for e, p in zip(explanations, proba):
+    np.random.seed(7)
+    before = np.random.get_state()[1].copy()
+    first = explain(model, rows)
+    assert np.array_equal(np.random.get_state()[1], before)
+    for e, again, p in zip(first, explain(model, rows), proba):
         k = model.labels.index(e.label)
         assert k == int(np.argmax(p)) and e.output_kind == "probability"
         assert e.bias + e.contributions.sum() == pytest.approx(float(p[k]), abs=1e-6)
         assert e.units == explain(native, rows[:1])[0].units
-        assert np.abs(e.contributions).max() > 1e-3  # the face, not the background, decides
-    # against another class: the same sum, toward that class's probability
-    other = explain(model, rows[:1], class_index=0)[0]
-    assert other.bias + other.contributions.sum() == pytest.approx(float(proba[0, 0]), abs=1e-6)
+        assert np.array_equal(e.contributions, again.contributions)
+        assert np.abs(e.contributions).max() > 1e-3
+    other = int(np.argsort(proba[1])[-3])  # the third most likely class
+    e = explain(model, rows[1:], class_index=other)[0]
+    assert e.label == model.labels[other]
+    assert e.bias + e.contributions.sum() == pytest.approx(float(proba[1, other]), abs=1e-6)
 
 
 def test_a_clear_smile_is_explained_by_the_mouth(tables, jaffe_dir):
