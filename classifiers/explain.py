@@ -12,8 +12,9 @@ background sample of training rows stored in the model file; exact for up to 10 
 otherwise a seeded (repeatable) estimate from SHAP's permutation explainer.
 
 Many columns are parts of one thing a person can name (136 landmark coordinates, hundreds
-of HOG cells per face part, 40 Gabor responses per landmark). Their contributions are summed into readable units ("mouth
-appearance (HOG)", "mouth shape (landmarks)"); a sum of exact contributions stays exact.
+of HOG cells per face part, 40 Gabor responses per landmark). Their contributions are summed
+into readable units ("mouth appearance (HOG)", "mouth shape (landmarks)", "mouth texture
+(Gabor jets)"); a sum of exact contributions stays exact.
 """
 
 import re
@@ -90,15 +91,17 @@ class Explanation:
         return toward, against
 
 
-def _split_pipeline(pipeline):
-    """(transform up to the final estimator, final estimator, selected column indices or None)."""
+def _selector_at(pipeline):
+    """Index of the pipeline's GroupSelector step, or None."""
     from .models import GroupSelector
 
-    final = pipeline.steps[-1][1]
-    head = pipeline[:-1]
-    selectors = [step for _, step in head.steps if isinstance(step, GroupSelector)]
-    columns = selectors[0].columns_ if selectors else None
-    return head, final, columns
+    return next((i for i, (_, step) in enumerate(pipeline.steps) if isinstance(step, GroupSelector)), None)
+
+
+def _split_pipeline(pipeline):
+    """(transform up to the final estimator, final estimator, selected column indices or None)."""
+    at = _selector_at(pipeline)
+    return pipeline[:-1], pipeline.steps[-1][1], None if at is None else pipeline.steps[at][1].columns_
 
 
 def _columnwise(head):
@@ -188,10 +191,7 @@ def _unit_shapley(model, X, classes, unit_of_column, n_units):
         final = model.pipeline.steps[-1][1]
         raise ExplanationError(f"{type(final).__name__} models are explained with SHAP against a background "
                                "sample, and this model file has none (retrain it with this version)")
-    from .models import GroupSelector
-
-    steps = model.pipeline.steps
-    at = next((i for i, (_, step) in enumerate(steps) if isinstance(step, GroupSelector)), None)
+    at = _selector_at(model.pipeline)
     rest = model.pipeline if at is None else model.pipeline[at + 1:]
     pick = np.asarray if at is None else model.pipeline[:at + 1].transform
     background = pick(np.asarray(background, dtype=np.float32))
