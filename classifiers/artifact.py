@@ -43,6 +43,7 @@ TRUSTED_TYPES = (
     "classifiers.models.XGBoostModel",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
+    "sklearn.feature_selection._univariate_selection.f_classif",  # the score of logreg's ANOVA filter
     "sklearn.model_selection._split.StratifiedKFold",
     "sklearn.tree._tree.Tree",
     "sklearn.utils._bunch.Bunch",

@@ -193,7 +193,7 @@ def fit_search(name, data, train, protocol, quick, seed, jobs=1, probability=Fal
     X, y = data.X[train], data.y[train]
     started = time.perf_counter()
     if len(ParameterGrid(grid)) == 1:
-        best = {k: v[0] for k, v in grid.items()}
+        best = ParameterGrid(grid)[0]
         model = _set_threads(pipe.set_params(**best), jobs).fit(X, y)
     else:
         groups = protocol.groups[train] if protocol.groups is not None else None

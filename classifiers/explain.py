@@ -98,35 +98,55 @@ def _selector_at(pipeline):
     return next((i for i, (_, step) in enumerate(pipeline.steps) if isinstance(step, GroupSelector)), None)
 
 
-def _split_pipeline(pipeline):
-    """(transform up to the final estimator, final estimator, selected column indices or None)."""
-    at = _selector_at(pipeline)
-    return pipeline[:-1], pipeline.steps[-1][1], None if at is None else pipeline.steps[at][1].columns_
+def _selected_columns(steps, n_columns):
+    """Indices of the input columns that come out of ``steps`` (group selection, scikit-learn
+    feature selectors such as the ANOVA filter of logreg; other steps keep columns as they are)."""
+    from sklearn.feature_selection import SelectorMixin
+
+    from .models import GroupSelector
+
+    columns = np.arange(n_columns)
+    for _, step in steps:
+        if isinstance(step, GroupSelector):
+            columns = columns[step.columns_]
+        elif isinstance(step, SelectorMixin):
+            columns = columns[step.get_support()]
+    return columns
 
 
 def _columnwise(head):
     """True when every step before the model maps each column on its own (selection, scaling),
     so the model's contributions per input column are contributions of named features."""
+    from sklearn.feature_selection import SelectorMixin
     from sklearn.preprocessing import StandardScaler
 
     from .models import GroupSelector
 
-    return all(isinstance(step, (GroupSelector, StandardScaler)) for _, step in head.steps)
+    return all(isinstance(step, (GroupSelector, SelectorMixin, StandardScaler)) for _, step in head.steps)
 
 
-def _native_contributions(model, X, classes, proba):
-    """Per-column contributions of models that have their own exact ones, or None.
-
-    Returns (contributions (n, k), bias (n,), output (n,), output_kind) over the selected columns.
-    """
+def _has_native(pipeline):
+    """True for models with their own exact per-column contributions behind column-wise steps."""
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
 
     from .models import XGBoostModel
 
-    head, final, _ = _split_pipeline(model.pipeline)
-    if not _columnwise(head) or not isinstance(final, (LogisticRegression, XGBoostModel, RandomForestClassifier)):
-        return None
+    final = pipeline.steps[-1][1]
+    return _columnwise(pipeline[:-1]) and isinstance(final, (LogisticRegression, XGBoostModel, RandomForestClassifier))
+
+
+def _native_contributions(model, X, classes, proba):
+    """Per-column contributions of a model with :func:`_has_native` ones.
+
+    Returns (contributions (n, k), bias (n,), output (n,), output_kind) over the columns that
+    reach the model.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    from .models import XGBoostModel
+
+    head, final = model.pipeline[:-1], model.pipeline.steps[-1][1]
     Z = head.transform(X)
     rows = np.arange(len(X))
     if isinstance(final, LogisticRegression):
@@ -227,8 +247,12 @@ def explain(model, X, class_index=None):
     """
     names = model.config.columns()[0]
     X = np.atleast_2d(np.asarray(X, dtype=np.float32))
-    _, _, columns = _split_pipeline(model.pipeline)
-    columns = np.arange(X.shape[1]) if columns is None else columns
+    native = _has_native(model.pipeline)
+    # native contributions cover the columns that reach the model; Shapley values mix the columns
+    # that come out of the group selection (every later step runs on each mixed face)
+    at = _selector_at(model.pipeline)
+    head = model.pipeline.steps[:-1] if native else model.pipeline.steps[:0 if at is None else at + 1]
+    columns = _selected_columns(head, X.shape[1])
     units, single, parts, position = [], [], [], {}  # readable units in first-seen order
     unit_of_column = np.empty(len(columns), dtype=np.int64)
     for k, c in enumerate(columns):
@@ -243,9 +267,8 @@ def explain(model, X, class_index=None):
     if class_index is not None and not 0 <= int(class_index) < proba.shape[1]:
         raise ValueError(f"class_index {class_index} out of range for {proba.shape[1]} classes")
     classes = np.argmax(proba, axis=1) if class_index is None else np.full(len(X), int(class_index))
-    native = _native_contributions(model, X, classes, proba)
-    if native is not None:
-        contrib, bias, output, kind = native
+    if native:
+        contrib, bias, output, kind = _native_contributions(model, X, classes, proba)
         summed = np.stack([np.bincount(unit_of_column, weights=row, minlength=len(units)) for row in contrib])
     else:
         summed, bias = _unit_shapley(model, X, classes, unit_of_column, len(units))

@@ -18,6 +18,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.decomposition import PCA
 from sklearn.ensemble import RandomForestClassifier, VotingClassifier
+from sklearn.feature_selection import SelectPercentile, f_classif
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
@@ -242,6 +243,12 @@ def _logreg(seed):
                               random_state=seed)
 
 
+def _anova():
+    """Keep the columns with the largest ANOVA F (between-class over within-class variance) on
+    the training rows; ``percentile`` is a grid parameter and 100 keeps every column."""
+    return SelectPercentile(f_classif, percentile=100)
+
+
 def _xgb(seed):
     return XGBoostModel(random_state=seed)
 
@@ -265,7 +272,9 @@ def make_pipeline(name, slices, seed=0, probability=True):
                  ("model", _svm_pca(seed, probability))]
     elif name == "xgboost":
         steps = [("model", _xgb(seed))]
-    elif name in ("logreg", "logreg_au"):
+    elif name == "logreg":
+        steps = [("scale", StandardScaler()), ("anova", _anova()), ("model", _logreg(seed))]
+    elif name == "logreg_au":
         steps = [("scale", StandardScaler()), ("model", _logreg(seed))]
     else:  # ensemble: soft voting over differently biased models
         voting = VotingClassifier([
@@ -280,7 +289,8 @@ def make_pipeline(name, slices, seed=0, probability=True):
     return pipeline
 
 
-#: name -> (description, full grid, quick grid). Grid keys are Pipeline parameter names.
+#: name -> (description, full grid, quick grid). Grid keys are Pipeline parameter names; a grid
+#: is a dict of lists or a list of such dicts (sub-grids searched together, as in GridSearchCV).
 MODELS = {
     "rf": ("Random Forest (300 trees, balanced subsample weights)",
            {"select__groups": list(GROUP_CHOICES), "model__max_features": ["sqrt", 0.05],
@@ -300,9 +310,13 @@ MODELS = {
                 {"select__groups": list(GROUP_CHOICES), "model__max_depth": [3, 6], "model__n_estimators": [200]},
                 {"select__groups": [ALL], "model__n_estimators": [60], "model__max_depth": [3],
                  "model__colsample_bytree": [0.2]}),
-    "logreg": ("Multinomial logistic regression, standardised features, balanced class weights",
-               {"select__groups": list(GROUP_CHOICES), "model__C": [0.001, 0.003, 0.01, 0.03, 0.1, 1]},
-               {"select__groups": [SHAPE_PARTS, ALL], "model__C": [0.01]}),
+    "logreg": ("Multinomial logistic regression, standardised features (all, or the 40% or 60% with the "
+               "largest ANOVA F on the training rows), balanced class weights",
+               [{"select__groups": list(GROUP_CHOICES), "model__C": [0.001, 0.003, 0.01, 0.03, 0.1, 1]},
+                {"select__groups": [ALL], "anova__percentile": [40, 60],
+                 "model__C": [0.001, 0.003, 0.01, 0.03, 0.1, 1]}],
+               [{"select__groups": [SHAPE_PARTS, ALL], "model__C": [0.01]},
+                {"select__groups": [ALL], "anova__percentile": [60], "model__C": [0.01]}]),
     "logreg_au": ("Explainable: multinomial logistic regression on the named action-unit and geometric "
                   "features only",
                   {"select__groups": [EXPLAINABLE_GROUPS], "model__C": [0.01, 0.1, 1, 10]},
@@ -318,7 +332,7 @@ DEFAULT_MODELS = tuple(n for n in MODEL_NAMES if n != "svm_pca")
 
 
 def param_grid(name, quick=False, probability=True, groups=None):
-    """The grid (dict of lists) of model ``name``; ``quick`` gives the small one.
+    """The grid (dict of lists, or list of them) of model ``name``; ``quick`` gives the small one.
 
     Pass the same ``probability`` as to :func:`make_pipeline` (calibrated SVMs nest their
     parameters one level deeper) and the table's ``groups`` (names or the groups dict) so
@@ -327,6 +341,12 @@ def param_grid(name, quick=False, probability=True, groups=None):
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {list(MODELS)}")
     grid = MODELS[name][2 if quick else 1]
+    if isinstance(grid, list):
+        return [_resolve_grid(name, sub, probability, groups) for sub in grid]
+    return _resolve_grid(name, grid, probability, groups)
+
+
+def _resolve_grid(name, grid, probability, groups):
     out = {}
     for key, values in grid.items():
         if key.startswith("model__svm__model__") or (probability and name.startswith("svm_") and key.startswith("model__")):

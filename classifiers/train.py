@@ -45,7 +45,7 @@ def _train_model(data, name, quick, seed, jobs, cv_folds, progress):
     started = time.perf_counter()
     summary = {"model": name, "description": describe(name), "quick": bool(quick), "seed": int(seed)}
     if len(ParameterGrid(grid)) == 1:
-        best = {k: v[0] for k, v in grid.items()}
+        best = ParameterGrid(grid)[0]
         model = _set_threads(pipe.set_params(**best), jobs).fit(data.X, data.y)
         summary.update(best_params=_params_text(best), search="one candidate: fitted directly, no CV")
     else:

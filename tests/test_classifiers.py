@@ -89,6 +89,26 @@ def test_svm_pca_on_a_small_table_keeps_only_directions_the_data_has(tables):
     np.testing.assert_allclose(head.transform(rows), alone, atol=1e-4)
 
 
+def test_logreg_anova_filter_keeps_its_share_of_columns_and_survives_a_model_file(tables, tmp_path):
+    """logreg's grid can keep the 40% or 60% of columns with the largest ANOVA F on the training
+    rows; the filter's score function is allowed in a model file and reloads to the same model."""
+    from classifiers.models import param_grid
+
+    data = load_training_data(tables["jaffe"])
+    grid = param_grid("logreg", groups=data.groups)
+    assert any(sub.get("anova__percentile") == [40, 60] for sub in grid)
+    pipe = make_pipeline("logreg", data.groups, seed=0).set_params(anova__percentile=60, model__C=0.01)
+    pipe.fit(data.X, data.y)
+    kept = pipe.named_steps["anova"].get_support()
+    assert kept.sum() == pytest.approx(0.6 * data.X.shape[1], abs=1)
+    assert pipe.named_steps["model"].coef_.shape[1] == kept.sum()
+    path = tmp_path / "logreg.skops"
+    artifact.save_model(path, pipe, data.config)
+    model = artifact.load_model(path)
+    assert np.allclose(model.predict_proba(data.X[:20]), pipe.predict_proba(data.X[:20]), atol=1e-6)
+    assert not hasattr(make_pipeline("logreg_au", data.groups).named_steps, "anova")
+
+
 def test_xgboost_encodes_labels_and_survives_a_model_file(tables, tmp_path):
     data = load_training_data(tables["jaffe"])
     pipe = make_pipeline("xgboost", data.groups, seed=3).set_params(model__n_estimators=15)

@@ -28,8 +28,9 @@ def _fitted(name, table_path, groups=None, **params):
     return Model(pipeline=pipe, labels=[str(c) for c in pipe.classes_], config=FeatureConfig.from_dict(data.config)), data
 
 
-def test_logistic_regression_contributions_sum_to_the_logit(tables):
-    model, data = _fitted("logreg", tables["jaffe"], model__C=0.01)
+@pytest.mark.parametrize("percentile", [100, 40])
+def test_logistic_regression_contributions_sum_to_the_logit(tables, percentile):
+    model, data = _fitted("logreg", tables["jaffe"], model__C=0.01, anova__percentile=percentile)
     rows = data.X[::17]
     explanations = explain(model, rows)
     logits = model.pipeline.decision_function(rows)
@@ -38,6 +39,27 @@ def test_logistic_regression_contributions_sum_to_the_logit(tables):
         assert e.output_kind == "logit"
         assert e.bias + e.contributions.sum() == pytest.approx(logit[k], abs=1e-4)
         assert e.label == model.labels[int(np.argmax(logit))]
+
+
+def test_columns_the_anova_filter_drops_do_not_enter_the_explanation(tables):
+    """Behind logreg's ANOVA filter, contributions land on the units of the kept columns: changing
+    a dropped column changes nothing, changing a kept one moves its own unit only."""
+    model, data = _fitted("logreg", tables["jaffe"], model__C=0.01, anova__percentile=40)
+    names = model.config.columns()[0]
+    kept = np.flatnonzero(model.pipeline.named_steps["anova"].get_support())
+    dropped = np.setdiff1d(np.arange(data.X.shape[1]), kept)
+    label = model.labels.index(explain(model, data.X[:1])[0].label)
+    x = data.X[0].copy()
+    before = explain(model, x[None], class_index=label)[0]
+    x[dropped] += 5.0
+    after = explain(model, x[None], class_index=label)[0]
+    assert np.array_equal(before.contributions, after.contributions)
+    column = kept[len(kept) // 2]
+    unit = feature_unit(names[column])[0]
+    x[column] += 5.0
+    moved = explain(model, x[None], class_index=label)[0]
+    changed = [u for u, a, b in zip(moved.units, before.contributions, moved.contributions) if a != b]
+    assert changed == [unit]
 
 
 def test_xgboost_contributions_plus_bias_equal_the_margin(tables):
