@@ -289,6 +289,8 @@ def make_pipeline(name, slices, seed=0, probability=True):
     return pipeline
 
 
+#: logreg's C values, with and without the ANOVA filter.
+LOGREG_C = [0.001, 0.003, 0.01, 0.03, 0.1, 1]
 #: name -> (description, full grid, quick grid). Grid keys are Pipeline parameter names; a grid
 #: is a dict of lists or a list of such dicts (sub-grids searched together, as in GridSearchCV).
 MODELS = {
@@ -312,9 +314,8 @@ MODELS = {
                  "model__colsample_bytree": [0.2]}),
     "logreg": ("Multinomial logistic regression, standardised features (all, or the 40% or 60% with the "
                "largest ANOVA F on the training rows), balanced class weights",
-               [{"select__groups": list(GROUP_CHOICES), "model__C": [0.001, 0.003, 0.01, 0.03, 0.1, 1]},
-                {"select__groups": [ALL], "anova__percentile": [40, 60],
-                 "model__C": [0.001, 0.003, 0.01, 0.03, 0.1, 1]}],
+               [{"select__groups": list(GROUP_CHOICES), "model__C": LOGREG_C},
+                {"select__groups": [ALL], "anova__percentile": [40, 60], "model__C": LOGREG_C}],
                [{"select__groups": [SHAPE_PARTS, ALL], "model__C": [0.01]},
                 {"select__groups": [ALL], "anova__percentile": [60], "model__C": [0.01]}]),
     "logreg_au": ("Explainable: multinomial logistic regression on the named action-unit and geometric "
