@@ -125,7 +125,7 @@ def _columnwise(head):
     return all(isinstance(step, (GroupSelector, SelectorMixin, StandardScaler)) for _, step in head.steps)
 
 
-def _has_native(pipeline):
+def has_native(pipeline):
     """True for models with their own exact per-column contributions behind column-wise steps."""
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
@@ -137,7 +137,7 @@ def _has_native(pipeline):
 
 
 def _native_contributions(model, X, classes, proba):
-    """Per-column contributions of a model with :func:`_has_native` ones.
+    """Per-column contributions of a model with :func:`has_native` ones.
 
     Returns (contributions (n, k), bias (n,), output (n,), output_kind) over the columns that
     reach the model.
@@ -247,7 +247,7 @@ def explain(model, X, class_index=None):
     """
     names = model.config.columns()[0]
     X = np.atleast_2d(np.asarray(X, dtype=np.float32))
-    native = _has_native(model.pipeline)
+    native = has_native(model.pipeline)
     # native contributions cover the columns that reach the model; Shapley values mix the columns
     # that come out of the group selection (every later step runs on each mixed face)
     at = _selector_at(model.pipeline)

@@ -24,6 +24,7 @@ from landmarks.io import output_lock
 from .artifact import save_model
 from .benchmark import _params_text, _set_threads, single_blas_thread, versions
 from .data import load_training_data
+from .explain import has_native
 from .models import MODEL_NAMES, describe, make_pipeline, param_grid
 
 TERMS = ("Trained on research datasets ({datasets}); a model trained on them carries their research-only, "
@@ -67,14 +68,15 @@ def _train_model(data, name, quick, seed, jobs, cv_folds, progress):
 
 
 #: Training rows kept in the model file as SHAP's background sample, for models without
-#: native per-face contributions (SVMs, ensembles).
+#: native per-face contributions (SVMs, ensembles, any model behind a step that mixes columns).
 BACKGROUND_ROWS = 20
 
 
-def explain_background(model, data, name, seed=0):
+def explain_background(model, data, seed=0):
     """A small stratified sample of training rows (list of lists) for SHAP, or None when the
-    model explains itself (logistic regression, XGBoost, Random Forest)."""
-    if name in ("logreg", "logreg_au", "xgboost", "rf"):
+    fitted pipeline ``model`` explains itself (logistic regression, XGBoost or Random Forest
+    behind steps that keep columns apart: see :func:`classifiers.explain.has_native`)."""
+    if has_native(model):
         return None
     rng = np.random.default_rng(seed)
     classes = np.unique(data.y)
@@ -193,7 +195,7 @@ def main(features_files, output, name, quick, labels, scheme, backend, scheduler
                 model, summary = train_model(data, name, quick, seed, jobs, cv_folds, progress=not quiet)
             meta = {"model": summary, "training_data": training_summary(data), "versions": versions(),
                     "feature_tables": [os.path.basename(p) for p in features_files], "benchmarks": figures,
-                    "label_scheme": scheme, "explain_background": explain_background(model, data, name, seed)}
+                    "label_scheme": scheme, "explain_background": explain_background(model, data, seed)}
             save_model(output, model, data.config, meta)
     except (FacialExpressionError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -91,7 +91,7 @@ def _with_background(name, table, **params):
     from classifiers.train import explain_background
 
     model, data = _fitted(name, table, **params)
-    model.meta["explain_background"] = explain_background(model, data, name)
+    model.meta["explain_background"] = explain_background(model.pipeline, data)
     return model, data
 
 
@@ -160,6 +160,32 @@ def test_many_units_get_a_repeatable_shapley_estimate(tables):
     e = explain(model, rows[1:], class_index=other)[0]
     assert e.label == model.labels[other]
     assert e.bias + e.contributions.sum() == pytest.approx(float(proba[1, other]), abs=1e-6)
+
+
+def test_logistic_regression_behind_pca_is_explained_with_shapley_values(tables):
+    """Principal components mix every column, so logistic regression behind a PCA has no
+    contributions per named feature: training stores a background sample for it (and none for
+    plain logreg), and its explanation is Shapley values of the units that sum to the probability."""
+    from sklearn.base import clone
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import Pipeline
+
+    from classifiers.train import explain_background
+
+    plain, data = _fitted("logreg", tables["jaffe"], groups=("landmarks",), model__C=0.01)
+    assert explain_background(plain.pipeline, data) is None
+    steps = clone(plain.pipeline).steps
+    pipe = Pipeline(steps[:-1] + [("pca", PCA(10, random_state=0))] + steps[-1:]).fit(data.X, data.y)
+    model = Model(pipeline=pipe, labels=plain.labels, config=plain.config)
+    model.meta["explain_background"] = explain_background(pipe, data)
+    assert len(model.meta["explain_background"]) >= 7
+    rows = data.X[[5, 100]]
+    proba = pipe.predict_proba(rows)
+    for e, p in zip(explain(model, rows), proba):
+        k = model.labels.index(e.label)
+        assert e.output_kind == "probability" and k == int(np.argmax(p))
+        assert sorted(e.units) == sorted(explain(plain, rows[:1])[0].units)
+        assert e.bias + e.contributions.sum() == pytest.approx(float(p[k]), abs=1e-6)
 
 
 def test_a_clear_smile_is_explained_by_the_mouth(tables, jaffe_dir):
