@@ -20,6 +20,11 @@ import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn.calibration import _CalibratedClassifier, _SigmoidCalibration
+from sklearn.feature_selection import f_classif
+from sklearn.model_selection import StratifiedKFold
+from sklearn.tree._tree import Tree
+from sklearn.utils import Bunch
 
 from features.describe import FeatureConfig
 from landmarks.errors import IncompatibleModelError, ModelFileError
@@ -36,17 +41,23 @@ MAX_BYTES = 500_000_000
 _READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, UnicodeDecodeError, ValueError,
                 NotImplementedError, KeyError, RuntimeError, zlib.error)
 
+def _dotted(obj):
+    return f"{obj.__module__}.{obj.__qualname__}"
+
+
 #: Types beyond skops' defaults that a model file may contain. Nothing else is loaded.
+#: scikit-learn's are named from the objects themselves, so a release that moves one of them
+#: to another private module keeps its files loadable.
 TRUSTED_TYPES = (
     "classifiers.models.CappedPCA",
     "classifiers.models.GroupSelector",
     "classifiers.models.XGBoostModel",
-    "sklearn.calibration._CalibratedClassifier",
-    "sklearn.calibration._SigmoidCalibration",
-    "sklearn.feature_selection._univariate_selection.f_classif",  # the score of logreg's ANOVA filter
-    "sklearn.model_selection._split.StratifiedKFold",
-    "sklearn.tree._tree.Tree",
-    "sklearn.utils._bunch.Bunch",
+    _dotted(_CalibratedClassifier),
+    _dotted(_SigmoidCalibration),
+    _dotted(f_classif),  # the score of logreg's ANOVA filter
+    _dotted(StratifiedKFold),
+    _dotted(Tree),
+    _dotted(Bunch),
 )
 
 #: The shipped default model.
