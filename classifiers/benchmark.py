@@ -219,7 +219,9 @@ EXPLAIN_ROWS = 40
 
 
 def fold_importance(pipeline, data, test, seed=0):
-    """{class: {feature unit: (sum of contributions toward the true class, faces)}} on test rows."""
+    """{class: (faces explained, {feature unit: sum of their contributions toward the true class})}
+    on test rows; units the fold's model does not use (dropped by its group selection or filter)
+    are absent."""
     from features.describe import FeatureConfig
 
     from .artifact import Model
@@ -236,8 +238,24 @@ def fold_importance(pipeline, data, test, seed=0):
         rows = rng.choice(rows, min(EXPLAIN_ROWS, len(rows)), replace=False)
         explanations = explain(model, data.X[rows], class_index=k)
         total = np.sum([e.contributions for e in explanations], axis=0)
-        out[label] = {unit: (float(v), len(rows)) for unit, v in zip(explanations[0].units, total)}
+        out[label] = (len(rows), {unit: float(v) for unit, v in zip(explanations[0].units, total)})
     return out
+
+
+def top_features(fold_results, n=TOP_FEATURES):
+    """{class: [[unit, mean contribution], ...]}: the ``n`` units with the largest summed
+    contribution over the folds' :func:`fold_importance` results. The mean is over every face
+    explained for the class: where a fold's model does not use a unit, the unit contributed
+    nothing to those faces, so they count with 0 rather than being left out of its mean."""
+    faces = collections.Counter()
+    totals = collections.defaultdict(collections.Counter)
+    for result in fold_results:
+        for label, (count, units) in (result or {}).items():
+            faces[label] += count
+            totals[label].update(units)
+    return {label: [[unit, round(total / faces[label], 4)]
+                    for unit, total in sorted(totals[label].items(), key=lambda kv: -abs(kv[1]))[:n]]
+            for label in sorted(totals)}
 
 
 def _fold_task(name, data, fold_index, train, test, protocol, quick, seed, jobs):
@@ -302,15 +320,11 @@ def run_benchmark(data, models, quick=False, seed=0, jobs=1, progress=True, back
     bar = tqdm(total=len(tasks), unit="fold", desc="benchmark", disable=not progress, file=sys.stderr)
     stream = (Parallel(n_jobs=outer_jobs, return_as="generator_unordered")(tasks) if outer_jobs != 1
               else (fn(*a, **k) for fn, a, k in tasks))
-    importance = {name: collections.defaultdict(lambda: collections.defaultdict(lambda: [0.0, 0]))
-                  for name in models}
+    importance = {name: [] for name in models}
     for name, i, predicted, best, seconds, predict_seconds, fold_imp in stream:
         predictions[name][protocol.folds[i][1]] = predicted
         per_fold[name][i] = (best, seconds, predict_seconds)
-        for label, units in (fold_imp or {}).items():
-            for unit, (total, count) in units.items():
-                importance[name][label][unit][0] += total
-                importance[name][label][unit][1] += count
+        importance[name].append(fold_imp)
         bar.set_postfix_str(f"{name} fold {i + 1}/{n_folds}")
         bar.update(1)
     bar.close()
@@ -335,11 +349,9 @@ def run_benchmark(data, models, quick=False, seed=0, jobs=1, progress=True, back
         n_test = sum(len(test) for _, test in protocol.folds)
         entry["predict_ms_per_face"] = round(1000.0 * sum(p for _, _, p in per_fold[name]) / n_test, 4)
         entry["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=classes).tolist()
-        if importance[name]:
-            entry["top_features"] = {
-                label: [[unit, round(total / max(count, 1), 4)] for unit, (total, count) in
-                        sorted(units.items(), key=lambda kv: -abs(kv[1][0]))[:TOP_FEATURES]]
-                for label, units in sorted(importance[name].items())}
+        top = top_features(importance[name])
+        if top:
+            entry["top_features"] = top
         results.append(entry)
 
     return {

@@ -109,6 +109,32 @@ def test_logreg_anova_filter_keeps_its_share_of_columns_and_survives_a_model_fil
     assert "anova" not in make_pipeline("logreg_au", data.groups).named_steps
 
 
+def test_feature_importance_averages_over_every_explained_face(tables):
+    """Two leave-one-person-out folds of JAFFE, each a logreg that keeps 10% of the columns:
+    a unit one fold's filter dropped contributed nothing to that fold's faces, so its mean
+    in the chart is its sum over the faces of both folds, not over the faces of one."""
+    from classifiers.benchmark import fold_importance, top_features
+
+    data = load_training_data(tables["jaffe"])
+    persons = np.unique(data.subjects)[:2]
+    results = []
+    for person in persons:
+        train, test = np.flatnonzero(data.subjects != person), np.flatnonzero(data.subjects == person)
+        pipe = make_pipeline("logreg", data.groups, seed=0).set_params(anova__percentile=10, model__C=0.01)
+        results.append(fold_importance(pipe.fit(data.X[train], data.y[train]), data, test))
+    label = next(k for k in results[0] if k in results[1])
+    (n0, units0), (n1, units1) = results[0][label], results[1][label]
+    assert n0 == (data.y[data.subjects == persons[0]] == label).sum() > 0
+    only_one = set(units0) ^ set(units1)
+    assert only_one, "the two filters kept the same units"
+    top = dict(map(tuple, top_features(results, n=10 ** 6)[label]))
+    for unit in only_one:
+        total = units0.get(unit, 0.0) + units1.get(unit, 0.0)
+        assert top[unit] == pytest.approx(total / (n0 + n1), abs=1e-4)
+    both = next(u for u in units0 if u in units1 and abs(units0[u] + units1[u]) > 1e-3)
+    assert top[both] == pytest.approx((units0[both] + units1[both]) / (n0 + n1), abs=1e-4)
+
+
 def test_xgboost_encodes_labels_and_survives_a_model_file(tables, tmp_path):
     data = load_training_data(tables["jaffe"])
     pipe = make_pipeline("xgboost", data.groups, seed=3).set_params(model__n_estimators=15)
