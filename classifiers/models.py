@@ -210,12 +210,15 @@ def _svm(kernel, seed, probability):
 
 
 class CappedPCA(PCA):
-    """PCA whose ``n_components`` is an upper bound: small tables (fewer rows than components)
-    get as many components as they can have. Parameters stay as given.
+    """PCA whose ``n_components`` is an upper bound: it keeps only the directions the training
+    data really spans. Parameters stay as given.
 
-    Centred data of n rows spans at most n - 1 directions: an n-th component would have zero
-    variance, and whitening would blow its rounding noise up by 1e5 (a face's prediction then
-    depended on which other faces shared its batch)."""
+    Centred data of n rows spans at most n - 1 directions, fewer when rows repeat (the same
+    image twice): a component beyond the data's rank has zero variance, and whitening would blow
+    its rounding noise up by 1e5 (a face's prediction then depended on which other faces shared
+    its batch). Components whose singular value is below numpy's rank tolerance
+    (largest singular value x max(n, columns) x machine epsilon, as ``np.linalg.matrix_rank``)
+    are dropped after fitting."""
 
     def _fit(self, X):
         requested = self.n_components
@@ -225,6 +228,20 @@ class CappedPCA(PCA):
             return super()._fit(X)
         finally:
             self.n_components = requested
+
+    def fit(self, X, y=None):
+        super().fit(X, y)
+        values = self.singular_values_
+        tolerance = values.max(initial=0.0) * max(self.n_samples_, self.n_features_in_) * np.finfo(values.dtype).eps
+        keep = max(1, int(np.sum(values > tolerance)))
+        if keep < self.n_components_:
+            for name in ("components_", "explained_variance_", "explained_variance_ratio_", "singular_values_"):
+                setattr(self, name, getattr(self, name)[:keep])
+            self.n_components_ = keep
+        return self
+
+    def fit_transform(self, X, y=None):
+        return self.fit(X, y).transform(X)
 
 
 def _svm_pca(seed, probability):

@@ -89,6 +89,21 @@ def test_svm_pca_on_a_small_table_keeps_only_directions_the_data_has(tables):
     np.testing.assert_allclose(head.transform(rows), alone, atol=1e-4)
 
 
+def test_svm_pca_drops_directions_that_repeated_faces_do_not_span(tables):
+    """60 JAFFE faces each given twice span 59 directions, not the 119 that 120 rows could:
+    the PCA keeps 59 (before: 60 more of variance ~1e-12, whitened into noise), and a face's
+    whitened components are the same alone as in a batch."""
+    data = load_training_data(tables["jaffe"])
+    X, y = np.vstack([data.X[:60], data.X[:60]]), np.concatenate([data.y[:60], data.y[:60]])
+    head = make_pipeline("svm_pca", data.groups, seed=0)[:-1].fit(X, y)
+    pca = head.named_steps["pca"]
+    assert pca.n_components_ == 59 == len(pca.components_) == len(pca.explained_variance_)
+    assert pca.explained_variance_.min() > 1e-3 * pca.explained_variance_.max()
+    rows = data.X[100:140]
+    np.testing.assert_allclose(head.transform(rows), np.vstack([head.transform(r[None]) for r in rows]), atol=1e-4)
+    np.testing.assert_allclose(head.fit_transform(X, y), head.transform(X), atol=1e-4)
+
+
 def test_logreg_anova_filter_keeps_its_share_of_columns_and_survives_a_model_file(tables, tmp_path):
     """logreg's grid can keep the 40% or 60% of columns with the largest ANOVA F on the training
     rows; the filter's score function is allowed in a model file and reloads to the same model."""
