@@ -7,7 +7,7 @@
                        an XGBoost booster sits inside it in XGBoost's own UBJSON format
 
 Loading executes no code from the file: skops rebuilds only the types in
-:data:`TRUSTED_TYPES` (plus skops' own defaults: scikit-learn estimators, numpy arrays,
+:func:`trusted_types` (plus skops' own defaults: scikit-learn estimators, numpy arrays,
 builtins) and refuses a file that names any other type.
 """
 
@@ -20,11 +20,6 @@ import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.calibration import _CalibratedClassifier, _SigmoidCalibration
-from sklearn.feature_selection import f_classif
-from sklearn.model_selection import StratifiedKFold
-from sklearn.tree._tree import Tree
-from sklearn.utils import Bunch
 
 from features.describe import FeatureConfig
 from landmarks.errors import IncompatibleModelError, ModelFileError
@@ -41,24 +36,39 @@ MAX_BYTES = 500_000_000
 _READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, UnicodeDecodeError, ValueError,
                 NotImplementedError, KeyError, RuntimeError, zlib.error)
 
-def _dotted(obj):
-    return f"{obj.__module__}.{obj.__qualname__}"
-
-
 #: Types beyond skops' defaults that a model file may contain. Nothing else is loaded.
-#: scikit-learn's are named from the objects themselves, so a release that moves one of them
-#: to another private module keeps its files loadable.
 TRUSTED_TYPES = (
     "classifiers.models.CappedPCA",
     "classifiers.models.GroupSelector",
     "classifiers.models.XGBoostModel",
-    _dotted(_CalibratedClassifier),
-    _dotted(_SigmoidCalibration),
-    _dotted(f_classif),  # the score of logreg's ANOVA filter
-    _dotted(StratifiedKFold),
-    _dotted(Tree),
-    _dotted(Bunch),
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.feature_selection._univariate_selection.f_classif",  # the score of logreg's ANOVA filter
+    "sklearn.model_selection._split.StratifiedKFold",
+    "sklearn.tree._tree.Tree",
+    "sklearn.utils._bunch.Bunch",
 )
+#: The same scikit-learn types by where they are importable from; :func:`trusted_types` adds
+#: the module they live in under the installed release, so one that moves them keeps files loadable.
+_TRUSTED_OBJECTS = (("sklearn.calibration", "_CalibratedClassifier"), ("sklearn.calibration", "_SigmoidCalibration"),
+                    ("sklearn.feature_selection", "f_classif"), ("sklearn.model_selection", "StratifiedKFold"),
+                    ("sklearn.tree._tree", "Tree"), ("sklearn.utils", "Bunch"))
+
+
+def trusted_types():
+    """:data:`TRUSTED_TYPES` plus the current dotted names of its scikit-learn types (imported
+    only here, when a model file is saved or loaded, and skipped if a release dropped one)."""
+    import importlib
+
+    names = set(TRUSTED_TYPES)
+    for module, name in _TRUSTED_OBJECTS:
+        try:
+            obj = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+        names.add(f"{obj.__module__}.{obj.__qualname__}")
+    return names
+
 
 #: The shipped default model.
 DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "default.skops")
@@ -104,7 +114,7 @@ def save_model(path, pipeline, config, meta=None):
         config = FeatureConfig.from_dict(config)
     labels = [str(c) for c in pipeline.classes_]
     blob = sio.dumps(pipeline, compression=zipfile.ZIP_DEFLATED)
-    untrusted = set(sio.get_untrusted_types(data=blob)) - set(TRUSTED_TYPES)
+    untrusted = set(sio.get_untrusted_types(data=blob)) - trusted_types()
     if untrusted:
         raise ModelFileError(f"the pipeline holds types a model file may not contain: {sorted(untrusted)}")
     description = dict(meta or {})
@@ -220,7 +230,7 @@ def load_model(path=None):
         raise
     except Exception as exc:  # skops raises assorted errors on foreign data
         raise ModelFileError(f"{path}: the pipeline cannot be read ({str(exc)[:100] or type(exc).__name__})") from None
-    refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
+    refused = sorted(set(untrusted) - trusted_types())
     if refused:
         raise ModelFileError(f"{path}: the model names types that are not trusted: {refused[:5]}")
     try:
