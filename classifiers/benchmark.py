@@ -320,11 +320,11 @@ def run_benchmark(data, models, quick=False, seed=0, jobs=1, progress=True, back
     bar = tqdm(total=len(tasks), unit="fold", desc="benchmark", disable=not progress, file=sys.stderr)
     stream = (Parallel(n_jobs=outer_jobs, return_as="generator_unordered")(tasks) if outer_jobs != 1
               else (fn(*a, **k) for fn, a, k in tasks))
-    importance = {name: [] for name in models}
+    importance = {name: [None] * n_folds for name in models}   # by fold: sums in a fixed order
     for name, i, predicted, best, seconds, predict_seconds, fold_imp in stream:
         predictions[name][protocol.folds[i][1]] = predicted
         per_fold[name][i] = (best, seconds, predict_seconds)
-        importance[name].append(fold_imp)
+        importance[name][i] = fold_imp
         bar.set_postfix_str(f"{name} fold {i + 1}/{n_folds}")
         bar.update(1)
     bar.close()
