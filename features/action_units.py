@@ -5,7 +5,9 @@ AU12 lip corner puller, ...). It is computed on landmarks normalised by
 :func:`features.geometry.normalise_points` (eyes level, inter-ocular distance 1) and
 reported as the difference from the same measure on a neutral reference shape, the mean
 normalised neutral face learned from the data (``neutral_reference.json``, rebuilt with
-``python -m features.action_units data/jaffe.npz data/fer2013.npz``). Positive values mean
+``python -m features.action_units data/fer2013.npz``). It is learned from FER-2013's Training
+part only: that part is never a test set, whereas any JAFFE or CK+48 face is a test subject in
+some fold of their subject-independent benchmarks. Positive values mean
 "more of this action than a neutral face", in inter-ocular distances x 10 (or ratios x 10),
 so 1.0 is a tenth of the distance between the eyes. Opposed actions (lid raise / tighten,
 lip-corner pull / depress) are split into two rectified features.
@@ -117,7 +119,7 @@ def learn_reference(tables):
     """Mean normalised neutral shape of the ``neutral`` rows of feature tables with a ``landmarks`` group."""
     shapes = []
     for table in tables:
-        rows = table.ok & (table.labels == "neutral")
+        rows = table.ok & (table.labels == "neutral") & ~table.augmented
         if table.splits.size and np.any(table.splits == "Training"):
             rows &= table.splits == "Training"  # never learn from a test part
         shapes.append(table.X[rows][:, table.groups["landmarks"]])
