@@ -5,6 +5,10 @@ JAFFE and FER-2013 no contempt). For each held-out dataset the model is grid-sea
 (subject/image-grouped CV) and fitted on the other two tables, then tested on every face
 of the held-out one (FER-2013: its test part, PublicTest+PrivateTest).
 
+The action units are re-measured in each direction against a neutral shape learned from the
+training datasets' neutral faces only (FER-2013: its Training part), so no face of the tested
+dataset shapes the features either (the shipped reference is learned from FER-2013 Training).
+
     python benchmarks/cross_dataset.py data/ckplus48.npz data/jaffe.npz data/fer2013.npz \
         [--model logreg] [--quick] -o reports/cross_dataset
 """
@@ -31,20 +35,24 @@ def main(tables, model, quick, jobs, output):
     from classifiers.benchmark import scores
     from classifiers.data import load_training_data
     from classifiers.train import train_model
+    from features.action_units import learn_reference, with_reference
+    from features.table import load_table
     from landmarks.io import atomic_path
 
+    loaded = {path: load_table(path) for path in tables}
     results = []
     for held_out in tables:
-        train_tables = [t for t in tables if t != held_out]
-        train = load_training_data(train_tables, labels=SHARED)
+        train_tables = [loaded[t] for t in tables if t != held_out]
+        reference, n_neutral = learn_reference(train_tables)
+        train = load_training_data([with_reference(t, reference) for t in train_tables], labels=SHARED)
         train = train.select(~np.isin(train.splits, ("PublicTest", "PrivateTest")))  # never FER's test part
-        test = load_training_data(held_out, labels=SHARED)
+        test = load_training_data(with_reference(loaded[held_out], reference), labels=SHARED)
         test = test.select(~test.augmented & ~(test.splits == "Training"))
         pipeline, summary = train_model(train, model, quick=quick, seed=0, jobs=jobs, progress=False)
         predicted = pipeline.predict(test.X)
         entry = {"test": test.datasets[0], "trained_on": sorted(set(train.datasets.tolist())),
                  "n_train": int(len(train.y)), "n_test": int(len(test.y)), "model": model,
-                 "best_params": summary.get("best_params")}
+                 "best_params": summary.get("best_params"), "reference_neutral_faces": int(n_neutral)}
         entry.update(scores(test.y, predicted, list(SHARED)))
         results.append(entry)
         click.echo(f"train {'+'.join(entry['trained_on'])} -> test {entry['test']}: accuracy {entry['accuracy']:.3f}, "

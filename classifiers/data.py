@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from features.table import load_table
+from features.table import FeatureTable, load_table
 from landmarks.errors import DatasetError
 
 
@@ -102,15 +102,19 @@ def apply_scheme(labels, scheme):
 def load_training_data(paths, labels=None, scheme=None):
     """Join the ok rows of the feature tables at ``paths`` (they must share one feature config).
 
+    ``paths`` may also hold already loaded :class:`~features.table.FeatureTable` objects.
+
     ``labels``: keep only these canonical labels (others are counted in ``dropped_labels``).
     ``scheme``: map labels through a label scheme of :data:`SCHEMES` (7 basic emotions,
     6 without neutral, 3-class valence); rows outside it are dropped and counted.
     Raises DatasetError for unreadable tables or tables made under different configs.
     """
-    paths = [paths] if isinstance(paths, (str, bytes)) or hasattr(paths, "__fspath__") else list(paths)
+    single = isinstance(paths, (str, bytes, FeatureTable)) or hasattr(paths, "__fspath__")
+    paths = [paths] if single else list(paths)
     if not paths:
         raise DatasetError("no feature tables given")
-    tables = [load_table(p) for p in paths]
+    tables = [p if isinstance(p, FeatureTable) else load_table(p) for p in paths]
+    paths = [p.dataset or "table" if isinstance(p, FeatureTable) else p for p in paths]
     first = tables[0]
     for path, table in zip(paths[1:], tables[1:]):
         if not _same_layout(first, table):

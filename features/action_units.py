@@ -13,6 +13,7 @@ so 1.0 is a tenth of the distance between the eyes. Opposed actions (lid raise /
 lip-corner pull / depress) are split into two rectified features.
 """
 
+import dataclasses
 import functools
 import math
 import json
@@ -127,6 +128,29 @@ def learn_reference(tables):
     if len(shapes) == 0:
         raise ValueError("no neutral faces in the given tables")
     return shapes.mean(axis=0).reshape(68, 2), len(shapes)
+
+
+def with_reference(table, points):
+    """A copy of ``table`` whose action units are measured against the neutral shape ``points``.
+
+    The table's own action units were measured against the shipped reference when it was
+    extracted; this re-measures them from its ``landmarks`` columns (the normalised points), e.g.
+    against a reference learned only from the training datasets of a cross-dataset run.
+    """
+    from landmarks.errors import DatasetError
+
+    missing = [g for g in ("landmarks", "action_units") if g not in table.groups]
+    if missing:
+        raise DatasetError(f"the table has no {' or '.join(missing)} columns to re-measure action units from")
+    reference = raw_measures(np.asarray(points, dtype=np.float64).reshape(68, 2))
+    X = table.X.copy()
+    rows = np.flatnonzero(table.ok)
+    if rows.size == 0:
+        return dataclasses.replace(table, X=X)
+    landmarks = X[rows][:, table.groups["landmarks"]]
+    X[rows, table.groups["action_units"]] = [action_units_of_normalised(p.reshape(68, 2), reference)
+                                               for p in landmarks]
+    return dataclasses.replace(table, X=X)
 
 
 def main(argv=None):

@@ -1,12 +1,15 @@
-"""The neutral reference the action units are measured against."""
+"""The neutral reference the action units are measured against, and re-measuring them."""
 
 import dataclasses
 import json
 
 import numpy as np
+import pytest
 
+from classifiers.data import load_training_data
 from features import action_units as au
 from features.table import load_table
+from landmarks.errors import DatasetError
 
 
 def test_shipped_reference_comes_from_no_face_a_benchmark_tests():
@@ -37,3 +40,49 @@ def test_learn_reference_uses_only_original_training_neutral_faces(tables):
     # and it differs from the mean over every neutral face, so the exclusions mattered
     everything = table.X[neutral][:, table.groups["landmarks"]].mean(axis=0).reshape(68, 2)
     assert np.abs(points - everything).max() > 1e-4
+
+
+def test_with_reference_remeasures_action_units_from_the_landmarks(tables):
+    table = load_table(tables["jaffe"])
+    columns = table.groups["action_units"]
+    shipped = np.asarray(json.load(open(au.REFERENCE_FILE))["points"]).reshape(68, 2)
+
+    same = au.with_reference(table, shipped)
+    np.testing.assert_allclose(same.X[:, columns], table.X[:, columns], atol=1e-5)
+
+    jaffe_points, _ = au.learn_reference([table])
+    other = au.with_reference(table, jaffe_points)
+    assert other.X is not table.X and np.array_equal(load_table(tables["jaffe"]).X, table.X)  # input untouched
+    others = [c for c in range(table.X.shape[1]) if not columns.start <= c < columns.stop]
+    assert np.array_equal(other.X[:, others], table.X[:, others])
+    # an unrectified unit moves by the same constant on every face: sign x (old - new reference) x 10
+    shift = au.raw_measures(shipped) - au.raw_measures(jaffe_points)
+    index = list(au.RAW)
+    for k, (_, _, measure, sign, rectified) in enumerate(au.ACTION_UNITS.values()):
+        if rectified:
+            continue
+        moved = other.X[table.ok, columns.start + k] - table.X[table.ok, columns.start + k]
+        np.testing.assert_allclose(moved, sign * shift[index.index(measure)] * au.SCALE, atol=1e-4)
+    assert np.abs(shift).max() * au.SCALE > 1e-2  # the two references really differ
+
+
+def test_with_reference_needs_landmark_columns(tables):
+    table = load_table(tables["jaffe"])
+    keep = np.concatenate([np.arange(s.start, s.stop) for g, s in table.groups.items() if g != "landmarks"])
+    groups, start = {}, 0
+    for g, s in table.groups.items():
+        if g != "landmarks":
+            groups[g] = slice(start, start + s.stop - s.start)
+            start += s.stop - s.start
+    without = dataclasses.replace(table, X=table.X[:, keep], columns=table.columns[keep], groups=groups)
+    with pytest.raises(DatasetError, match="landmarks"):
+        au.with_reference(without, np.zeros((68, 2)))
+
+
+def test_training_data_from_loaded_tables_equals_from_files(tables):
+    from_files = load_training_data([tables["jaffe"], tables["ck_subset"]])
+    from_tables = load_training_data([load_table(tables["jaffe"]), load_table(tables["ck_subset"])])
+    assert np.array_equal(from_files.X, from_tables.X)
+    assert np.array_equal(from_files.y, from_tables.y) and np.array_equal(from_files.subjects, from_tables.subjects)
+    single = load_training_data(load_table(tables["jaffe"]))
+    assert np.array_equal(single.X, load_training_data(tables["jaffe"]).X)
