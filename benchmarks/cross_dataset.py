@@ -25,6 +25,30 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHARED = ("angry", "disgust", "fear", "happy", "sad", "surprise")
 
 
+def direction_data(tables, held_out):
+    """(training data, test data, neutral faces of the reference) for one direction.
+
+    ``tables``: {path: FeatureTable} of the three datasets. The training part is the other two
+    tables (never FER-2013's test part); the test part is every original face of ``held_out``
+    (FER-2013: PublicTest+PrivateTest). Action units are re-measured against the mean neutral
+    face of the training tables, so the tested dataset shapes no feature.
+    """
+    from classifiers.data import load_training_data
+    from features.action_units import learn_reference, with_reference
+
+    train_tables = [tables[t] for t in tables if t != held_out]
+    test_table, n_neutral = tables[held_out], 0
+    if all("action_units" in t.groups for t in tables.values()):
+        reference, n_neutral = learn_reference(train_tables)
+        train_tables = [with_reference(t, reference) for t in train_tables]
+        test_table = with_reference(test_table, reference)
+    train = load_training_data(train_tables, labels=SHARED)
+    train = train.select(~np.isin(train.splits, ("PublicTest", "PrivateTest")))  # never FER's test part
+    test = load_training_data(test_table, labels=SHARED)
+    test = test.select(~test.augmented & ~(test.splits == "Training"))
+    return train, test, n_neutral
+
+
 @click.command()
 @click.argument("tables", nargs=3, type=click.Path(exists=True, dir_okay=False))
 @click.option("--model", default="logreg", show_default=True)
@@ -33,21 +57,14 @@ SHARED = ("angry", "disgust", "fear", "happy", "sad", "surprise")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False))
 def main(tables, model, quick, jobs, output):
     from classifiers.benchmark import scores
-    from classifiers.data import load_training_data
     from classifiers.train import train_model
-    from features.action_units import learn_reference, with_reference
     from features.table import load_table
     from landmarks.io import atomic_path
 
     loaded = {path: load_table(path) for path in tables}
     results = []
     for held_out in tables:
-        train_tables = [loaded[t] for t in tables if t != held_out]
-        reference, n_neutral = learn_reference(train_tables)
-        train = load_training_data([with_reference(t, reference) for t in train_tables], labels=SHARED)
-        train = train.select(~np.isin(train.splits, ("PublicTest", "PrivateTest")))  # never FER's test part
-        test = load_training_data(with_reference(loaded[held_out], reference), labels=SHARED)
-        test = test.select(~test.augmented & ~(test.splits == "Training"))
+        train, test, n_neutral = direction_data(loaded, held_out)
         pipeline, summary = train_model(train, model, quick=quick, seed=0, jobs=jobs, progress=False)
         predicted = pipeline.predict(test.X)
         entry = {"test": test.datasets[0], "trained_on": sorted(set(train.datasets.tolist())),

@@ -114,7 +114,7 @@ def load_training_data(paths, labels=None, scheme=None):
     if not paths:
         raise DatasetError("no feature tables given")
     tables = [p if isinstance(p, FeatureTable) else load_table(p) for p in paths]
-    paths = [p.dataset or "table" if isinstance(p, FeatureTable) else p for p in paths]
+    paths = [(p.dataset or "table") if isinstance(p, FeatureTable) else p for p in paths]
     first = tables[0]
     for path, table in zip(paths[1:], tables[1:]):
         if not _same_layout(first, table):

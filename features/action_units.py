@@ -117,16 +117,25 @@ def action_units_of_normalised(p, reference=None):
 
 
 def learn_reference(tables):
-    """Mean normalised neutral shape of the ``neutral`` rows of feature tables with a ``landmarks`` group."""
+    """Mean normalised neutral shape of the ``neutral`` rows of feature tables with a ``landmarks`` group.
+
+    Only original faces of a table's Training part count (tables without splits: every original
+    face); mirrored copies and test parts never do.
+    """
+    from landmarks.errors import DatasetError
+
     shapes = []
     for table in tables:
+        if "landmarks" not in table.groups:
+            raise DatasetError(f"{table.dataset or 'table'}: no landmarks columns to learn a neutral shape from")
         rows = table.ok & (table.labels == "neutral") & ~table.augmented
-        if table.splits.size and np.any(table.splits == "Training"):
+        if np.any(table.splits != ""):
             rows &= table.splits == "Training"  # never learn from a test part
         shapes.append(table.X[rows][:, table.groups["landmarks"]])
     shapes = np.concatenate(shapes)
     if len(shapes) == 0:
-        raise ValueError("no neutral faces in the given tables")
+        names = ", ".join(t.dataset or "table" for t in tables)
+        raise DatasetError(f"no neutral training faces to learn a neutral shape from in: {names}")
     return shapes.mean(axis=0).reshape(68, 2), len(shapes)
 
 
@@ -141,7 +150,8 @@ def with_reference(table, points):
 
     missing = [g for g in ("landmarks", "action_units") if g not in table.groups]
     if missing:
-        raise DatasetError(f"the table has no {' or '.join(missing)} columns to re-measure action units from")
+        raise DatasetError(f"{table.dataset or 'table'}: no {' or '.join(missing)} columns to re-measure "
+                           "action units from")
     reference = raw_measures(np.asarray(points, dtype=np.float64).reshape(68, 2))
     X = table.X.copy()
     rows = np.flatnonzero(table.ok)
@@ -156,16 +166,21 @@ def with_reference(table, points):
 def main(argv=None):
     import argparse
 
+    from landmarks.errors import DatasetError
     from landmarks.io import atomic_path
 
     from .table import load_table
 
     parser = argparse.ArgumentParser(description="Learn the neutral reference shape from feature tables' neutral faces "
-                                                 "(training parts only).")
+                                                 "(training parts only). Give only tables that no benchmark tests, "
+                                                 "e.g. data/fer2013.npz (its Training part is used).")
     parser.add_argument("tables", nargs="+")
     parser.add_argument("-o", "--output", default=REFERENCE_FILE)
     args = parser.parse_args(argv)
-    points, n = learn_reference([load_table(t) for t in args.tables])
+    try:
+        points, n = learn_reference([load_table(t) for t in args.tables])
+    except DatasetError as exc:
+        parser.exit(1, f"error: {exc}\n")
     with atomic_path(args.output) as tmp, open(tmp, "w") as fh:
         json.dump({"learned_from": [os.path.basename(t) for t in args.tables], "neutral_faces": n,
                    "points": np.round(points.astype(np.float64), 5).ravel().tolist()}, fh)

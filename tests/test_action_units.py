@@ -30,10 +30,12 @@ def test_learn_reference_uses_only_original_training_neutral_faces(tables):
     splits[neutral[:5]] = "PublicTest"          # a test part: never learned from
     augmented = np.zeros(len(table), dtype=bool)
     augmented[neutral[5:8]] = True              # mirrored copies: not learned from
-    marked = dataclasses.replace(table, splits=splits.astype(str), augmented=augmented)
+    status, X = table.status.copy(), table.X.copy()
+    status[neutral[8]], X[neutral[8]] = "no_face", 0.0   # a failed row, as extraction writes it
+    marked = dataclasses.replace(table, X=X, status=status, splits=splits.astype(str), augmented=augmented)
 
     points, n = au.learn_reference([marked])
-    kept = neutral[8:]
+    kept = neutral[9:]
     assert n == len(kept)
     expected = table.X[kept][:, table.groups["landmarks"]].mean(axis=0).reshape(68, 2)
     np.testing.assert_allclose(points, expected, rtol=1e-6)
@@ -53,6 +55,10 @@ def test_with_reference_remeasures_action_units_from_the_landmarks(tables):
     jaffe_points, _ = au.learn_reference([table])
     other = au.with_reference(table, jaffe_points)
     assert other.X is not table.X and np.array_equal(load_table(tables["jaffe"]).X, table.X)  # input untouched
+    status, X = table.status.copy(), table.X.copy()
+    status[0], X[0] = "no_face", 0.0   # a failed row stays all zeros (its points cannot be measured)
+    failed = au.with_reference(dataclasses.replace(table, X=X, status=status), jaffe_points)
+    assert not failed.X[0].any() and np.array_equal(failed.X[1:], other.X[1:])
     others = [c for c in range(table.X.shape[1]) if not columns.start <= c < columns.stop]
     assert np.array_equal(other.X[:, others], table.X[:, others])
     # an unrectified unit moves by the same constant on every face: sign x (old - new reference) x 10
@@ -86,3 +92,30 @@ def test_training_data_from_loaded_tables_equals_from_files(tables):
     assert np.array_equal(from_files.y, from_tables.y) and np.array_equal(from_files.subjects, from_tables.subjects)
     single = load_training_data(load_table(tables["jaffe"]))
     assert np.array_equal(single.X, load_training_data(tables["jaffe"]).X)
+
+
+def test_cross_dataset_features_do_not_depend_on_the_tested_dataset(tables):
+    from benchmarks.cross_dataset import direction_data
+
+    jaffe, ck = load_table(tables["jaffe"]), load_table(tables["ck_subset"])
+    first = np.isin(jaffe.subjects, sorted(set(jaffe.subjects))[:5])
+    a = dataclasses.replace(jaffe.select(first), dataset="jaffe_a")
+    b = dataclasses.replace(jaffe.select(~first), dataset="jaffe_b")
+    loaded = {"ck": ck, "a": a, "b": b}
+    train, test, n_neutral = direction_data(loaded, "b")
+    assert n_neutral == int(np.sum(a.labels == "neutral"))   # CK+48 has no neutral faces
+    assert set(train.datasets) == {"ckplus48", "jaffe_a"} and set(test.datasets) == {"jaffe_b"}
+    au_columns = b.groups["action_units"]
+    assert not np.allclose(test.X[:, au_columns], b.X[np.isin(b.labels, list(test.y))][:, au_columns], atol=1e-3)
+
+    # move the tested dataset's neutral faces (never tested: neutral is not a shared class)
+    X = b.X.copy()
+    X[np.ix_(b.labels == "neutral", np.arange(b.groups["landmarks"].start, b.groups["landmarks"].stop))] *= 1.2
+    moved = dict(loaded, b=dataclasses.replace(b, X=X))
+    train2, test2, _ = direction_data(moved, "b")
+    assert np.array_equal(train.X, train2.X) and np.array_equal(test.X, test2.X)
+    # whereas moving a training dataset's neutral faces moves every face's action units
+    X = a.X.copy()
+    X[np.ix_(a.labels == "neutral", np.arange(a.groups["landmarks"].start, a.groups["landmarks"].stop))] *= 1.2
+    train3, test3, _ = direction_data(dict(loaded, a=dataclasses.replace(a, X=X)), "b")
+    assert not np.allclose(test.X[:, au_columns], test3.X[:, au_columns], atol=1e-3)
