@@ -21,6 +21,8 @@ import os
 
 import numpy as np
 
+from landmarks.errors import DatasetError
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REFERENCE_FILE = os.path.join(HERE, "neutral_reference.json")
 SCALE = 10.0
@@ -122,8 +124,6 @@ def learn_reference(tables):
     Only original faces of a table's Training part count (tables without splits: every original
     face); mirrored copies and test parts never do.
     """
-    from landmarks.errors import DatasetError
-
     shapes = []
     for table in tables:
         if "landmarks" not in table.groups:
@@ -146,8 +146,6 @@ def with_reference(table, points):
     extracted; this re-measures them from its ``landmarks`` columns (the normalised points), e.g.
     against a reference learned only from the training datasets of a cross-dataset run.
     """
-    from landmarks.errors import DatasetError
-
     missing = [g for g in ("landmarks", "action_units") if g not in table.groups]
     if missing:
         raise DatasetError(f"{table.dataset or 'table'}: no {' or '.join(missing)} columns to re-measure "
@@ -155,18 +153,15 @@ def with_reference(table, points):
     reference = raw_measures(np.asarray(points, dtype=np.float64).reshape(68, 2))
     X = table.X.copy()
     rows = np.flatnonzero(table.ok)
-    if rows.size == 0:
-        return dataclasses.replace(table, X=X)
-    landmarks = X[rows][:, table.groups["landmarks"]]
-    X[rows, table.groups["action_units"]] = [action_units_of_normalised(p.reshape(68, 2), reference)
-                                               for p in landmarks]
+    if rows.size:
+        X[rows, table.groups["action_units"]] = [action_units_of_normalised(p.reshape(68, 2), reference)
+                                                   for p in X[rows][:, table.groups["landmarks"]]]
     return dataclasses.replace(table, X=X)
 
 
 def main(argv=None):
     import argparse
 
-    from landmarks.errors import DatasetError
     from landmarks.io import atomic_path
 
     from .table import load_table
