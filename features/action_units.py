@@ -5,7 +5,7 @@ AU12 lip corner puller, ...). It is computed on landmarks normalised by
 :func:`features.geometry.normalise_points` (eyes level, inter-ocular distance 1) and
 reported as the difference from the same measure on a neutral reference shape, the mean
 normalised neutral face learned from the data (``neutral_reference.json``, rebuilt with
-``python -m features.action_units data/fer2013.npz``). It is learned from FER-2013's Training
+``python -m features.reference data/fer2013.npz``). It is learned from FER-2013's Training
 part only: that part is never a test set, whereas any JAFFE or CK+48 face is a test subject in
 some fold of their subject-independent benchmarks. Positive values mean
 "more of this action than a neutral face", in inter-ocular distances x 10 (or ratios x 10),
@@ -158,29 +158,3 @@ def with_reference(table, points):
                                                    for p in X[rows][:, table.groups["landmarks"]]]
     return dataclasses.replace(table, X=X)
 
-
-def main(argv=None):
-    import argparse
-
-    from landmarks.io import atomic_path
-
-    from .table import load_table
-
-    parser = argparse.ArgumentParser(description="Learn the neutral reference shape from feature tables' neutral faces "
-                                                 "(training parts only). Give only tables that no benchmark tests, "
-                                                 "e.g. data/fer2013.npz (its Training part is used).")
-    parser.add_argument("tables", nargs="+")
-    parser.add_argument("-o", "--output", default=REFERENCE_FILE)
-    args = parser.parse_args(argv)
-    try:
-        points, n = learn_reference([load_table(t) for t in args.tables])
-    except DatasetError as exc:
-        parser.exit(1, f"error: {exc}\n")
-    with atomic_path(args.output) as tmp, open(tmp, "w") as fh:
-        json.dump({"learned_from": [os.path.basename(t) for t in args.tables], "neutral_faces": n,
-                   "points": np.round(points.astype(np.float64), 5).ravel().tolist()}, fh)
-    print(f"{args.output}: mean of {n} neutral faces")
-
-
-if __name__ == "__main__":
-    main()

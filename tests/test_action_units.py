@@ -119,3 +119,23 @@ def test_cross_dataset_features_do_not_depend_on_the_tested_dataset(tables):
     X[np.ix_(a.labels == "neutral", np.arange(a.groups["landmarks"].start, a.groups["landmarks"].stop))] *= 1.2
     train3, test3, _ = direction_data(dict(loaded, a=dataclasses.replace(a, X=X)), "b")
     assert not np.allclose(test.X[:, au_columns], test3.X[:, au_columns], atol=1e-3)
+
+
+def test_reference_command_writes_the_learned_shape_and_keeps_it_on_error(tables, run_python, tmp_path):
+    out = tmp_path / "reference.json"
+    done = run_python(["-m", "features.reference", tables["jaffe"], "-o", out])
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr          # the module is not loaded twice (runpy's RuntimeWarning)
+    written = json.loads(out.read_text())
+    points, n = au.learn_reference([load_table(tables["jaffe"])])
+    assert written["learned_from"] == ["jaffe.npz"] and written["neutral_faces"] == n
+    np.testing.assert_allclose(np.reshape(written["points"], (68, 2)), points, atol=1e-5)
+
+    before = out.read_bytes()
+    failed = run_python(["-m", "features.reference", tables["ck_subset"], "-o", out])  # CK+48: no neutral faces
+    assert failed.returncode == 1
+    assert failed.stderr.strip().splitlines() == ["Error: no neutral training faces to learn a neutral shape "
+                                                  "from in: ckplus48"]
+    assert out.read_bytes() == before            # the earlier reference is untouched
+    missing = run_python(["-m", "features.reference", tmp_path / "nope.npz", "-o", out])
+    assert missing.returncode != 0 and "nope.npz" in missing.stderr and out.read_bytes() == before
