@@ -25,7 +25,8 @@ from .table import load_table
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("tables", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output", default=REFERENCE_FILE, show_default="features/neutral_reference.json", type=click.Path(dir_okay=False),
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=REFERENCE_FILE,
+              show_default="features/neutral_reference.json",
               help="Where to write the reference (JSON), replaced only once it is complete.")
 def main(tables, output):
     """Learn the neutral reference shape from the neutral faces of feature TABLES.
