@@ -59,7 +59,7 @@ def main(tables, model, quick, jobs, output):
     from classifiers.benchmark import scores
     from classifiers.train import train_model
     from features.table import load_table
-    from landmarks.io import atomic_path
+    from common.files import atomic_path
 
     loaded = {path: load_table(path) for path in tables}
     results = []

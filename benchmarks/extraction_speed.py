@@ -148,7 +148,7 @@ def main(dataset, images, repeats, workers, full, detector, json_out):
     }
     click.echo(json.dumps(result, indent=2))
     if json_out:
-        from landmarks.io import atomic_path
+        from common.files import atomic_path
 
         with atomic_path(json_out) as t, open(t, "w") as fh:
             json.dump(result, fh, indent=2)

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from features.describe import FeatureConfig
-from landmarks.errors import IncompatibleModelError, ModelFileError
-from landmarks.io import atomic_path
+from common.errors import IncompatibleModelError, ModelFileError
+from common.files import atomic_path
 
 FORMAT = "facial-expressions-model"
 FORMAT_VERSION = 1

@@ -22,11 +22,13 @@ from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_
 from sklearn.model_selection import (GridSearchCV, LeaveOneGroupOut, StratifiedGroupKFold, StratifiedKFold,
                                      ParameterGrid)
 
-from landmarks.errors import FacialExpressionError
-from features.backend import BACKENDS, compute_backend, default_backend
-from landmarks.io import atomic_path, output_lock
+from common.errors import FacialExpressionError
+from common.parallel import BACKENDS, compute_backend, default_backend
+from common.files import atomic_path, output_lock
 
-from .data import SCHEMES, centre_by_subject, load_training_data
+from common.labels import SCHEMES
+
+from .data import centre_by_subject, load_training_data
 from .models import DEFAULT_MODELS, MODEL_NAMES, describe, make_pipeline, param_grid
 
 #: Features per class in the importance chart and results.json.
@@ -285,7 +287,7 @@ def _params_text(params):
 def run_benchmark(data, models, quick=False, seed=0, jobs=1, progress=True, backend="local"):
     """Benchmark ``models`` on ``data``; returns the results dict (see module docs).
 
-    Under ``backend="dask"`` (inside :func:`features.backend.compute_backend`) every
+    Under ``backend="dask"`` (inside :func:`common.parallel.compute_backend`) every
     (model, fold) task goes to the cluster.
     """
     from tqdm import tqdm

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from features.table import FeatureTable, load_table
-from landmarks.errors import DatasetError
+from common.errors import DatasetError
+from common.labels import apply_scheme
 
 
 @dataclass
@@ -79,33 +80,13 @@ def _same_layout(a, b):
             and {k: (s.start, s.stop) for k, s in a.groups.items()} == {k: (s.start, s.stop) for k, s in b.groups.items()})
 
 
-#: Label schemes: name -> {canonical label: label in the scheme}; labels not listed are dropped.
-SCHEMES = {
-    "basic7": {c: c for c in ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")},
-    "basic6": {c: c for c in ("angry", "disgust", "fear", "happy", "sad", "surprise")},
-    "valence3": {"angry": "negative", "disgust": "negative", "fear": "negative", "sad": "negative",
-                 "neutral": "neutral", "happy": "positive", "surprise": "positive"},
-}
-
-
-def apply_scheme(labels, scheme):
-    """Canonical labels -> (labels in ``scheme``, mask of the rows the scheme keeps)."""
-    if scheme in (None, "all"):
-        return np.asarray(labels), np.ones(len(labels), dtype=bool)
-    if scheme not in SCHEMES:
-        raise DatasetError(f"unknown label scheme {scheme!r}; choose from all, {', '.join(SCHEMES)}")
-    mapping = SCHEMES[scheme]
-    keep = np.isin(labels, list(mapping))
-    return np.array([mapping.get(str(v), "") for v in labels]), keep
-
-
 def load_training_data(paths, labels=None, scheme=None):
     """Join the ok rows of the feature tables at ``paths`` (they must share one feature config).
 
     ``paths`` may also hold already loaded :class:`~features.table.FeatureTable` objects.
 
     ``labels``: keep only these canonical labels (others are counted in ``dropped_labels``).
-    ``scheme``: map labels through a label scheme of :data:`SCHEMES` (7 basic emotions,
+    ``scheme``: map labels through a label scheme of :data:`common.labels.SCHEMES` (7 basic emotions,
     6 without neutral, 3-class valence); rows outside it are dropped and counted.
     Raises DatasetError for unreadable tables or tables made under different configs.
     """

@@ -19,7 +19,7 @@ from joblib import Parallel, delayed
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 
 from landmarks.datasets import PRESETS, load_dataset
-from landmarks.errors import FacialExpressionError, ImageError
+from common.errors import FacialExpressionError, ImageError
 
 from .artifact import load_model
 
@@ -67,14 +67,14 @@ def confusion(y_true, y_pred, rows, columns):
 def evaluate(model_path, dataset, preset=None, detector=None, jobs=1, progress=True, scheme=None):
     """Scores of the model at ``model_path`` on ``dataset``; returns a JSON-ready dict.
 
-    ``scheme`` maps the dataset's labels through a label scheme (classifiers.data.SCHEMES)
+    ``scheme`` maps the dataset's labels through a label scheme (common.labels.SCHEMES)
     first, e.g. valence3 for a model trained on valence classes.
     """
     import dataclasses
 
     from tqdm import tqdm
 
-    from .data import apply_scheme
+    from common.labels import apply_scheme
 
     model = _model(os.fspath(model_path))
     samples = load_dataset(dataset, preset)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from features import action_units, geometry
-from landmarks.errors import FacialExpressionError
+from common.errors import FacialExpressionError
 
 #: Face parts that explanations colour on the picture.
 FACE_PARTS = ("brows", "eyes", "nose", "mouth", "jaw")

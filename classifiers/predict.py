@@ -16,7 +16,7 @@ import numpy as np
 
 from landmarks.datasets import IMAGE_EXTENSIONS
 from landmarks.detect import DETECTORS
-from landmarks.errors import DegenerateLandmarksError, FacialExpressionError, ImageError
+from common.errors import DegenerateLandmarksError, FacialExpressionError, ImageError
 from landmarks.io import read_image
 from landmarks.shape import find_faces
 

@@ -16,10 +16,10 @@ import click
 import numpy as np
 from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedGroupKFold
 
-from landmarks.datasets import EMOTIONS
-from landmarks.errors import FacialExpressionError
-from features.backend import BACKENDS
-from landmarks.io import output_lock
+from common.labels import EMOTIONS
+from common.errors import FacialExpressionError
+from common.parallel import BACKENDS
+from common.files import output_lock
 
 from .artifact import save_model
 from .benchmark import _params_text, _set_threads, single_blas_thread, versions
@@ -88,7 +88,7 @@ def explain_background(model, data, seed=0):
 
 def train_on_dask(data, scheduler, seed=0):
     """XGBoost through its Dask interface on the cluster at ``scheduler`` (default parameters)."""
-    from features.backend import compute_backend
+    from common.parallel import compute_backend
 
     from .distributed import train_xgboost_dask
 

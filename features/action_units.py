@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from landmarks.errors import DatasetError
+from common.errors import DatasetError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REFERENCE_FILE = os.path.join(HERE, "neutral_reference.json")

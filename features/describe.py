@@ -4,7 +4,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from landmarks.errors import IncompatibleModelError
+from common.errors import IncompatibleModelError
 from landmarks.shape import ALIGN_SIZE, UPSCALE_TO
 
 from . import action_units, gabor, geometry, patches

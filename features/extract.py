@@ -25,13 +25,14 @@ from joblib import Parallel, delayed
 
 from landmarks.datasets import PRESETS, guess_preset, load_dataset
 from landmarks.detect import DETECTORS
-from landmarks.errors import (DegenerateLandmarksError, FacialExpressionError, ImageError, ImageTooSmallError,
+from common.errors import (DegenerateLandmarksError, FacialExpressionError, ImageError, ImageTooSmallError,
                               OutputLockedError)
-from landmarks.io import MIN_SIDE, atomic_path, read_image
-from landmarks.io import output_lock as _output_lock
+from common.files import atomic_path
+from landmarks.io import MIN_SIDE, read_image
+from common.files import output_lock as _output_lock
 from landmarks.shape import find_faces, mirror_face
 
-from .backend import BACKENDS, compute_backend, default_backend
+from common.parallel import BACKENDS, compute_backend, default_backend
 from .describe import DEFAULT_GROUPS, GROUPS, FeatureConfig, describe_face
 from .pixelize import pixelize, save_rgb
 from .table import FeatureTable
@@ -144,7 +145,7 @@ def extract_dataset(dataset, output, preset=None, config=FeatureConfig(), jobs=-
     """Extract ``dataset`` into the feature table ``output``; returns (table, summary dict).
 
     ``backend="dask"`` runs the chunks on the Dask cluster at ``scheduler`` (see
-    :mod:`features.backend`); the table is the same as a local run's. ``flip=True`` appends
+    :mod:`common.parallel`); the table is the same as a local run's. ``flip=True`` appends
     a mirrored copy of every described face (rows marked ``augmented``, sources ending
     ``#flip``), for training-time augmentation; benchmarks never test on them.
     """

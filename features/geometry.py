@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from landmarks.errors import DegenerateLandmarksError
+from common.errors import DegenerateLandmarksError
 from landmarks.shape import check_points, eye_centres
 
 

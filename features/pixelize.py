@@ -55,7 +55,7 @@ def save_rgb(path, rgb):
     """Write an RGB array as an image file (format from the extension), atomically."""
     import os
 
-    from landmarks.io import atomic_path
+    from common.files import atomic_path
 
     ext = os.path.splitext(path)[1] or ".png"
     ok, data = cv2.imencode(ext, cv2.cvtColor(np.asarray(rgb), cv2.COLOR_RGB2BGR))

@@ -16,8 +16,8 @@ import os
 import click
 import numpy as np
 
-from landmarks.errors import FacialExpressionError
-from landmarks.io import atomic_path
+from common.errors import FacialExpressionError
+from common.files import atomic_path
 
 from .action_units import REFERENCE_FILE, learn_reference
 from .table import load_table

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from landmarks.errors import DatasetError
-from landmarks.io import atomic_path
+from common.errors import DatasetError
+from common.files import atomic_path
 
 TABLE_FORMAT = 1
 

@@ -1,6 +1,6 @@
 """Labelled datasets: class-per-folder layouts, FER-2013 folders and the original fer2013.csv.
 
-One canonical label set; every dataset's class names map onto it in :data:`LABEL_ALIASES`.
+One canonical label set; every dataset's class names map onto it in :data:`common.labels.LABEL_ALIASES`.
 """
 
 import csv
@@ -10,22 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import DatasetError
-
-#: The canonical emotion labels (the six basic emotions, neutral, and CK+'s contempt).
-EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "contempt")
-
-#: Every dataset's class name -> canonical label. The one place names are reconciled.
-LABEL_ALIASES = {
-    "anger": "angry", "angry": "angry", "an": "angry",
-    "disgust": "disgust", "disgusted": "disgust", "di": "disgust",
-    "fear": "fear", "fearful": "fear", "afraid": "fear", "fe": "fear",
-    "happy": "happy", "happiness": "happy", "joy": "happy", "ha": "happy",
-    "sad": "sad", "sadness": "sad", "sa": "sad",
-    "surprise": "surprise", "surprised": "surprise", "su": "surprise",
-    "neutral": "neutral", "ne": "neutral",
-    "contempt": "contempt", "co": "contempt",
-}
+from common.errors import DatasetError
+from common.labels import canonical_label
 
 #: fer2013.csv's integer ``emotion`` column.
 FER2013_CSV_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -40,14 +26,6 @@ SUBJECT_PATTERNS = {
     "folder": None,
 }
 PRESETS = tuple(SUBJECT_PATTERNS)
-
-
-def canonical_label(name):
-    """Canonical label of a dataset class name; raises DatasetError for an unknown one."""
-    key = str(name).strip().lower()
-    if key not in LABEL_ALIASES:
-        raise DatasetError(f"unknown class name {name!r}; known: {sorted(set(LABEL_ALIASES.values()))}")
-    return LABEL_ALIASES[key]
 
 
 @dataclass
@@ -162,7 +140,7 @@ def load_fer2013_csv(path):
 
 def write_fer2013_csv(samples_and_pixels, path):
     """Write ``(label, usage, pixels)`` rows in the original fer2013.csv format."""
-    from .io import atomic_path
+    from common.files import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)

@@ -1,13 +1,10 @@
 """Read any image file safely into a uint8 array.
 
-Pillow decodes; every failure becomes one specific :mod:`landmarks.errors` exception.
+Pillow decodes; every failure becomes one specific :mod:`common.errors` exception.
 The pixel count is checked from the header *before* decoding, so a file that declares
 50,000 x 50,000 pixels is refused without allocating memory for it.
 """
 
-import contextlib
-import errno
-import fcntl
 import os
 import stat
 import struct
@@ -16,7 +13,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import (CorruptImageError, OutputLockedError, EmptyImageError, ImageNotFoundError,
+from common.errors import (CorruptImageError, EmptyImageError, ImageNotFoundError,
                      ImagePermissionError, ImageTooLargeError, ImageTooSmallError,
                      NotAFileError, NotAnImageError)
 
@@ -84,7 +81,7 @@ def _to_uint8(img):
 def read_image(path, mode="gray", max_pixels=MAX_PIXELS):
     """Read ``path`` into a uint8 array: (h, w) for ``mode="gray"``, (h, w, 3) RGB for ``"rgb"``.
 
-    EXIF orientation is applied. Raises a subclass of :class:`landmarks.errors.ImageError`.
+    EXIF orientation is applied. Raises a subclass of :class:`common.errors.ImageError`.
     """
     if mode not in ("gray", "rgb"):
         raise ValueError(f"mode must be 'gray' or 'rgb', not {mode!r}")
@@ -121,63 +118,3 @@ def read_image(path, mode="gray", max_pixels=MAX_PIXELS):
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError,
             KeyError, ZeroDivisionError, struct.error) as exc:
         raise CorruptImageError(path, str(exc)[:120]) from None
-
-
-class atomic_path:
-    """``with atomic_path(dest) as tmp:`` write ``tmp``; it becomes ``dest`` only if the block succeeds."""
-
-    def __init__(self, dest):
-        self.dest = os.fspath(dest)
-
-    def __enter__(self):
-        folder = os.path.dirname(os.path.abspath(self.dest))
-        os.makedirs(folder, exist_ok=True)
-        base = os.path.basename(self.dest)
-        self.tmp = os.path.join(folder, f".{base}.tmp-{os.getpid()}")
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            with open(self.tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(self.tmp, self.dest)
-        else:
-            try:
-                os.remove(self.tmp)
-            except FileNotFoundError:
-                pass
-        return False
-
-
-@contextlib.contextmanager
-def output_lock(output, what="run"):
-    """Hold an exclusive lock on ``output`` (via ``output.lock``); a second holder is refused.
-
-    Raises OutputLockedError at once instead of waiting. The lock file is removed on
-    release; a run that opened the old file just before the removal notices that its
-    file is no longer the one on disk and tries again, so two runs never both hold it.
-    """
-    lock_path = os.fspath(output) + ".lock"
-    os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)
-    while True:
-        fh = open(lock_path, "a")
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            fh.close()
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise OutputLockedError(f"{output}: another {what} is writing this file") from None
-            raise
-        try:
-            same = os.fstat(fh.fileno()).st_ino == os.stat(lock_path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        fh.close()
-    try:
-        yield
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(lock_path)
-        fh.close()

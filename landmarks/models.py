@@ -4,7 +4,7 @@ import functools
 import importlib.util
 import os
 
-from .errors import ModelFileError
+from common.errors import ModelFileError
 
 SHAPE_PREDICTOR_68 = "shape_predictor_68_face_landmarks.dat"
 MMOD_DETECTOR = "mmod_human_face_detector.dat"

@@ -7,7 +7,7 @@ import numpy as np
 
 from . import models
 from .detect import detect_faces
-from .errors import DegenerateLandmarksError
+from common.errors import DegenerateLandmarksError
 
 #: Landmark index ranges of dlib's 68-point (iBUG 300-W) scheme. "left"/"right" are as
 #: seen in the image (the face_recognition convention): ``left_eye`` is the subject's right eye.

@@ -9,7 +9,7 @@ import pytest
 from classifiers.data import load_training_data
 from features import action_units as au
 from features.table import load_table
-from landmarks.errors import DatasetError
+from common.errors import DatasetError
 
 
 def test_shipped_reference_comes_from_no_face_a_benchmark_tests():

@@ -1,4 +1,4 @@
-"""Every kind of bad image input raises its own specific landmarks.errors exception; nothing else escapes.
+"""Every kind of bad image input raises its own specific common.errors exception; nothing else escapes.
 
 The damaged files are made from real dataset files (a JAFFE TIFF, a CK+48 PNG, a FER-2013 JPEG)
 and from a real face re-encoded by Pillow.
@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from landmarks import errors
-from landmarks.errors import (CorruptImageError, EmptyImageError, ImageError, ImageNotFoundError,
+from common import errors
+from common.errors import (CorruptImageError, EmptyImageError, ImageError, ImageNotFoundError,
                               ImagePermissionError, ImageTooLargeError, ImageTooSmallError, NotAFileError,
                               NotAnImageError)
 from landmarks.io import read_image
@@ -261,7 +261,7 @@ def test_bombs_are_refused_without_allocating(tmp_path, bombs, run_python):
     code = textwrap.dedent(f"""
         import resource
         from landmarks.io import read_image
-        from landmarks.errors import ImageTooLargeError
+        from common.errors import ImageTooLargeError
         with open("/proc/self/statm") as fh:
             vm_bytes = int(fh.read().split()[0]) * resource.getpagesize()
         limit = vm_bytes + 400 * 2**20

@@ -17,7 +17,7 @@ from PIL import Image
 from sklearn.base import clone
 
 from features.table import load_table
-from landmarks.errors import IncompatibleModelError, ModelFileError
+from common.errors import IncompatibleModelError, ModelFileError
 
 from classifiers import artifact
 from classifiers import benchmark as benchmark_cli

@@ -60,7 +60,7 @@ def test_unreachable_scheduler_is_a_one_line_error(jaffe_dir, tmp_path, run_pyth
 def test_quick_benchmark_on_dask_equals_local_run(cluster, jaffe_dir, tmp_path):
     from classifiers.benchmark import run_benchmark
     from classifiers.data import load_training_data
-    from features.backend import compute_backend
+    from common.parallel import compute_backend
     from features.extract import extract_dataset
 
     extract_dataset(jaffe_dir, tmp_path / "jaffe.npz", "jaffe", jobs=2, progress=False)
@@ -149,7 +149,7 @@ def test_per_subject_calibration_is_labelled_and_needs_subjects(tables, tmp_path
     import json
 
     from classifiers.data import centre_by_subject, load_training_data
-    from landmarks.errors import DatasetError
+    from common.errors import DatasetError
 
     data = load_training_data(tables["jaffe"])
     centred = centre_by_subject(data)

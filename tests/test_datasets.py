@@ -8,10 +8,10 @@ import re
 import numpy as np
 import pytest
 
-from landmarks.datasets import (EMOTIONS, FER2013_CSV_LABELS, LABEL_ALIASES, PRESETS, canonical_label,
-                                guess_preset, load_class_folders, load_dataset, load_fer2013_csv,
+from common.labels import EMOTIONS, LABEL_ALIASES, canonical_label
+from landmarks.datasets import (FER2013_CSV_LABELS, PRESETS, guess_preset, load_class_folders, load_dataset, load_fer2013_csv,
                                 load_fer2013_folders, write_fer2013_csv)
-from landmarks.errors import DatasetError
+from common.errors import DatasetError
 from landmarks.io import read_image
 
 CKPLUS_COUNTS = {"angry": 135, "contempt": 54, "disgust": 177, "fear": 75, "happy": 207, "sad": 84, "surprise": 249}

@@ -10,7 +10,7 @@ import pytest
 
 from landmarks import models
 from landmarks.detect import AUTO_WHOLE_MAX_SIDE, detect_faces, resolve_detector
-from landmarks.errors import DegenerateLandmarksError, ModelFileError
+from common.errors import DegenerateLandmarksError, ModelFileError
 from landmarks.io import read_image
 from landmarks.shape import (ALIGN_EYE_DISTANCE, ALIGN_EYE_Y, ALIGN_SIZE, MAX_SIDE, MIRROR, PARTS, align_face,
                              eye_centres, find_faces)
@@ -246,7 +246,7 @@ def test_shape_predictor_override_by_environment(tmp_path, run_python, jaffe_fac
     text.write_text("this is not a dlib model\n")
     code = textwrap.dedent(f"""
         from landmarks import find_faces, read_image
-        from landmarks.errors import ModelFileError
+        from common.errors import ModelFileError
         image = read_image({str(jaffe_face_image[1])!r})
         try:
             find_faces(image, "hog")

@@ -23,7 +23,7 @@ from features import FeatureConfig, describe_face, load_table, pixelize
 from features.extract import ExtractionLockedError, extract_dataset, output_lock
 from features.table import FeatureTable
 from landmarks.datasets import FER2013_CSV_LABELS, load_fer2013_folders, write_fer2013_csv
-from landmarks.errors import DatasetError
+from common.errors import DatasetError
 from landmarks.io import read_image
 from landmarks.shape import find_faces
 

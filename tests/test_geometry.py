@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from features.geometry import (DESCRIPTIONS, FEATURES, LANDMARK_NAMES, NAMES, geometric_features,
                                landmark_features, normalise_points)
 from landmarks import MIRROR
-from landmarks.errors import DegenerateLandmarksError
+from common.errors import DegenerateLandmarksError
 from landmarks.io import read_image
 from landmarks.shape import eye_centres, find_faces
 

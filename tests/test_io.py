@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from landmarks.detect import detect_faces
-from landmarks.errors import ImageError, ImageNotFoundError
+from common.errors import ImageError, ImageNotFoundError
 from landmarks.io import read_image
 
 EXIF_ORIENTATION = 0x0112

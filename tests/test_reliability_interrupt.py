@@ -28,7 +28,7 @@ from classifiers.artifact import DEFAULT_MODEL, load_model
 from features.describe import FeatureConfig
 from features.extract import extract_dataset
 from features.table import load_table
-from landmarks.errors import ModelFileError
+from common.errors import ModelFileError
 
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLE_FIELDS = ("X", "columns", "labels", "subjects", "sources", "splits", "status", "n_faces", "augmented")

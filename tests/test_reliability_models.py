@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from classifiers import artifact
 from classifiers import evaluate as evaluate_cli
 from classifiers import predict as predict_cli
-from landmarks.errors import IncompatibleModelError, ModelFileError
+from common.errors import IncompatibleModelError, ModelFileError
 
 FACE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "datasets",
                     "jaffe", "happy", "KA.HA1.29.tiff")
