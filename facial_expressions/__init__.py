@@ -1,0 +1,5 @@
+"""Applications built on the library's public API (``classifiers.recognise`` and
+``classifiers.load_model``): the ``facial-expressions`` command line, and the video,
+web and recommendation apps. Nothing in ``common``, ``landmarks``, ``features`` or
+``classifiers`` imports this package.
+"""
