@@ -24,11 +24,12 @@ MODEL_NAME     ?= logreg
 MODEL_ARGS     ?= --quick
 DEMO_IMAGE     ?= $(shell $(PY) -c "import matplotlib.cbook as c; print(c.get_sample_data('grace_hopper.jpg', asfileobj=False))" 2>/dev/null)
 
-.PHONY: install test features benchmark model demo clean help
+.PHONY: install test test-fast features benchmark model demo clean help
 
 help:
 	@echo "make install     create $(VENV) and install the project with its dependencies"
-	@echo "make test        run the test suite (real datasets from $(DATASETS))"
+	@echo "make test        run the test suite: the unit tier, then the integration tier (real datasets from $(DATASETS))"
+	@echo "make test-fast   run the unit tier only (no dataset needed)"
 	@echo "make features    extract a feature table: DATASET=dir [PRESET=ckplus48|jaffe|fer2013|folder] -> $(FEATURES)"
 	@echo "make benchmark   compare the classical models on FEATURES -> REPORT: FEATURES=data/ckplus48.npz REPORT=reports/ckplus48 [MODELS=rf,svm_rbf] [QUICK=1] [SCHEME=each]"
 	@echo "make model       train the shipped default model ($(MODEL_NAME) on $(MODEL_TABLES)) -> $(DEFAULT_MODEL)"
@@ -42,8 +43,12 @@ install: $(PY)
 	$(PY) -m pip install --quiet -e ".[test]"
 	$(PY) -c "import dlib, cv2, sklearn, xgboost, landmarks, features, classifiers; print('installed: dlib', dlib.__version__, '| opencv', cv2.__version__, '| scikit-learn', sklearn.__version__, '| xgboost', xgboost.__version__)"
 
-test:
-	$(PY) -m pytest -q
+# the unit tier runs with the datasets hidden, so a unit test that needs one fails
+test-fast:
+	FER_DATASETS=$(CURDIR)/.no-datasets-in-unit-tests $(PY) -m pytest -q -m unit
+
+test: test-fast
+	$(PY) -m pytest -q -m integration
 
 features:
 	$(PY) -m features.extract $(DATASET) -o $(FEATURES) $(if $(PRESET),--preset $(PRESET)) --detector $(DETECTOR) --jobs $(JOBS)

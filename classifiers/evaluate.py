@@ -8,7 +8,6 @@ and left out of the scores.
 """
 
 import collections
-import functools
 import json
 import os
 import sys
@@ -18,39 +17,34 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 
+from common.cli import command, detector_options, jobs_option, quiet_option, scheme_option
+from common.errors import ImageError
 from landmarks.datasets import PRESETS, load_dataset
-from common.errors import FacialExpressionError, ImageError
+from landmarks.detect import DETECTORS
 
-from .artifact import load_model
 
 NO_FACE = "no_face"
 CHUNK = 32
 
 
-@functools.lru_cache(maxsize=4)
-def _model(path):
-    return load_model(path)
-
-
-def _predict_chunk(model_path, samples, detector):
+def _predict_chunk(model_path, samples, detector, upsample=None):
+    """(status, label, probability) of each sample's largest face, through classifiers.api."""
     from features.extract import image_of
 
-    from .predict import detect_and_describe
+    from .api import recognise
 
-    model = _model(model_path)
     out = []
     for sample in samples:
         try:
-            image = image_of(sample)
+            faces = recognise(image_of(sample), model=model_path, detector=detector, upsample=upsample,
+                              max_faces=1)
         except ImageError as exc:
             out.append(("error", exc.reason, None))
             continue
-        faces, X = detect_and_describe(image, model.config, detector)
         if not faces:
             out.append((NO_FACE, None, None))
-            continue
-        proba = model.predict_proba(X[:1])[0]  # the largest face carries the image's label
-        out.append(("ok", model.labels[int(np.argmax(proba))], float(proba.max())))
+        else:  # the largest face carries the image's label
+            out.append(("ok", faces[0].label, faces[0].confidence))
     return out
 
 
@@ -64,7 +58,7 @@ def confusion(y_true, y_pred, rows, columns):
     return out.tolist()
 
 
-def evaluate(model_path, dataset, preset=None, detector=None, jobs=1, progress=True, scheme=None):
+def evaluate(model_path, dataset, preset=None, detector=None, jobs=1, progress=True, scheme=None, upsample=None):
     """Scores of the model at ``model_path`` on ``dataset``; returns a JSON-ready dict.
 
     ``scheme`` maps the dataset's labels through a label scheme (common.labels.SCHEMES)
@@ -76,7 +70,9 @@ def evaluate(model_path, dataset, preset=None, detector=None, jobs=1, progress=T
 
     from common.labels import apply_scheme
 
-    model = _model(os.fspath(model_path))
+    from .api import load_model
+
+    model = load_model(model_path)
     samples = load_dataset(dataset, preset)
     if scheme not in (None, "all"):
         mapped, keep = apply_scheme(np.array([s.label for s in samples]), scheme)
@@ -84,7 +80,7 @@ def evaluate(model_path, dataset, preset=None, detector=None, jobs=1, progress=T
     known = [s for s in samples if s.label in model.labels]
     unknown = collections.Counter(s.label for s in samples if s.label not in model.labels)
     chunks = [known[i:i + CHUNK] for i in range(0, len(known), CHUNK)]
-    tasks = [delayed(_predict_chunk)(model.path, chunk, detector) for chunk in chunks]
+    tasks = [delayed(_predict_chunk)(model.path, chunk, detector, upsample) for chunk in chunks]
     bar = tqdm(total=len(known), unit="img", desc="evaluate", disable=not progress, file=sys.stderr)
     results = []
     stream = Parallel(n_jobs=jobs, return_as="generator")(tasks) if jobs > 1 and len(tasks) > 1 else \
@@ -152,19 +148,17 @@ def format_report(r):
     return "\n".join(lines)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command("evaluate")
 @click.argument("model_file", type=click.Path(exists=True, dir_okay=False))
 @click.argument("dataset_dir", type=click.Path(exists=True))
 @click.option("--preset", type=click.Choice(PRESETS), default=None,
               help="Dataset layout (default: guessed from the path).")
-@click.option("--detector", default=None, type=click.Choice(["auto", "hog", "cnn", "whole"]),
-              help="Override the model's detector.")
+@detector_options(DETECTORS)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
-@click.option("--scheme", type=click.Choice(["all", "basic7", "basic6", "valence3"]), default="all", show_default=True,
-              help="Map the dataset's labels through this label scheme first (as the model was trained).")
-@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=2, show_default=True, help="Worker processes.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def main(model_file, dataset_dir, preset, detector, as_json, scheme, jobs, quiet):
+@scheme_option(help="Map the dataset's labels through this label scheme first (as the model was trained).")
+@jobs_option(default=2, help="Worker processes.")
+@quiet_option
+def main(model_file, dataset_dir, preset, detector, upsample, as_json, scheme, jobs, quiet):
     """Score MODEL_FILE on the labelled images of DATASET_DIR (DATASET_DIR/<class>/<image>).
 
     Reports accuracy, macro-F1, per-class recall and the confusion matrix. The largest
@@ -172,13 +166,8 @@ def main(model_file, dataset_dir, preset, detector, as_json, scheme, jobs, quiet
     and are reported separately; images of classes the model does not know are skipped
     and counted; unreadable images are counted and left out.
     """
-    try:
-        report = evaluate(model_file, dataset_dir, preset, detector, jobs, progress=not quiet, scheme=scheme)
-    except FacialExpressionError as exc:
-        raise click.ClickException(str(exc)) from None
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+    report = evaluate(model_file, dataset_dir, preset, detector, jobs, progress=not quiet, scheme=scheme,
+                      upsample=upsample)
     click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
 
 

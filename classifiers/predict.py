@@ -1,9 +1,12 @@
-"""The emotion of every face in images: box, label, probabilities of every class, landmarks.
+"""The ``predict`` command: the emotion of every face in images, as text, JSON lines, CSV or pictures.
 
-    python -m classifiers.predict IMAGE_OR_FOLDER... [--model FILE] [--json] [--csv] [--annotate OUT]
+    facial-expressions predict IMAGE_OR_FOLDER... [--model FILE] [--json|--csv] [--annotate OUT]
+    python -m classifiers.predict IMAGE_OR_FOLDER...          (the same command)
 
-Exit codes: 0 every image had a face; 3 some image had no face (reported, not an error);
-1 some image could not be read, or the model file is bad (one line on stderr each).
+A thin layer over :func:`classifiers.recognise_many`: this module only reads the command
+line and writes what the library returns. Exit codes: 0 every image had a face; 3 some
+image had no face (reported, not an error); 1 some image could not be read, or the model
+file is bad (one line on stderr each).
 """
 
 import csv
@@ -12,73 +15,20 @@ import os
 import sys
 
 import click
-import numpy as np
 
+from common.cli import command, detector_options, jobs_option, one_line, quiet_option, utf8_safe_output
+from common.errors import FacialExpressionError, ImageError
 from landmarks.datasets import IMAGE_EXTENSIONS
 from landmarks.detect import DETECTORS
-from common.errors import DegenerateLandmarksError, FacialExpressionError, ImageError
-from landmarks.io import read_image
-from landmarks.shape import find_faces
 
-from .artifact import DEFAULT_MODEL, load_model
+from .artifact import DEFAULT_MODEL
+from .api import load_model, recognise_many
 
 EXIT_OK, EXIT_ERROR, EXIT_NO_FACE = 0, 1, 3
 
 
-def detect_and_describe(image, config, detector=None, upsample=None):
-    """(faces, feature matrix) of every usable face in ``image`` under FeatureConfig ``config``."""
-    from features.describe import describe_face
-
-    faces = find_faces(image, detector or config.detector, config.upsample if upsample is None else upsample,
-                       config.upscale_to, config.align_size)
-    kept, rows = [], []
-    for face in faces:
-        try:
-            vector = describe_face(face, config)
-        except DegenerateLandmarksError:
-            continue
-        if np.all(np.isfinite(vector)):
-            kept.append(face)
-            rows.append(vector)
-    n_columns = len(config.columns()[0])
-    return kept, (np.vstack(rows) if rows else np.zeros((0, n_columns), dtype=np.float32))
-
-
-def predict_image(image, model, detector=None, upsample=None, explain_top=0):
-    """Per face (largest first): dict(box, label, probabilities, landmarks), and the Face objects.
-
-    With ``explain_top`` > 0 each face also gets ``explanation``: the features that pushed
-    most toward the predicted label and against it, as {"feature", "value", "contribution"}
-    (see :mod:`classifiers.explain`), and ``_parts`` (face part -> contribution) for pictures.
-    """
-    faces, X = detect_and_describe(image, model.config, detector, upsample)
-    if not faces:
-        return [], faces
-    proba = model.predict_proba(X)
-    explanations = None
-    if explain_top:
-        from .explain import explain
-
-        explanations = explain(model, X)
-    out = []
-    for i, (face, p) in enumerate(zip(faces, proba)):
-        result = {
-            "box": [int(v) for v in face.box],
-            "label": model.labels[int(np.argmax(p))],
-            "probabilities": {label: round(float(v), 4) for label, v in zip(model.labels, p)},
-            "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in face.points],
-        }
-        if explanations is not None:
-            toward, against = explanations[i].top(explain_top)
-            result["explanation"] = toward + against
-            result["explanation_kind"] = explanations[i].output_kind
-            result["_parts"] = explanations[i].parts
-        out.append(result)
-    return out, faces
-
-
 def expand_inputs(paths):
-    """Image paths from files and folders (every image file directly inside a folder, sorted)."""
+    """(image path, problem or None) from files and folders (every image file directly inside a folder, sorted)."""
     out = []
     for path in paths:
         if os.path.isdir(path):
@@ -99,42 +49,47 @@ def annotation_path(out, image_path, several):
     return out
 
 
-def annotate(image_path, faces, results, dest):
+def annotate(image_path, predictions, dest):
     """Write the image with each face's box, dots and label; with explanations, face parts are
     coloured green (pushed toward the label) or red (against), brighter for larger amounts."""
+    import numpy as np
+
     from features.pixelize import pixelize, save_rgb
+    from landmarks.io import read_image
+    from landmarks.shape import Face
 
     from .explain import part_colours
 
-    rgb = read_image(image_path, "rgb")
-    labels = [f"{r['label']} {r['probabilities'][r['label']]:.0%}" for r in results]
-    colours = [part_colours(r["_parts"]) if "_parts" in r else None for r in results]
-    canvas = pixelize(rgb, faces, labels, colours)
-    save_rgb(dest, canvas)
+    faces = [Face(box=p.box, points=np.asarray(p.landmarks, dtype=np.float32)) for p in predictions]
+    labels = [f"{p.label} {p.confidence:.0%}" for p in predictions]
+    colours = [part_colours(p.explanation.parts) if p.explanation else None for p in predictions]
+    save_rgb(dest, pixelize(read_image(image_path, "rgb"), faces, labels, colours))
 
 
-def format_human(image, results):
-    if not results:
+def format_human(image, predictions):
+    """Readable lines for one image: each face's box, label and runners-up, and its reasons."""
+    if not predictions:
         return f"{image}: no face found"
-    lines = [f"{image}: {len(results)} face{'s' if len(results) > 1 else ''}"]
-    for i, r in enumerate(results, 1):
-        ranked = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])
+    lines = [f"{image}: {len(predictions)} face{'s' if len(predictions) > 1 else ''}"]
+    for i, p in enumerate(predictions, 1):
+        ranked = sorted(p.probabilities.items(), key=lambda kv: -kv[1])
         others = ", ".join(f"{k} {v:.0%}" for k, v in ranked[1:4])
-        x, y, w, h = r["box"]
-        lines.append(f"  face {i} at x={x} y={y} w={w} h={h}: {r['label']} {ranked[0][1]:.0%} ({others})")
-        if "explanation" in r:
-            toward = [e for e in r["explanation"] if e["contribution"] > 0]
-            against = [e for e in r["explanation"] if e["contribution"] < 0]
+        x, y, w, h = p.box
+        lines.append(f"  face {i} at x={x} y={y} w={w} h={h}: {p.label} {ranked[0][1]:.0%} ({others})")
+        if p.explanation is not None:
+            def words(reasons):
+                return ", ".join(f"{r.feature} {r.contribution:+.2f}" for r in reasons) or "nothing notable"
 
-            def words(items):
-                return ", ".join(f"{e['feature']} {e['contribution']:+.2f}" for e in items) or "nothing notable"
-
-            lines.append(f"    for {r['label']}: {words(toward)}")
-            lines.append(f"    against: {words(against)}")
+            lines.append(f"    for {p.label}: {words(p.explanation.toward)}")
+            lines.append(f"    against: {words(p.explanation.against)}")
     return "\n".join(lines)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+def _message(path, exc):
+    return one_line(exc) if isinstance(exc, FacialExpressionError) else f"{path}: {one_line(exc)}"
+
+
+@command("predict")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(readable=False), metavar="IMAGE_OR_FOLDER...")
 @click.option("-m", "--model", "model_path", type=click.Path(dir_okay=False), default=None,
               help="Model file (default: the shipped model classifiers/models/default.skops).")
@@ -146,22 +101,20 @@ def format_human(image, results):
                    "an image without a face gives one row with face 0 and label 'no_face'.")
 @click.option("--annotate", "annotate_out", type=click.Path(), default=None,
               help="Write each image with boxes, landmark dots and labels: a file for one image, a folder for several.")
-@click.option("--detector", type=click.Choice(DETECTORS), default=None,
-              help="Override the model's detector: hog (photos), cnn (slower, more poses), whole (the image is a "
-                   "face crop), auto (whole up to 128 px, else hog).")
-@click.option("--upsample", type=click.IntRange(0, 3), default=None,
-              help="Override the model's detector upsampling (finds smaller faces, ~4x slower per step).")
+@detector_options(DETECTORS)
 @click.option("--explain", "explain_top", type=click.IntRange(0, 20), default=0, is_flag=False, flag_value=3,
               help="Explain each face: the N features (default 3) that pushed most toward the predicted label "
                    "and against it, with signed amounts (logit for logistic regression, margin for XGBoost, "
                    "probability via SHAP for other models). With --annotate, face parts are coloured by their "
                    "contribution (green toward, red against).")
-def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, explain_top):
+@jobs_option()
+@quiet_option
+def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, explain_top, jobs, quiet):
     """Recognise the facial expression of every face in IMAGE_OR_FOLDER(s).
 
-    A folder stands for every image file directly inside it. Per face: the box
-    (x, y, w, h in pixels), the label, the probability of every class the model knows,
-    and the 68 landmarks (with --json).
+    A folder stands for every image file directly inside it; many images run on every
+    core (--jobs). Per face: the box (x, y, w, h in pixels), the label, the probability
+    of every class the model knows, and the 68 landmarks (with --json).
 
     \b
     Exit codes:
@@ -171,55 +124,63 @@ def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, 
          processed), or the model file is missing, damaged or incompatible
     \b
     Examples:
-      python -m classifiers.predict photo.jpg
-      python -m classifiers.predict photos/ --json > faces.jsonl
-      python -m classifiers.predict photo.jpg --annotate out/photo.png
+      facial-expressions predict photo.jpg
+      facial-expressions predict photos/ --json > faces.jsonl
+      facial-expressions predict photo.jpg --explain --annotate out/photo.png
     """
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
-    for stream in (sys.stdout, sys.stderr):  # file names that are not valid UTF-8 print as they are
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="surrogateescape")
-    try:
-        model = load_model(model_path or DEFAULT_MODEL)
-    except FacialExpressionError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_ERROR)
+    utf8_safe_output()
+    model = load_model(model_path or DEFAULT_MODEL)
     images = expand_inputs(inputs)
+    problems = {path: problem for path, problem in images if problem}
+    paths = [path for path, problem in images if not problem]
     several = len(images) > 1
     writer = None
     if as_csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(["image", "face", "x", "y", "w", "h", "label"] + [f"p_{c}" for c in model.labels])
+    bar = None
+    if len(paths) > 1 and not quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(paths), unit="img", desc="predict", file=sys.stderr, leave=False)
     any_error = any_no_face = False
-    for path, problem in images:
-        try:
-            if problem:
-                raise FacialExpressionError(f"{path}: {problem}")
-            image = read_image(path, "gray")
-            results, faces = predict_image(image, model, detector, upsample, explain_top)
-            if annotate_out and faces:
-                annotate(path, faces, results, annotation_path(annotate_out, path, several))
-        except (FacialExpressionError, OSError, ValueError) as exc:
+    for path, problem in problems.items():
+        any_error = True
+        click.echo(f"error: {path}: {problem}", err=True)
+    stream = recognise_many(paths, model=model, jobs=jobs, explain=explain_top, detector=detector, upsample=upsample)
+    for path, result in stream:
+        if bar is not None:
+            bar.update()
+        if isinstance(result, Exception):
             any_error = True
-            message = str(exc) if isinstance(exc, (ImageError, FacialExpressionError)) else f"{path}: {exc}"
-            click.echo(f"error: {message.splitlines()[0] if message else path}", err=True)
+            message = _message(path, result)
+            click.echo(f"error: {message}", err=True)
             if as_json:
-                click.echo(json.dumps({"image": path, "faces": [], "error": message}))
+                click.echo(json.dumps({"image": path, "faces": [], "error": str(result)}))
             continue
-        if not results:
+        if not result:
             any_no_face = True
+        if annotate_out and result:
+            try:
+                annotate(path, result, annotation_path(annotate_out, path, several))
+            except (ImageError, OSError, ValueError) as exc:
+                any_error = True
+                click.echo(f"error: {path}: the annotated picture could not be written ({one_line(exc)})", err=True)
         if as_json:
-            click.echo(json.dumps({"image": path, "faces": [{k: v for k, v in r.items() if not k.startswith("_")}
-                                                            for r in results]}))
+            click.echo(json.dumps({"image": path, "faces": [p.to_dict() for p in result]}))
         elif as_csv:
-            if not results:
+            if not result:
                 writer.writerow([path, 0, "", "", "", "", "no_face"] + [""] * len(model.labels))
-            for i, r in enumerate(results, 1):
-                writer.writerow([path, i] + r["box"] + [r["label"]] + [r["probabilities"][c] for c in model.labels])
+            for i, p in enumerate(result, 1):
+                writer.writerow([path, i] + list(p.box) + [p.label]
+                                + [round(p.probabilities[c], 4) for c in model.labels])
             sys.stdout.flush()
         else:
-            click.echo(format_human(path, results))
+            click.echo(format_human(path, result))
+    if bar is not None:
+        bar.close()
     sys.exit(EXIT_ERROR if any_error else EXIT_NO_FACE if any_no_face else EXIT_OK)
 
 

@@ -9,17 +9,16 @@ subject are their own group), then the best pipeline is refitted on every row.
 import collections
 import json
 import os
-import sys
 import time
 
 import click
 import numpy as np
 from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedGroupKFold
 
-from common.labels import EMOTIONS
+from common.cli import backend_options, command, jobs_option, quiet_option, scheme_option
 from common.errors import FacialExpressionError
-from common.parallel import BACKENDS
 from common.files import output_lock
+from common.labels import EMOTIONS
 
 from .artifact import save_model
 from .benchmark import _params_text, _set_threads, single_blas_thread, versions
@@ -141,7 +140,7 @@ def parse_labels(text):
     return labels
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command("train")
 @click.argument("features_files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Model file to write (.skops), e.g. classifiers/models/default.skops.")
@@ -150,21 +149,17 @@ def parse_labels(text):
 @click.option("--quick", is_flag=True, help="Search the small grid instead of the full one.")
 @click.option("--labels", default=None,
               help="Comma-separated canonical labels to keep (e.g. drop contempt); default: every label present.")
-@click.option("--scheme", type=click.Choice(["all", "basic7", "basic6", "valence3"]), default="all", show_default=True,
-              help="Label scheme: the table's labels, the 7 basic emotions, 6 without neutral, or 3-class valence "
-                   "(negative: angry, disgust, fear, sad; neutral; positive: happy, surprise).")
-@click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True,
-              help="dask: train XGBoost with its own Dask interface on the cluster at --scheduler (rows stay "
-                   "partitioned over the workers; --model xgboost only, no grid search).")
-@click.option("--scheduler", envvar="FER_DASK_SCHEDULER", default=None,
-              help="Dask scheduler address for --backend dask [env: FER_DASK_SCHEDULER].")
+@scheme_option(help="Label scheme: the table's labels, the 7 basic emotions, 6 without neutral, or 3-class valence "
+                    "(negative: angry, disgust, fear, sad; neutral; positive: happy, surprise).")
+@backend_options(default="local", help="dask: train XGBoost with its own Dask interface on the cluster at "
+                 "--scheduler (rows stay partitioned over the workers; --model xgboost only, no grid search).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")
-@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=2, show_default=True, help="Worker processes.")
+@jobs_option(default=2, help="Worker processes.")
 @click.option("--cv-folds", type=click.IntRange(2, 20), default=3, show_default=True,
               help="Folds of the grouped grid-search CV.")
 @click.option("--benchmark", "benchmarks", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="A benchmark results.json whose figures for this model go into the model file (repeatable).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@quiet_option
 def main(features_files, output, name, quick, labels, scheme, backend, scheduler, seed, jobs, cv_folds, benchmarks,
          quiet):
     """Fit one expression classifier on FEATURES_FILE(s) and save it as one model file.
@@ -197,13 +192,8 @@ def main(features_files, output, name, quick, labels, scheme, backend, scheduler
                     "feature_tables": [os.path.basename(p) for p in features_files], "benchmarks": figures,
                     "label_scheme": scheme, "explain_background": explain_background(model, data, seed)}
             save_model(output, model, data.config, meta)
-    except (FacialExpressionError, ValueError) as exc:
+    except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    except OSError as exc:  # e.g. an output folder that cannot be created or written
-        raise click.ClickException(str(exc)) from None
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
     size = os.path.getsize(output)
     click.echo(f"{output}: {name} on {len(data.y)} faces ({', '.join(f'{k} {v}' for k, v in data.class_counts().items())}); "
                f"best {summary['best_params']}"

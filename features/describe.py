@@ -4,8 +4,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from common.errors import IncompatibleModelError
-from landmarks.shape import ALIGN_SIZE, UPSCALE_TO
+from common.errors import DegenerateLandmarksError, IncompatibleModelError
+from landmarks.shape import ALIGN_SIZE, UPSCALE_TO, find_faces
 
 from . import action_units, gabor, geometry, patches
 
@@ -87,3 +87,30 @@ class FeatureConfig:
 def describe_face(face, config):
     """float32 vector of ``config.groups`` for one landmarks.Face (raises DegenerateLandmarksError)."""
     return np.concatenate([GROUPS[g][0](face) for g in config.groups]).astype(np.float32)
+
+
+def describe_image(image, config, detector=None, upsample=None, max_faces=None, boxes=None):
+    """The one image -> features step: find, align and describe the faces of one image.
+
+    ``image`` is a uint8 array (gray or RGB). ``detector`` and ``upsample`` override the
+    configuration's. Returns ``(faces, X, found)``: the usable faces (largest first, at most
+    ``max_faces`` of the largest are tried), their float32 feature rows (one per face, in
+    ``config.columns()`` order) and how many faces the detector found (``boxes``: describe the
+    faces at these (x, y, w, h) boxes instead of detecting them). A face whose
+    landmarks are degenerate is left out, so ``len(faces)`` can be below ``found``.
+    Extraction, evaluation and ``classifiers.api`` all describe faces through here.
+    """
+    faces = find_faces(image, detector or config.detector, config.upsample if upsample is None else upsample,
+                       config.upscale_to, config.align_size, boxes=boxes)
+    found = len(faces)
+    kept, rows = [], []
+    for face in faces[:max_faces]:
+        try:
+            vector = describe_face(face, config)
+        except DegenerateLandmarksError:
+            continue
+        if np.all(np.isfinite(vector)):
+            kept.append(face)
+            rows.append(vector)
+    X = np.vstack(rows) if rows else np.zeros((0, len(config.columns()[0])), dtype=np.float32)
+    return kept, X, found

@@ -23,17 +23,17 @@ import click
 import numpy as np
 from joblib import Parallel, delayed
 
+from common.cli import EXIT_INTERRUPTED, backend_options, command, detector_options, jobs_option, quiet_option
+from common.errors import DegenerateLandmarksError, ImageError, ImageTooSmallError, OutputLockedError
+from common.files import atomic_path
+from common.files import output_lock as _output_lock
+from common.parallel import compute_backend
 from landmarks.datasets import PRESETS, guess_preset, load_dataset
 from landmarks.detect import DETECTORS
-from common.errors import (DegenerateLandmarksError, FacialExpressionError, ImageError, ImageTooSmallError,
-                              OutputLockedError)
-from common.files import atomic_path
 from landmarks.io import MIN_SIDE, read_image
-from common.files import output_lock as _output_lock
-from landmarks.shape import find_faces, mirror_face
+from landmarks.shape import mirror_face
 
-from common.parallel import BACKENDS, compute_backend, default_backend
-from .describe import DEFAULT_GROUPS, GROUPS, FeatureConfig, describe_face
+from .describe import DEFAULT_GROUPS, GROUPS, FeatureConfig, describe_face, describe_image
 from .pixelize import pixelize, save_rgb
 from .table import FeatureTable
 
@@ -56,17 +56,14 @@ def image_of(sample):
 
 
 def extract_image(image, config):
-    """(status, n_faces, vector or None, faces) for one image array under ``config``."""
-    faces = find_faces(image, config.detector, config.upsample, config.upscale_to, config.align_size)
-    if not faces:
+    """(status, n_faces, vector or None, faces) for one image array under ``config``: the
+    largest face is described (the image's label is its label)."""
+    faces, X, found = describe_image(image, config, max_faces=1)
+    if not found:
         return "no_face", 0, None, faces
-    try:
-        vector = describe_face(faces[0], config)
-    except DegenerateLandmarksError:
-        return "degenerate_landmarks", len(faces), None, faces
-    if not np.all(np.isfinite(vector)):
-        return "degenerate_landmarks", len(faces), None, faces
-    return "ok", len(faces), vector, faces
+    if not len(X):
+        return "degenerate_landmarks", found, None, faces
+    return "ok", found, X[0], faces
 
 
 def _mirrored_vector(image, face, config):
@@ -254,32 +251,24 @@ def format_summary(summary, output):
             f"failures: {failures}; {summary['seconds']} s, {summary['images_per_second']} images/s")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command("extract")
 @click.argument("dataset", type=click.Path(exists=True))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Feature table to write (.npz), e.g. data/ckplus48.npz.")
 @click.option("--preset", type=click.Choice(PRESETS), default=None,
               help="Dataset layout and subject naming. Default: guessed from the path "
                    "(fer2013 for train/+test/ folders or a .csv).")
-@click.option("--detector", type=click.Choice(DETECTORS), default="auto", show_default=True,
-              help="hog: dlib HOG (photos); cnn: dlib MMOD CNN (slower, more poses); whole: the image is the "
-                   "face (pre-cropped datasets); auto: whole for images up to 128 px, else hog.")
-@click.option("--upsample", type=click.IntRange(0, 3), default=0, show_default=True,
-              help="Times the detector enlarges the image to find small faces (each step ~4x slower).")
+@detector_options(DETECTORS, default="auto")
 @click.option("--groups", default=",".join(DEFAULT_GROUPS), show_default=True,
               help=f"Comma-separated feature groups to compute, from: {', '.join(GROUPS)}.")
-@click.option("-j", "--jobs", type=int, default=-1, show_default=True, help="Worker processes (-1: all cores).")
+@jobs_option()
 @click.option("--pixelize", "pixelize_dir", type=click.Path(file_okay=False), default=None,
               help="Also write each image with its landmarks drawn into this folder.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N images (for a quick look).")
-@click.option("--backend", type=click.Choice(BACKENDS), default=default_backend,
-              show_default="local, or dask when FER_DASK_SCHEDULER is set",
-              help="Run on this machine's cores or on a Dask cluster.")
-@click.option("--scheduler", envvar="FER_DASK_SCHEDULER", default=None,
-              help="Dask scheduler address (tcp://host:8786) for --backend dask [env: FER_DASK_SCHEDULER].")
+@backend_options()
 @click.option("--flip", is_flag=True, help="Also store a mirrored copy of every face (training augmentation; "
               "benchmarks train on the copies of training images only and never test on them).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@quiet_option
 def main(dataset, output, preset, detector, upsample, groups, jobs, pixelize_dir, limit, backend, scheduler, flip, quiet):
     """Extract landmarks and features of every image in DATASET into one feature table.
 
@@ -292,11 +281,11 @@ def main(dataset, output, preset, detector, upsample, groups, jobs, pixelize_dir
                                groups=tuple(g.strip() for g in groups.split(",") if g.strip()))
         _, summary = extract_dataset(dataset, output, preset, config, jobs, pixelize_dir=pixelize_dir,
                                      progress=not quiet, limit=limit, backend=backend, scheduler=scheduler, flip=flip)
-    except (FacialExpressionError, ValueError, OSError) as exc:  # OSError: e.g. an unwritable -o path
+    except ValueError as exc:  # e.g. an unknown feature group
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         click.echo(f"interrupted: rerun the same command to resume from {output}.partial/", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     click.echo(format_summary(summary, output))
 
 

@@ -16,14 +16,14 @@ import os
 import click
 import numpy as np
 
-from common.errors import FacialExpressionError
+from common.cli import command
 from common.files import atomic_path
 
 from .action_units import REFERENCE_FILE, learn_reference
 from .table import load_table
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command("reference")
 @click.argument("tables", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=REFERENCE_FILE,
               show_default="features/neutral_reference.json",
@@ -39,7 +39,7 @@ def main(tables, output):
         with atomic_path(output) as tmp, open(tmp, "w") as fh:
             json.dump({"learned_from": [os.path.basename(t) for t in tables], "neutral_faces": n,
                        "points": np.round(points.astype(np.float64), 5).ravel().tolist()}, fh)
-    except (FacialExpressionError, ValueError, OSError) as exc:
+    except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{output}: mean of {n} neutral faces")
 

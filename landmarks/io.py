@@ -118,3 +118,33 @@ def read_image(path, mode="gray", max_pixels=MAX_PIXELS):
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError,
             KeyError, ZeroDivisionError, struct.error) as exc:
         raise CorruptImageError(path, str(exc)[:120]) from None
+
+
+def as_image(image, mode="gray", max_pixels=MAX_PIXELS):
+    """Pixels of ``image`` as read_image gives them: a path, a PIL image, or a numpy array.
+
+    A numpy array must be uint8, (h, w) gray or (h, w, 3) RGB ((h, w, 4) RGBA is composited
+    on white like an RGBA file). In-memory images pass the same size checks as files and
+    raise ImageError subclasses naming ``<array>`` or ``<PIL image>``.
+    """
+    if isinstance(image, (str, bytes, os.PathLike)):
+        return read_image(image, mode, max_pixels)
+    if isinstance(image, Image.Image):
+        name, img = "<PIL image>", image
+    else:
+        name, arr = "<array>", np.asarray(image)
+        if arr.dtype != np.uint8:
+            raise NotAnImageError(name, f"dtype {arr.dtype}, expected uint8 pixels")
+        if arr.ndim == 3 and arr.shape[2] == 1:
+            arr = arr[:, :, 0]
+        if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
+            raise NotAnImageError(name, f"shape {arr.shape}, expected (h, w), (h, w, 3) or (h, w, 4)")
+        img = Image.fromarray(np.ascontiguousarray(arr), "L" if arr.ndim == 2 else {3: "RGB", 4: "RGBA"}[arr.shape[2]])
+    w, h = img.size
+    if w * h > max_pixels:
+        raise ImageTooLargeError(name, f"{w}x{h}")
+    if min(w, h) < MIN_SIDE:
+        raise ImageTooSmallError(name, f"{w}x{h}")
+    img = _to_uint8(img)
+    img = img.convert("L") if mode == "gray" else img.convert("RGB")
+    return np.array(img, dtype=np.uint8)

@@ -159,19 +159,24 @@ def _resize(image, factor):
 
 
 def find_faces(image, detector="auto", upsample=0, upscale_to=UPSCALE_TO, align_size=ALIGN_SIZE,
-               max_side=MAX_SIDE):
+               max_side=MAX_SIDE, boxes=None):
     """Detect, place 68 landmarks and align every face in ``image``; largest face first.
 
     Boxes and points are in the coordinates of ``image``. Faces whose landmarks are
-    degenerate are dropped.
+    degenerate are dropped. ``boxes`` ((x, y, w, h) in image coordinates, e.g. faces tracked
+    from an earlier video frame) replaces the detector and keeps its order.
     """
     image = np.asarray(image)
     scale = 1.0
     if max(image.shape[:2]) > max_side:
         scale = max_side / max(image.shape[:2])
         image = _resize(image, scale)
+    if boxes is None:
+        boxes = detect_faces(image, detector, upsample)
+    else:
+        boxes = [tuple(int(round(v * scale)) for v in box) for box in boxes]
     faces = []
-    for box in detect_faces(image, detector, upsample):
+    for box in boxes:
         work, factor, wbox = image, 1.0, box
         if upscale_to and min(box[2], box[3]) < upscale_to:
             # enlarge the region around the face so the predictor and the crop see more pixels

@@ -1,8 +1,15 @@
 """Shared fixtures: the real datasets beside the project, and small real subsets built from them.
 
-The datasets live at ``<project>/../shared/datasets`` (see that folder's README.md). CI runs
-from a fresh clone, so nothing here relies on ``<project>/data``: whatever a test needs is built
-in pytest's temporary folders.
+The datasets live at ``<project>/../shared/datasets`` (see that folder's README.md; the
+``FER_DATASETS`` environment variable points elsewhere). CI runs from a fresh clone, so
+nothing here relies on ``<project>/data``: whatever a test needs is built in pytest's
+temporary folders.
+
+Two tiers: a test that uses a dataset (any fixture built on ``datasets_dir``, or a module
+marked ``pytestmark = pytest.mark.integration``) is an *integration* test; every other test
+is a *unit* test that needs no dataset (the shipped model and dlib's model files are part
+of the install, not datasets). ``make test-fast`` runs the unit tier with the datasets
+hidden, so a unit test that reaches for one fails instead of passing by accident.
 """
 
 import os
@@ -14,7 +21,17 @@ import numpy as np
 import pytest
 
 PROJECT_DIR = pathlib.Path(__file__).resolve().parent.parent
-DATASETS_DIR = PROJECT_DIR.parent / "shared" / "datasets"
+DATASETS_DIR = pathlib.Path(os.environ.get("FER_DATASETS") or PROJECT_DIR.parent / "shared" / "datasets")
+#: Real files the tests use directly: the shared folder beside the project (datasets, videos, music).
+SHARED_DIR = DATASETS_DIR.parent
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "datasets_dir" in getattr(item, "fixturenames", ()) or item.get_closest_marker("integration"):
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)
 
 
 def _require(path, what):

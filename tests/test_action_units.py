@@ -134,7 +134,7 @@ def test_reference_command_writes_the_learned_shape_and_keeps_it_on_error(tables
     before = out.read_bytes()
     failed = run_python(["-m", "features.reference", tables["ck_subset"], "-o", out])  # CK+48: no neutral faces
     assert failed.returncode == 1
-    assert failed.stderr.strip().splitlines() == ["Error: no neutral training faces to learn a neutral shape "
+    assert failed.stderr.strip().splitlines() == ["error: no neutral training faces to learn a neutral shape "
                                                   "from in: ckplus48"]
     assert out.read_bytes() == before            # the earlier reference is untouched
     missing = run_python(["-m", "features.reference", tmp_path / "nope.npz", "-o", out])

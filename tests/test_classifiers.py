@@ -19,6 +19,8 @@ from sklearn.base import clone
 from features.table import load_table
 from common.errors import IncompatibleModelError, ModelFileError
 
+from conftest import DATASETS_DIR
+
 from classifiers import artifact
 from classifiers import benchmark as benchmark_cli
 from classifiers import evaluate as evaluate_cli
@@ -27,7 +29,7 @@ from classifiers.data import load_training_data
 from classifiers.models import ALL, SHAPE, CappedPCA, GroupSelector, make_pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATASETS = os.path.join(ROOT, "..", "shared", "datasets")
+DATASETS = str(DATASETS_DIR)
 JAFFE = os.path.join(DATASETS, "jaffe")
 CKPLUS = os.path.join(DATASETS, "ckplus48")
 SAMPLE_PHOTO = os.path.join(os.path.dirname(__import__("matplotlib").__file__), "mpl-data", "sample_data",
@@ -374,12 +376,13 @@ def test_default_model_finds_the_face_on_the_sample_photo(tmp_path):
 
 
 def test_predict_sees_the_features_the_model_was_trained_on(tables, jaffe_model):
+    from classifiers import recognise
     from landmarks.io import read_image
 
     table = load_table(tables["jaffe"])
     model = artifact.load_model(jaffe_model)
     for row in (0, 100, 212):
-        results, faces = predict_cli.predict_image(read_image(table.sources[row], "gray"), model)
+        faces = recognise(read_image(table.sources[row], "gray"), model=model)
         expected = model.predict_proba(table.X[row:row + 1])[0]
-        got = np.array([results[0]["probabilities"][c] for c in model.labels])
+        got = np.array([faces[0].probabilities[c] for c in model.labels])
         assert np.allclose(got, expected, atol=1e-3), table.sources[row]

@@ -12,7 +12,7 @@ from classifiers.artifact import Model, load_model
 from classifiers.data import load_training_data
 from classifiers.explain import FACE_PARTS, explain, feature_unit
 from classifiers.models import make_pipeline
-from features.describe import GROUPS, FeatureConfig
+from features.describe import GROUPS, FeatureConfig, describe_image
 from landmarks.io import read_image
 
 SMILES = ("KA.HA1.29.tiff", "KL.HA1.158.tiff", "YM.HA1.52.tiff")
@@ -191,10 +191,8 @@ def test_logistic_regression_behind_pca_is_explained_with_shapley_values(tables)
 def test_a_clear_smile_is_explained_by_the_mouth(tables, jaffe_dir):
     """Explainable model (action units + geometry): the top reason for a smile is a mouth feature."""
     model, _ = _fitted("logreg_au", tables["jaffe"], model__C=0.1)
-    from classifiers.predict import detect_and_describe
-
     for name in SMILES:
-        _, X = detect_and_describe(read_image(jaffe_dir / "happy" / name), model.config)
+        _, X, _ = describe_image(read_image(jaffe_dir / "happy" / name), model.config)
         e = explain(model, X[:1])[0]
         assert e.label == "happy", name
         top = e.top(1)[0][0]
@@ -228,9 +226,7 @@ def test_predict_explain_json_and_annotation(jaffe_model, jaffe_dir, tmp_path):
         assert set(item) == {"feature", "value", "contribution"} and item["contribution"] != 0
     # the JSON reasons are the model's own: the largest one matches a recomputation
     model = load_model(jaffe_model)
-    from classifiers.predict import detect_and_describe
-
-    _, X = detect_and_describe(read_image(face), model.config)
+    _, X, _ = describe_image(read_image(face), model.config)
     assert explanation[0]["contribution"] == pytest.approx(float(explain(model, X)[0].contributions.max()), abs=1e-3)
 
     out = tmp_path / "explained.png"

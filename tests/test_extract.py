@@ -298,7 +298,7 @@ def test_second_extraction_to_the_same_output_is_refused(dataset, tmp_path, run_
         cli = run_python(["-m", "features.extract", dataset, "-o", output, "--preset", "ckplus48", "-q",
                           "-j", "1", "--limit", "4"])
         assert cli.returncode == 1
-        assert cli.stderr.strip().splitlines() == [f"Error: {output}: another extraction is writing this file"]
+        assert cli.stderr.strip().splitlines() == [f"error: {output}: another extraction is writing this file"]
         assert (partial / "meta.json").read_text() == "{}" and not output.exists()
         # the same process cannot take it twice either
         with pytest.raises(ExtractionLockedError):
@@ -330,7 +330,7 @@ def test_cli_extracts_the_same_table(reference, dataset, tmp_path, run_python):
 def _one_line_error(result):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr and result.stdout == ""
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, result.stderr
     return errors[0]
 

@@ -186,7 +186,7 @@ def test_two_extractions_started_on_one_output_do_not_corrupt_it(ck_subset, refe
     for code, out, err in results:
         assert "Traceback" not in err
         if code == 1:
-            assert err.strip().splitlines() == [f"Error: {output}: another extraction is writing this file"]
+            assert err.strip().splitlines() == [f"error: {output}: another extraction is writing this file"]
             assert out == ""
     assert_tables_identical(reference[0], load_table(output))
     assert sorted(os.listdir(tmp_path)) == ["out.npz"]
@@ -279,7 +279,7 @@ def test_second_training_on_the_same_output_is_refused(reference, old_model):
         wait_for_line(first, "FITTING")
         second = run(["-m", "classifiers.train", *args])
         assert second.returncode == 1
-        assert second.stderr.strip().splitlines() == [f"Error: {path}: another training is writing this file"]
+        assert second.stderr.strip().splitlines() == [f"error: {path}: another training is writing this file"]
         _assert_intact(path, data)
         first.stdin.close()
         code, out, err = finish(first)
@@ -332,7 +332,7 @@ def test_second_benchmark_on_the_same_report_is_refused_and_kills_leave_results_
         second = run(["-m", "classifiers.benchmark", *args])
         assert second.returncode == 1, second.stderr
         lines = second.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("Error: ") and "another benchmark" in lines[0], lines
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "another benchmark" in lines[0], lines
         assert not (report / "results.json").exists()
         first.stdin.close()
         code, _, err = finish(first)

@@ -21,13 +21,14 @@ import zipfile
 import pytest
 from click.testing import CliRunner
 
+from conftest import DATASETS_DIR
+
 from classifiers import artifact
 from classifiers import evaluate as evaluate_cli
 from classifiers import predict as predict_cli
 from common.errors import IncompatibleModelError, ModelFileError
 
-FACE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "datasets",
-                    "jaffe", "happy", "KA.HA1.29.tiff")
+FACE = str(DATASETS_DIR / "jaffe" / "happy" / "KA.HA1.29.tiff")
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +133,7 @@ def assert_refused(path, match=None, error=ModelFileError, cli=True):
 
 # --- crafted attacks ---------------------------------------------------------------------------------
 
+@pytest.mark.integration  # reads a JAFFE face
 def test_crafted_skops_payloads_would_run_but_are_refused(tmp_path, shipped, run_python):
     """Three model files whose pipeline calls os.system, eval and subprocess.Popen while skops rebuilds
     it. Loaded the unsafe way (in another process) each one writes its marker file; load_model, the
@@ -156,7 +158,7 @@ def test_crafted_skops_payloads_would_run_but_are_refused(tmp_path, shipped, run
     for name, (path, _) in evil.items():
         message = assert_refused(path, "not trusted")
         assert name in message
-        one_line_cli_error(evaluate_cli.main, [path, os.path.dirname(os.path.dirname(FACE)), "-q"], "Error: ")
+        one_line_cli_error(evaluate_cli.main, [path, os.path.dirname(os.path.dirname(FACE)), "-q"], "error: ")
     # and in a fresh process, through the command a user would run
     path, _ = evil["os.system"]
     result = run_python(["-m", "classifiers.predict", FACE, "--model", path])
@@ -311,6 +313,7 @@ def _refused_within(path, match, limit):
     return peak
 
 
+@pytest.mark.integration  # reads a JAFFE face
 def test_zip_bombs_are_refused_before_they_unpack(tmp_path, shipped, monkeypatch):
     """A model zip (or the pipeline zip inside it) whose members unpack to more than MAX_BYTES is refused
     without unpacking them, even when its directory understates the sizes. MAX_BYTES is lowered to 2 MB

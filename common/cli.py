@@ -1,0 +1,145 @@
+"""Command-line plumbing every command shares: options declared once, errors handled once.
+
+Every command is a :func:`command` (a click command with the project's help layout and
+error handling) and takes its common options from the decorators here, so ``--jobs``,
+``--backend/--scheduler``, ``--scheme``, ``--detector/--upsample`` and ``--quiet`` mean the
+same everywhere. The ``facial-expressions`` group (:mod:`facial_expressions.cli`) gathers
+the commands; each also runs alone as ``python -m <module>``.
+
+Errors: a :class:`common.errors.FacialExpressionError` (a user's mistake or bad input), an
+OSError such as an unwritable output, or a usage error prints one line ``error: ...`` on
+stderr and exits 1 (usage errors: 2); Ctrl-C exits 130; a closed or full stdout exits 1
+without a traceback.
+"""
+
+import errno
+import os
+import sys
+
+import click
+
+from .errors import FacialExpressionError
+from .labels import SCHEMES
+from .parallel import BACKENDS, SCHEDULER_ENV, default_backend
+
+EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def one_line(exc):
+    """The first line of an exception's message (or its type when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def fail(message, code=EXIT_ERROR):
+    """Print ``error: message`` on stderr and exit with ``code``."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _stdout_gone():
+    """Stdout was closed or is full: point it at /dev/null so exiting flushes nothing more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+class OneLineErrors:
+    """Mixin for click commands and groups: errors end in one line and an exit code, never a traceback."""
+
+    def main(self, *args, standalone_mode=True, **kwargs):
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            ctx = exc.ctx
+            if ctx is not None:
+                click.echo(ctx.get_usage(), err=True)
+            fail(exc.format_message(), EXIT_USAGE)
+        except click.ClickException as exc:
+            fail(exc.format_message(), exc.exit_code)
+        except click.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except FacialExpressionError as exc:
+            fail(one_line(exc))
+        except OSError as exc:
+            if exc.errno in (errno.EPIPE, errno.ENOSPC) and exc.filename is None:  # stdout closed or full
+                _stdout_gone()
+                fail(f"cannot write to standard output: {os.strerror(exc.errno)}")
+            name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            fail(f"{name}{exc.strerror or one_line(exc)}")
+
+
+class Command(OneLineErrors, click.Command):
+    """A click command with the project's error handling."""
+
+
+def command(name=None, **kwargs):
+    """``@command()``: a click command with the project's help layout and error handling."""
+    kwargs.setdefault("context_settings", CONTEXT_SETTINGS)
+    return click.command(name, cls=Command, **kwargs)
+
+
+def _not_zero(ctx, param, value):
+    if value == 0:
+        raise click.BadParameter("0 workers cannot run anything: give a number of processes, or -1 for every core")
+    return value
+
+
+def jobs_option(default=-1, help="Worker processes (-1: every core)."):
+    return click.option("-j", "--jobs", type=click.IntRange(min=-1), default=default, show_default=True,
+                        callback=_not_zero, help=help)
+
+
+def quiet_option(fn):
+    return click.option("-q", "--quiet", is_flag=True, help="No progress bar or progress lines.")(fn)
+
+
+def backend_options(default=default_backend, help="Run on this machine's cores or on a Dask cluster."):
+    """``--backend local|dask`` and ``--scheduler ADDRESS`` (see :mod:`common.parallel`)."""
+    def decorate(fn):
+        fn = click.option("--scheduler", envvar=SCHEDULER_ENV, default=None,
+                          help=f"Dask scheduler address (tcp://host:8786) for --backend dask "
+                               f"[env: {SCHEDULER_ENV}].")(fn)
+        shown = f"local, or dask when {SCHEDULER_ENV} is set" if callable(default) else True
+        return click.option("--backend", type=click.Choice(BACKENDS), default=default, show_default=shown,
+                            help=help)(fn)
+    return decorate
+
+
+def scheme_option(help="Map labels through this label scheme first: all keeps every class; basic7 the 7 "
+                       "basic emotions; basic6 without neutral; valence3 negative/neutral/positive."):
+    return click.option("--scheme", type=click.Choice(("all",) + tuple(SCHEMES)), default="all", show_default=True,
+                        help=help)
+
+
+def detector_options(detectors, default=None):
+    """``--detector`` (one of ``detectors``, landmarks.detect.DETECTORS) and ``--upsample``;
+    ``default=None`` means "the model's own"."""
+    def decorate(fn):
+        whose = "" if default is not None else " Default: the model's own."
+        fn = click.option("--upsample", type=click.IntRange(0, 3), default=0 if default is not None else None,
+                          show_default=default is not None,
+                          help="Times the detector enlarges the image to find small faces (each step ~4x "
+                               f"slower).{whose}")(fn)
+        return click.option("--detector", type=click.Choice(detectors), default=default,
+                            show_default=default is not None,
+                            help="hog: dlib's HOG detector (photos); cnn: dlib's MMOD CNN (slower, more poses); "
+                                 "whole: the image is the face (tight crops); auto: whole for images up to 128 px, "
+                                 f"else hog.{whose}")(fn)
+    return decorate
+
+
+def utf8_safe_output():
+    """File names that are not valid UTF-8 print as they are instead of failing."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")

@@ -1,0 +1,221 @@
+"""The public API (classifiers.recognise, recognise_many, load_model), the facial-expressions
+command line, and the layout rules that keep applications above the library."""
+
+import ast
+import dataclasses
+import doctest
+import json
+import os
+import pathlib
+import re
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import classifiers
+from classifiers import FacePrediction, load_model, recognise, recognise_many
+from classifiers import predict as predict_cli
+from classifiers import api as api_module
+from common.errors import ImageNotFoundError, ImageTooSmallError, NotAnImageError
+from facial_expressions import cli
+
+PROJECT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def happy(jaffe_dir):
+    return jaffe_dir / "happy" / "KA.HA1.29.tiff"
+
+
+def test_one_face_as_path_array_and_pil_image_gives_the_same_prediction(happy):
+    by_path = recognise(happy)
+    gray = np.asarray(Image.open(happy).convert("L"))
+    rgb = np.asarray(Image.open(happy).convert("RGB"))
+    assert len(by_path) == 1 and by_path[0].label == "happy" and by_path[0].confidence > 0.9
+    for other in (str(happy), gray, rgb, Image.open(happy)):
+        assert recognise(other) == by_path
+
+
+def test_face_prediction_is_frozen_typed_and_its_dict_is_the_json_shape(happy):
+    face = recognise(happy, explain=2)[0]
+    assert isinstance(face, FacePrediction)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        face.label = "sad"
+    assert len(face.landmarks) == 68 and len(face.box) == 4
+    assert sum(face.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert list(face.probabilities) == load_model().labels
+    assert 1 <= len(face.explanation.toward) <= 2 and len(face.explanation.against) <= 2
+    assert set(face.explanation.parts) == {"brows", "eyes", "nose", "mouth", "jaw"}
+    record = face.to_dict()
+    assert list(record) == ["box", "label", "probabilities", "landmarks", "explanation", "explanation_kind"]
+    assert not [k for k in record if k.startswith("_")] and "_parts" not in json.dumps(record)
+    assert record["explanation_kind"] == "logit"
+    assert record["explanation"][0]["contribution"] == face.explanation.toward[0].contribution
+    plain = recognise(happy)[0].to_dict()
+    assert list(plain) == ["box", "label", "probabilities", "landmarks"] and plain["box"] == record["box"]
+
+
+def test_predict_json_is_exactly_recognise_to_dict(happy):
+    result = CliRunner().invoke(predict_cli.main, [str(happy), "--json", "--explain", "3"])
+    assert result.exit_code == 0, result.output
+    line = json.loads(result.output)
+    assert line == {"image": str(happy), "faces": [f.to_dict() for f in recognise(happy, explain=3)]}
+
+
+def test_faces_come_largest_first(jaffe_dir):
+    big = Image.open(jaffe_dir / "happy" / "KA.HA1.29.tiff").convert("L")
+    small = Image.open(jaffe_dir / "surprise" / "KA.SU1.36.tiff").convert("L").resize((160, 160))
+    canvas = Image.new("L", (640, 300), 128)
+    canvas.paste(small, (20, 70))
+    canvas.paste(big, (360, 20))
+    faces = recognise(np.asarray(canvas))
+    assert len(faces) == 2
+    assert faces[0].box[2] > faces[1].box[2] and faces[0].box[0] > 300  # the big face, on the right
+
+
+def test_bad_arrays_and_missing_files_raise_specific_errors():
+    with pytest.raises(NotAnImageError, match="dtype float64"):
+        recognise(np.zeros((64, 64)))
+    with pytest.raises(NotAnImageError, match="shape"):
+        recognise(np.zeros((64, 64, 2), dtype=np.uint8))
+    with pytest.raises(ImageTooSmallError):
+        recognise(np.zeros((8, 8), dtype=np.uint8))
+    with pytest.raises(ImageNotFoundError):
+        recognise("/no/such/photo.jpg")
+    assert recognise(np.full((256, 256, 3), 200, dtype=np.uint8)) == []  # (auto takes up to 128 px as a face crop)
+
+
+def test_recognise_many_streams_in_order_with_errors_in_place(jaffe_dir, tmp_path):
+    images = sorted((jaffe_dir / "happy").iterdir())[:10] + sorted((jaffe_dir / "sadness").iterdir())[:10]
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    paths = [str(p) for p in images[:5]] + [str(text), "/no/such.png"] + [str(p) for p in images[5:]]
+    one = list(recognise_many(paths, jobs=1))
+    two = list(recognise_many(paths, jobs=2, chunk_size=3))
+    assert [p for p, _ in one] == [p for p, _ in two] == paths
+    assert isinstance(one[5][1], NotAnImageError) and isinstance(one[6][1], ImageNotFoundError)
+    assert isinstance(two[5][1], NotAnImageError) and isinstance(two[6][1], ImageNotFoundError)
+    for (_, a), (_, b) in zip(one, two):
+        if not isinstance(a, Exception):
+            assert a == b and len(a) == 1
+    assert [r[0].label for p, r in one if "happy" in p][:5].count("happy") >= 4
+
+
+def test_load_model_caches_and_reloads_a_replaced_file(tmp_path):
+    assert load_model() is load_model() is load_model(classifiers.DEFAULT_MODEL)
+    copy = tmp_path / "model.skops"
+    shutil.copy(classifiers.DEFAULT_MODEL, copy)
+    first = load_model(copy)
+    assert load_model(str(copy)) is first
+    os.utime(copy, ns=(1, 1))  # the file changed on disk: load it again
+    assert load_model(copy) is not first
+
+
+def test_docstring_examples_run():
+    for module in (api_module,):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.attempted >= 4 and result.failed == 0, module.__name__
+
+
+def test_readme_python_example_runs(capsys):
+    readme = (PROJECT / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    assert "recognise" in code and len(code.strip().splitlines()) <= 4
+    cwd = os.getcwd()
+    os.chdir(PROJECT)
+    try:
+        exec(compile(code, "README.md", "exec"), {})
+    finally:
+        os.chdir(cwd)
+    out = capsys.readouterr().out
+    assert "happy" in out
+
+
+# ---- the command line -------------------------------------------------------------------------
+
+def test_the_group_lists_every_command_and_each_has_help():
+    result = CliRunner().invoke(cli.main, ["--help"])
+    assert result.exit_code == 0
+    for name in ("predict", "extract", "benchmark", "train", "evaluate", "reference"):
+        assert name in result.output
+        sub = CliRunner().invoke(cli.main, [name, "--help"])
+        assert sub.exit_code == 0 and "Usage: main " not in sub.output and "--help" in sub.output, name
+
+
+def test_shared_options_mean_the_same_everywhere():
+    import click
+
+    def option(command, name):
+        return next(p for p in command.params if p.name == name)
+
+    commands = {name: cli.LazyGroup().get_command(None, name) for name in cli.COMMANDS}
+    jobs = [option(c, "jobs") for c in commands.values() if any(p.name == "jobs" for p in c.params)]
+    assert len(jobs) >= 4 and {tuple(j.opts) for j in jobs} == {("-j", "--jobs")}
+    quiet = [option(c, "quiet") for c in commands.values() if any(p.name == "quiet" for p in c.params)]
+    assert len(quiet) >= 4 and {q.help for q in quiet} == {quiet[0].help}
+    detectors = [option(commands[n], "detector") for n in ("predict", "extract", "evaluate")]
+    assert {tuple(d.type.choices) for d in detectors} == {("auto", "hog", "cnn", "whole")}
+    assert all(isinstance(option(commands[n], "backend").type, click.Choice) for n in ("extract", "train"))
+
+
+def test_console_script_and_module_give_the_same_answer(happy, run_python):
+    by_module = run_python(["-m", "classifiers.predict", happy])
+    by_group = run_python(["-m", "facial_expressions", "predict", happy])
+    assert by_module.returncode == by_group.returncode == 0, by_group.stderr
+    assert by_module.stdout == by_group.stdout and "happy" in by_group.stdout
+    script = shutil.which("facial-expressions", path=os.path.dirname(os.sys.executable))
+    assert script, "the console script facial-expressions is not installed (make install)"
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["nope"], 2, "error: No such command 'nope'."),
+    (["predict", "/no/such.jpg"], 1, "error: /no/such.jpg: no such file"),
+    (["predict", "x.jpg", "--json", "--csv"], 2, "error: choose one of --json and --csv"),
+    (["predict", "x.jpg", "--jobs", "0"], 2, "error: Invalid value for '-j' / '--jobs': 0 workers cannot run"),
+    (["predict", "x.jpg", "--model", "/no/model.skops"], 1, "error: /no/model.skops: "),
+])
+def test_errors_are_one_line_with_an_exit_code(run_python, args, code, message):
+    result = run_python(["-m", "facial_expressions", *args])
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("Usage:")]
+    assert result.returncode == code and len(errors) == 1 and errors[0].startswith(message), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_full_stdout_is_one_line_not_a_traceback(happy):
+    with open("/dev/full", "w") as full:
+        import subprocess
+        import sys
+
+        result = subprocess.run([sys.executable, "-m", "facial_expressions", "predict", str(happy)], stdout=full,
+                                stderr=subprocess.PIPE, text=True, cwd=PROJECT, timeout=120)
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+        "error: cannot write to standard output: No space left on device"]
+
+
+# ---- layout -----------------------------------------------------------------------------------
+
+def _imports(folder):
+    """{module file: set of top-level package names it imports}."""
+    out = {}
+    for path in (PROJECT / folder).glob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+        out[path.name] = names
+    return out
+
+
+def test_layers_import_only_downwards():
+    """common <- landmarks <- features <- classifiers <- facial_expressions (applications)."""
+    below = {"common": set(), "landmarks": {"common"}, "features": {"common", "landmarks"},
+             "classifiers": {"common", "landmarks", "features"}}
+    project = {"common", "landmarks", "features", "classifiers", "facial_expressions"}
+    for package, allowed in below.items():
+        for module, names in _imports(package).items():
+            assert (names & project) - allowed - {package} == set(), f"{package}/{module} imports upwards"
