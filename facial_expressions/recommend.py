@@ -263,7 +263,8 @@ def load_catalogue(path, columns=None, max_bytes=MAX_CATALOGUE_BYTES) -> Catalog
     mean, std = values.mean(axis=0), values.std(axis=0)
     for axis, field in enumerate(("valence", "arousal")):
         if not std[axis] > 0:
-            raise CatalogueError(f"{path}: every track has the same {field} ({values[0, axis]:g}): nothing to choose by")
+            raise CatalogueError(f"{path}: every track has the same {field} ({values[0, axis]:g}): "
+                                 "nothing to choose by")
     points = (values - mean) / std
     keys = [" ".join(a.casefold().split()) for a in artists]
     _, artist_ids = np.unique(keys, return_inverse=True)
