@@ -2,12 +2,11 @@
 
 A face's class probabilities give it a point on Russell's circumplex (valence: unpleasant ->
 pleasant, arousal: calm -> energetic; :mod:`classifiers.affect`, both axes -1..+1). A music
-catalogue gives every track a point on the same two axes, estimated from its audio and lyrics
-(e.g. Deezer's mood dataset, Delbouys et al., ISMIR 2018). This module finds tracks near a
-face's point::
+catalogue gives every track a point on the same two axes (e.g. the Deezer mood detection
+dataset, Delbouys et al., ISMIR 2018). This module finds tracks near a face's point::
 
     catalogue = load_catalogue("deezer_mood.csv")            # once: parse, standardise, index
-    rec = recommend(faces, catalogue, n=10, mode="lift")      # ~0.2 ms each
+    rec = recommend(faces, catalogue, n=10, mode="lift")      # well under 1 ms
     rec.reason   # "you look sad (valence -0.63, arousal -0.27): calm tracks, starting sombre ..."
     rec.tracks   # Track(artist, title, valence, arousal, url, distance), ...
 
@@ -25,14 +24,14 @@ any scale works. Every problem is one :class:`common.errors.CatalogueError` line
 From a face's point to the catalogue
 ------------------------------------
 The two scales come from different instruments: mean ratings of emotion words on -1..+1 for
-faces, a model's scores of songs for tracks. No published calibration links them, so this
+faces, whatever scores the catalogue gives its songs for tracks. No published calibration links them, so this
 module assumes only that their orders agree, axis by axis: a face at ``u`` on -1..+1 is aimed
 at the ``(u + 1) / 2`` quantile of the catalogue's tracks on that axis. A neutral face (0, 0)
 aims at the median track on both axes; a happy face (+0.81, +0.51) at the 90.5th percentile of
 valence and the 75.5th of arousal; the ends of the scale at the catalogue's extreme tracks.
 This is read off the catalogue itself, so it holds for any catalogue, skewed or not, whatever
 its scale. It is a convention, not a measurement: "a sad face deserves music as sad as the
-15th percentile of this catalogue" is a product choice that no study has validated.
+18.5th percentile of this catalogue" is a product choice that no study has validated.
 
 Modes
 -----
