@@ -103,3 +103,15 @@ class DatasetError(FacialExpressionError):
 
 class OutputLockedError(FacialExpressionError):
     """Another process is writing the same output file."""
+
+
+class AffectError(FacialExpressionError, ValueError):
+    """Class probabilities that cannot be placed in valence-arousal space (unknown class, bad numbers)."""
+
+
+class CatalogueError(FacialExpressionError):
+    """A music catalogue file that is missing, too large, or lacks usable columns or rows."""
+
+
+class RecommendationError(FacialExpressionError, ValueError):
+    """A recommendation request that cannot be served (unknown mode, n < 1, a point off the scale)."""
