@@ -52,7 +52,7 @@ def face_points(table_path, model):
 
 def track_figures(labels, points, catalogue, n, seed):
     """(a) per true class: mean distance of matched vs random tracks, and the lift's valence climb."""
-    from facial_expressions.recommend import recommend
+    from classifiers.recommend import recommend
 
     rng = np.random.default_rng(seed)
     per_face = []
@@ -97,7 +97,7 @@ def affect_figures(labels, points):
 
 def timing(catalogue_path, n, repeats):
     """(c) median seconds: loading the catalogue, and one recommendation per mode."""
-    from facial_expressions.recommend import load_catalogue, recommend
+    from classifiers.recommend import load_catalogue, recommend
 
     loads = []
     for _ in range(3):
@@ -156,7 +156,7 @@ def print_report(report):
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the figures as JSON here.")
 def main(tables, catalogue_path, model_path, n, seed, repeats, json_out):
     from classifiers import load_model
-    from facial_expressions.recommend import load_catalogue
+    from classifiers.recommend import load_catalogue
 
     model = load_model(model_path)
     catalogue = load_catalogue(catalogue_path)

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from common.errors import FacialExpressionError
+from common.errors import AffectError, FacialExpressionError
 from features.describe import describe_image
 from landmarks.io import as_image
 
+from .affect import valence_arousal
 from .artifact import DEFAULT_MODEL, Model
 from .artifact import load_model as _load_model_file
 
@@ -52,7 +53,9 @@ class FacePrediction:
 
     ``box`` is (x, y, w, h) in pixels of the input image; ``probabilities`` maps every
     class the model knows to its probability (they sum to 1); ``landmarks`` holds the 68
-    (x, y) points of dlib's iBUG 300-W scheme in image pixels.
+    (x, y) points of dlib's iBUG 300-W scheme in image pixels; ``valence`` and ``arousal``
+    place the face on Russell's circumplex (-1..+1 each, :mod:`classifiers.affect`; None for a
+    model whose classes have no place there).
     """
 
     box: tuple
@@ -60,6 +63,8 @@ class FacePrediction:
     probabilities: dict
     landmarks: tuple
     explanation: Explanation | None = None
+    valence: float | None = None
+    arousal: float | None = None
 
     @property
     def confidence(self):
@@ -67,14 +72,17 @@ class FacePrediction:
         return self.probabilities[self.label]
 
     def to_dict(self):
-        """JSON-ready dict: box, label, probabilities (4 decimals), landmarks (1 decimal) and, when
-        explained, ``explanation`` (reasons toward, then against) and ``explanation_kind``."""
+        """JSON-ready dict: box, label, probabilities (4 decimals), landmarks (1 decimal), valence and
+        arousal (when known) and, when explained, ``explanation`` (reasons toward, then against)
+        and ``explanation_kind``."""
         out = {
             "box": [int(v) for v in self.box],
             "label": self.label,
             "probabilities": {k: round(float(v), 4) for k, v in self.probabilities.items()},
             "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks],
         }
+        if self.valence is not None:
+            out["valence"], out["arousal"] = round(self.valence, 4), round(self.arousal, 4)
         if self.explanation is not None:
             out["explanation"] = [r.to_dict() for r in self.explanation.toward + self.explanation.against]
             out["explanation_kind"] = self.explanation.kind
@@ -144,10 +152,17 @@ def recognise(image, *, model=None, explain=0, detector=None, upsample=None, max
         from .explain import explain as explain_rows
 
         explanations = [_explanation(e, int(explain)) for e in explain_rows(model, X)]
-    return [FacePrediction(box=tuple(int(v) for v in face.box), label=model.labels[int(np.argmax(p))],
-                           probabilities={c: float(v) for c, v in zip(model.labels, p)},
-                           landmarks=tuple((float(x), float(y)) for x, y in face.points), explanation=e)
-            for face, p, e in zip(faces, proba, explanations)]
+    out = []
+    for face, p, e in zip(faces, proba, explanations):
+        probabilities = {c: float(v) for c, v in zip(model.labels, p)}
+        try:
+            valence, arousal = valence_arousal(probabilities)
+        except AffectError:  # a model whose classes have no place on the circumplex
+            valence = arousal = None
+        out.append(FacePrediction(box=tuple(int(v) for v in face.box), label=model.labels[int(np.argmax(p))],
+                                  probabilities=probabilities, explanation=e, valence=valence, arousal=arousal,
+                                  landmarks=tuple((float(x), float(y)) for x, y in face.points)))
+    return out
 
 
 def _recognise_chunk(paths, model_path, options):

@@ -85,6 +85,13 @@ def format_human(image, predictions):
     return "\n".join(lines)
 
 
+def format_recommendation(recommendation):
+    """The reason line, then one line per track with its link."""
+    lines = [f"  music: {recommendation.reason}"]
+    lines += [f"    {i}. {t.artist} - {t.title}  {t.url}" for i, t in enumerate(recommendation.tracks, 1)]
+    return "\n".join(lines)
+
+
 def _message(path, exc):
     return one_line(exc) if isinstance(exc, FacialExpressionError) else f"{path}: {one_line(exc)}"
 
@@ -107,9 +114,17 @@ def _message(path, exc):
                    "and against it, with signed amounts (logit for logistic regression, margin for XGBoost, "
                    "probability via SHAP for other models). With --annotate, face parts are coloured by their "
                    "contribution (green toward, red against).")
+@click.option("--recommend", "catalogue_path", type=click.Path(dir_okay=False), default=None,
+              help="Music catalogue CSV (artist, title, valence, arousal[, url]): after each image, tracks that "
+                   "fit the mood of its largest face (see --mode).")
+@click.option("--mode", type=click.Choice(["match", "lift"]), default="match", show_default=True,
+              help="With --recommend: match mirrors the mood; lift starts there and moves gradually to pleasant.")
+@click.option("--tracks", "n_tracks", type=click.IntRange(1, 100), default=10, show_default=True,
+              help="With --recommend: how many tracks.")
 @jobs_option()
 @quiet_option
-def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, explain_top, jobs, quiet):
+def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, explain_top, catalogue_path, mode,
+         n_tracks, jobs, quiet):
     """Recognise the facial expression of every face in IMAGE_OR_FOLDER(s).
 
     A folder stands for every image file directly inside it; many images run on every
@@ -127,11 +142,19 @@ def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, 
       facial-expressions predict photo.jpg
       facial-expressions predict photos/ --json > faces.jsonl
       facial-expressions predict photo.jpg --explain --annotate out/photo.png
+      facial-expressions predict photo.jpg --recommend my_tracks.csv --mode lift
     """
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
+    if catalogue_path and as_csv:
+        raise click.UsageError("--recommend writes text or --json, not --csv")
     utf8_safe_output()
     model = load_model(model_path or DEFAULT_MODEL)
+    catalogue = None
+    if catalogue_path:
+        from .recommend import load_catalogue
+
+        catalogue = load_catalogue(catalogue_path)
     images = expand_inputs(inputs)
     problems = {path: problem for path, problem in images if problem}
     paths = [path for path, problem in images if not problem]
@@ -168,8 +191,16 @@ def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, 
             except (ImageError, OSError, ValueError) as exc:
                 any_error = True
                 click.echo(f"error: {path}: the annotated picture could not be written ({one_line(exc)})", err=True)
+        recommendation = None
+        if catalogue is not None and result and result[0].valence is not None:
+            from .recommend import recommend
+
+            recommendation = recommend(result, catalogue, n=n_tracks, mode=mode)
         if as_json:
-            click.echo(json.dumps({"image": path, "faces": [p.to_dict() for p in result]}))
+            record = {"image": path, "faces": [p.to_dict() for p in result]}
+            if recommendation is not None:
+                record["recommendation"] = recommendation.to_dict()
+            click.echo(json.dumps(record))
         elif as_csv:
             if not result:
                 writer.writerow([path, 0, "", "", "", "", "no_face"] + [""] * len(model.labels))
@@ -179,6 +210,8 @@ def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, 
             sys.stdout.flush()
         else:
             click.echo(format_human(path, result))
+            if recommendation is not None:
+                click.echo(format_recommendation(recommendation))
     if bar is not None:
         bar.close()
     sys.exit(EXIT_ERROR if any_error else EXIT_NO_FACE if any_no_face else EXIT_OK)

@@ -50,12 +50,15 @@ def test_face_prediction_is_frozen_typed_and_its_dict_is_the_json_shape(happy):
     assert 1 <= len(face.explanation.toward) <= 2 and len(face.explanation.against) <= 2
     assert set(face.explanation.parts) == {"brows", "eyes", "nose", "mouth", "jaw"}
     record = face.to_dict()
-    assert list(record) == ["box", "label", "probabilities", "landmarks", "explanation", "explanation_kind"]
+    assert list(record) == ["box", "label", "probabilities", "landmarks", "valence", "arousal", "explanation",
+                            "explanation_kind"]
+    assert record["valence"] > 0.3 and record["arousal"] > 0  # a happy face: pleasant, somewhat aroused
     assert not [k for k in record if k.startswith("_")] and "_parts" not in json.dumps(record)
     assert record["explanation_kind"] == "logit"
     assert record["explanation"][0]["contribution"] == face.explanation.toward[0].contribution
     plain = recognise(happy)[0].to_dict()
-    assert list(plain) == ["box", "label", "probabilities", "landmarks"] and plain["box"] == record["box"]
+    assert list(plain) == ["box", "label", "probabilities", "landmarks", "valence", "arousal"]
+    assert plain["box"] == record["box"]
 
 
 def test_predict_json_is_exactly_recognise_to_dict(happy):
@@ -219,3 +222,21 @@ def test_layers_import_only_downwards():
     for package, allowed in below.items():
         for module, names in _imports(package).items():
             assert (names & project) - allowed - {package} == set(), f"{package}/{module} imports upwards"
+
+
+def test_predict_recommends_music_for_the_mood(happy, datasets_dir, tmp_path):
+    catalogue = datasets_dir.parent / "music" / "deezer_mood.csv"
+    result = CliRunner().invoke(predict_cli.main, [str(happy), "--json", "--recommend", str(catalogue),
+                                                   "--mode", "lift", "--tracks", "5"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output)
+    rec = record["recommendation"]
+    assert len(rec["tracks"]) == 5 and len({t["artist"].lower() for t in rec["tracks"]}) == 5
+    assert rec["mode"] == "lift" and "happy" in rec["reason"]
+    assert rec["target"]["valence"] == pytest.approx(record["faces"][0]["valence"], abs=1e-3)
+    text = CliRunner().invoke(predict_cli.main, [str(happy), "--recommend", str(catalogue)])
+    assert text.exit_code == 0 and text.output.count("https://") == 10 and "music: you look happy" in text.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("artist,title,valence\nA,B,0.1\n")
+    failed = CliRunner().invoke(predict_cli.main, [str(happy), "--recommend", str(bad)])
+    assert failed.exit_code == 1 and failed.output.strip().startswith(f"error: {bad}: missing column(s) 'arousal'")

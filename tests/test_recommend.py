@@ -1,5 +1,5 @@
 """From emotion to music: classifiers.affect (faces in valence-arousal space) and
-facial_expressions.recommend (tracks for a mood), on the real Deezer mood catalogue.
+classifiers.recommend (tracks for a mood), on the real Deezer mood catalogue.
 
 The catalogue lives at <project>/../shared/music/deezer_mood.csv (see that folder's README.md);
 it is loaded once for the module. Broken catalogues are small files written here.
@@ -16,7 +16,7 @@ import pytest
 from classifiers.affect import CIRCUMPLEX, POINTS, point_of, valence_arousal
 from common.errors import AffectError, CatalogueError, FacialExpressionError, NoFaceError, RecommendationError
 from conftest import PROJECT_DIR
-from facial_expressions.recommend import (LIFT_VALENCE, SEARCH_URL, load_catalogue, mood_of, parse_column_mapping,
+from classifiers.recommend import (LIFT_VALENCE, SEARCH_URL, load_catalogue, mood_of, parse_column_mapping,
                                           recommend)
 
 DEEZER = PROJECT_DIR.parent / "shared" / "music" / "deezer_mood.csv"
