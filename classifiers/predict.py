@@ -16,7 +16,7 @@ import sys
 
 import click
 
-from common.cli import command, detector_options, jobs_option, one_line, quiet_option, utf8_safe_output
+from common.cli import command, detector_options, jobs_option, one_line, printable, quiet_option, utf8_safe_output
 from common.errors import FacialExpressionError, ImageError
 from landmarks.datasets import IMAGE_EXTENSIONS
 from landmarks.detect import DETECTORS
@@ -42,11 +42,24 @@ def expand_inputs(paths):
     return out
 
 
-def annotation_path(out, image_path, several):
-    if several or os.path.isdir(out) or out.endswith(os.sep):
-        stem = os.path.splitext(os.path.basename(image_path))[0]
-        return os.path.join(out, f"{stem}.png")
-    return out
+def annotation_paths(out, paths, several):
+    """Where each image's annotated picture goes: ``out`` itself for one image, else
+    ``out/<name>.png`` for each, made unique (``face.png``, ``face-2.png``) when names repeat.
+    A destination that is one of the input images maps to None: inputs are never overwritten."""
+    inputs = {os.path.realpath(p) for p in paths}
+    if not several and not (os.path.isdir(out) or out.endswith(os.sep)):
+        chosen = [out] * len(paths)
+    else:
+        chosen, taken = [], set()
+        for path in paths:
+            stem = os.path.splitext(os.path.basename(path))[0]
+            dest, k = os.path.join(out, f"{stem}.png"), 1
+            while dest in taken:
+                k += 1
+                dest = os.path.join(out, f"{stem}-{k}.png")
+            taken.add(dest)
+            chosen.append(dest)
+    return {path: None if os.path.realpath(dest) in inputs else dest for path, dest in zip(paths, chosen)}
 
 
 def annotate(image_path, predictions, dest):
@@ -68,6 +81,7 @@ def annotate(image_path, predictions, dest):
 
 def format_human(image, predictions):
     """Readable lines for one image: each face's box, label and runners-up, and its reasons."""
+    image = printable(image)
     if not predictions:
         return f"{image}: no face found"
     lines = [f"{image}: {len(predictions)} face{'s' if len(predictions) > 1 else ''}"]
@@ -85,6 +99,21 @@ def format_human(image, predictions):
     return "\n".join(lines)
 
 
+def _write_annotation(path, predictions, dest):
+    """Write the annotated picture; on failure one line saying why. True when written."""
+    if dest is None:
+        click.echo(f"error: {printable(path)}: not annotated: the picture would overwrite this input image",
+                   err=True)
+        return False
+    try:
+        annotate(path, predictions, dest)
+        return True
+    except (ImageError, OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else one_line(exc)
+        click.echo(f"error: {printable(dest)}: the annotated picture could not be written ({reason})", err=True)
+        return False
+
+
 def format_recommendation(recommendation):
     """The reason line, then one line per track with its link."""
     lines = [f"  music: {recommendation.reason}"]
@@ -93,7 +122,7 @@ def format_recommendation(recommendation):
 
 
 def _message(path, exc):
-    return one_line(exc) if isinstance(exc, FacialExpressionError) else f"{path}: {one_line(exc)}"
+    return printable(exc) if isinstance(exc, FacialExpressionError) else f"{printable(path)}: {one_line(exc)}"
 
 
 @command("predict")
@@ -171,7 +200,8 @@ def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, 
     any_error = any_no_face = False
     for path, problem in problems.items():
         any_error = True
-        click.echo(f"error: {path}: {problem}", err=True)
+        click.echo(f"error: {printable(path)}: {problem}", err=True)
+    destinations = annotation_paths(annotate_out, paths, several) if annotate_out else {}
     stream = recognise_many(paths, model=model, jobs=jobs, explain=explain_top, detector=detector, upsample=upsample)
     for path, result in stream:
         if bar is not None:
@@ -185,12 +215,6 @@ def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, 
             continue
         if not result:
             any_no_face = True
-        if annotate_out and result:
-            try:
-                annotate(path, result, annotation_path(annotate_out, path, several))
-            except (ImageError, OSError, ValueError) as exc:
-                any_error = True
-                click.echo(f"error: {path}: the annotated picture could not be written ({one_line(exc)})", err=True)
         recommendation = None
         if catalogue is not None and result and result[0].valence is not None:
             from .recommend import recommend
@@ -212,6 +236,8 @@ def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, 
             click.echo(format_human(path, result))
             if recommendation is not None:
                 click.echo(format_recommendation(recommendation))
+        if annotate_out and result:  # after the prediction is out: a picture that fails loses nothing else
+            any_error |= not _write_annotation(path, result, destinations[path])
     if bar is not None:
         bar.close()
     sys.exit(EXIT_ERROR if any_error else EXIT_NO_FACE if any_no_face else EXIT_OK)

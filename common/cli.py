@@ -32,6 +32,14 @@ def one_line(exc):
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def printable(text):
+    """``text`` with control characters escaped (a file name holding a newline stays on one line)."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def fail(message, code=EXIT_ERROR):
     """Print ``error: message`` on stderr and exit with ``code``."""
     click.echo(f"error: {message}", err=True)

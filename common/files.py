@@ -1,9 +1,16 @@
-"""Files every stage writes: whole or not at all (``atomic_path``), one writer at a time (``output_lock``)."""
+"""Files every stage writes: whole or not at all (``atomic_path``), one writer at a time (``output_lock``).
+
+Temporary files are created exclusively under an unpredictable name (``.NAME.tmp-XXXXXXXX``,
+:func:`tempfile.mkstemp`), so another user of a shared writable folder cannot plant a
+symlink there for the project to write through; lock files are opened without following
+symlinks.
+"""
 
 import contextlib
 import errno
 import fcntl
 import os
+import tempfile
 
 from .errors import OutputLockedError
 
@@ -16,21 +23,32 @@ class atomic_path:
 
     def __enter__(self):
         folder = os.path.dirname(os.path.abspath(self.dest))
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), folder)
         os.makedirs(folder, exist_ok=True)
-        base = os.path.basename(self.dest)
-        self.tmp = os.path.join(folder, f".{base}.tmp-{os.getpid()}")
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self.dest)}.tmp-", dir=folder)
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o666 & ~umask)  # the finished file gets the usual permissions, not mkstemp's 0600
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                with open(self.tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(self.tmp, self.dest)
+                return False
+        except OSError as error:
+            exc = error
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.tmp)
+        if isinstance(exc, OSError) and exc.filename in (None, self.tmp):
+            # name the file the user asked for, not the hidden temporary one (e.g. on a full disk)
+            raise OSError(exc.errno, exc.strerror or str(exc), self.dest) from None
         if exc_type is None:
-            with open(self.tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(self.tmp, self.dest)
-        else:
-            try:
-                os.remove(self.tmp)
-            except FileNotFoundError:
-                pass
+            raise exc
         return False
 
 
@@ -45,7 +63,7 @@ def output_lock(output, what="run"):
     lock_path = os.fspath(output) + ".lock"
     os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)
     while True:
-        fh = open(lock_path, "a")
+        fh = os.fdopen(os.open(lock_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666), "a")
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

@@ -24,7 +24,7 @@ import numpy as np
 from joblib import Parallel, delayed
 
 from common.cli import EXIT_INTERRUPTED, backend_options, command, detector_options, jobs_option, quiet_option
-from common.errors import DegenerateLandmarksError, ImageError, ImageTooSmallError, OutputLockedError
+from common.errors import DatasetError, DegenerateLandmarksError, ImageError, ImageTooSmallError, OutputLockedError
 from common.files import atomic_path
 from common.files import output_lock as _output_lock
 from common.parallel import compute_backend
@@ -151,6 +151,10 @@ def extract_dataset(dataset, output, preset=None, config=FeatureConfig(), jobs=-
     samples = load_dataset(dataset, preset)
     if limit:
         samples = samples[:limit]
+    real_output = os.path.realpath(output)
+    if real_output == os.path.realpath(dataset) or any(
+            s.path is not None and os.path.realpath(s.path) == real_output for s in samples):
+        raise DatasetError(f"{output}: this is an input of the dataset; choose another output file")
     names, slices = config.columns()
     partial = output + ".partial"
     started = time.time()

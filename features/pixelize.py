@@ -58,8 +58,11 @@ def save_rgb(path, rgb):
     from common.files import atomic_path
 
     ext = os.path.splitext(path)[1] or ".png"
-    ok, data = cv2.imencode(ext, cv2.cvtColor(np.asarray(rgb), cv2.COLOR_RGB2BGR))
+    try:
+        ok, data = cv2.imencode(ext, cv2.cvtColor(np.asarray(rgb), cv2.COLOR_RGB2BGR))
+    except cv2.error:
+        ok = False
     if not ok:
-        raise ValueError(f"cannot encode an image as {ext}")
+        raise ValueError(f"cannot write an image as {ext!r} (use .png or .jpg)")
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         fh.write(data.tobytes())

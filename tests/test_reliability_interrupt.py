@@ -258,7 +258,7 @@ def test_killed_training_leaves_the_old_model_file_intact(reference, old_model):
     kill(proc)
     _assert_intact(path, data)
     partial, = [n for n in os.listdir(path.parent) if n.startswith(".")]
-    assert partial == f".model.skops.tmp-{proc.pid}"
+    assert partial.startswith(".model.skops.tmp-")
     with pytest.raises(ModelFileError):
         load_model(path.parent / partial)
 
@@ -361,4 +361,4 @@ def test_second_benchmark_on_the_same_report_is_refused_and_kills_leave_results_
     kill(proc)
     assert (report / "results.json").read_bytes() == results_a
     assert visible(report) == files
-    assert f".results.json.tmp-{proc.pid}" in os.listdir(report)
+    assert any(name.startswith(".results.json.tmp-") for name in os.listdir(report))
