@@ -51,19 +51,48 @@ def _check_file(path):
         raise EmptyImageError(path)
 
 
+#: Rows converted at a time from 16-bit, 32-bit or float samples (bounds the temporary arrays).
+_ROWS_PER_STEP = 512
+
+
+def _scaled_to_uint8(img):
+    """16-bit, 32-bit integer or float samples -> uint8, a band of rows at a time in float32.
+
+    16-bit images keep their scale (0-65535 -> 0-255) when they use it; float images already
+    in 0..1 are scaled by 255; anything else is stretched from its minimum to its maximum.
+    Memory: the image itself plus a few bands, never a float64 copy of the whole image.
+    """
+    lo, hi = (float(v) for v in img.getextrema())  # Pillow scans the samples without a copy
+    is_float = img.mode == "F"
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        lo, hi = 0.0, 1.0
+    if img.mode.startswith("I;16") and lo >= 0 and hi <= 65535 and hi > 255:
+        offset, scale = 0.0, 1 / 257.0
+    elif is_float and lo >= 0 and hi <= 1:
+        offset, scale = 0.0, 255.0
+    elif hi > 255 or lo < 0:
+        offset, scale = lo, 255.0 / max(hi - lo, 1e-9)
+    else:
+        offset, scale = 0.0, 1.0
+    width, height = img.size
+    out = np.empty((height, width), dtype=np.uint8)
+    for r in range(0, height, _ROWS_PER_STEP):
+        band = np.asarray(img.crop((0, r, width, min(r + _ROWS_PER_STEP, height))), dtype=np.float32)
+        if is_float:
+            band = np.nan_to_num(band, nan=0.0, posinf=255.0 / scale + offset, neginf=offset)
+        band = (band - offset) * scale
+        np.clip(np.rint(band, out=band), 0, 255, out=band)
+        out[r:r + _ROWS_PER_STEP] = band
+    return out
+
+
 def _to_uint8(img):
     """Any Pillow mode -> 'L' or 'RGB' image with 8-bit samples."""
     mode = img.mode
     if mode in ("L", "RGB"):
         return img
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        if mode.startswith("I;16") and lo >= 0 and hi <= 65535 and hi > 255:
-            arr = arr / 257.0
-        elif hi > 255 or lo < 0:
-            arr = (arr - lo) * (255.0 / max(hi - lo, 1e-9))
-        return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
+        return Image.fromarray(_scaled_to_uint8(img), "L")
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -35,6 +35,8 @@ MIRROR = np.array(
 #: Canonical aligned face: output side, eye centres' height and inter-ocular distance,
 #: both as fractions of the side.
 ALIGN_SIZE = 96
+#: No detector looks for a face in an image (after reduction to MAX_SIDE) thinner than this.
+MIN_FACE_SIDE = 16
 ALIGN_EYE_Y = 0.36
 ALIGN_EYE_DISTANCE = 0.40
 
@@ -172,6 +174,8 @@ def find_faces(image, detector="auto", upsample=0, upscale_to=UPSCALE_TO, align_
         scale = max_side / max(image.shape[:2])
         image = _resize(image, scale)
     if boxes is None:
+        if min(image.shape[:2]) < MIN_FACE_SIDE:  # e.g. a 10000x16 strip reduced to 1600x3: no room for a face
+            return []
         boxes = detect_faces(image, detector, upsample)
     else:
         boxes = [tuple(int(round(v * scale)) for v in box) for box in boxes]
