@@ -24,13 +24,7 @@ import numpy as np
 
 from features import action_units, geometry
 from common.errors import FacialExpressionError
-
-#: Face parts that explanations colour on the picture.
-FACE_PARTS = ("brows", "eyes", "nose", "mouth", "jaw")
-
-_POINT_PART = {**{i: "jaw" for i in range(0, 17)}, **{i: "brows" for i in range(17, 27)},
-               **{i: "nose" for i in range(27, 36)}, **{i: "eyes" for i in range(36, 48)},
-               **{i: "mouth" for i in range(48, 68)}}
+from landmarks.parts import FACE_PARTS, PART_OF_POINT, by_fine_part  # FACE_PARTS: the parts explanations sum
 _KEYWORDS = (("brow", "brows"), ("lid", "eyes"), ("eye", "eyes"), ("nose", "nose"), ("lip", "mouth"),
              ("mouth", "mouth"), ("jaw", "jaw"), ("chin", "jaw"), ("face_width", "jaw"))
 
@@ -54,7 +48,7 @@ def feature_unit(column):
         return action_units.WORDS[column], _part_of(action_units.ACTION_UNITS[column][2]) or _part_of(column), True
     match = re.match(r"point(\d+)_[xy]$", column)
     if match:
-        part = _POINT_PART[int(match.group(1))]
+        part = PART_OF_POINT[int(match.group(1))]
         return f"{part} shape (landmark positions)", part, False
     match = re.match(r"(hog|lbp)_(eyes|nose|mouth)_", column)
     if match:
@@ -286,7 +280,8 @@ def explain(model, X, class_index=None):
 
 
 def part_colours(parts):
-    """Face part -> RGB: green for parts that pushed toward the label, red against, brightness by size."""
+    """Drawn part (landmarks.parts.PARTS) -> RGB from face part -> contribution: green for parts that
+    pushed toward the label, red against, brightness by size."""
     scale = max((abs(v) for v in parts.values()), default=0.0) or 1.0
     colours = {}
     for part, value in parts.items():
@@ -297,6 +292,4 @@ def part_colours(parts):
         else:
             colour = (int(grey + (255 - grey) * strength), int(grey * (1 - strength)), int(grey * (1 - strength)))
         colours[part] = colour
-    mapping = {"brows": ("left_eyebrow", "right_eyebrow"), "eyes": ("left_eye", "right_eye"),
-               "nose": ("nose_bridge", "nose_tip"), "mouth": ("outer_lips", "inner_lips"), "jaw": ("jaw",)}
-    return {drawn: colours[part] for part, drawn_parts in mapping.items() for drawn in drawn_parts}
+    return by_fine_part(colours)

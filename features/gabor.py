@@ -19,14 +19,16 @@ import functools
 import cv2
 import numpy as np
 
+from landmarks.parts import points_of
 from landmarks.shape import ALIGN_SIZE
 
 #: Wavelengths in aligned-face pixels at ALIGN_SIZE=96 (scale with the aligned size).
 WAVELENGTHS = tuple(4.0 * 2 ** (k / 2) for k in range(5))
 ORIENTATIONS = 8
 SIGMA_PER_WAVELENGTH = 0.56   # about one octave of bandwidth
-#: The inner landmarks, by region (iBUG 68-point numbering).
-REGIONS = (("brow", range(17, 27)), ("nose", range(27, 36)), ("eye", range(36, 48)), ("mouth", range(48, 68)))
+#: The inner landmarks, by region: (region name in the column names, its landmark indices).
+REGIONS = tuple((region, points_of(part)) for region, part in
+                (("brow", "brows"), ("nose", "nose"), ("eye", "eyes"), ("mouth", "mouth")))
 POINTS = tuple(i for _, indices in REGIONS for i in indices)
 
 

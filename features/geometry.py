@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from common.errors import DegenerateLandmarksError
+from landmarks.parts import points_of
 from landmarks.shape import check_points, eye_centres
 
 
@@ -53,6 +54,9 @@ def _eye_openness(p, eye):
     return (_dist(p, b, f) + _dist(p, c, e)) / (2.0 * _dist(p, a, d) + 1e-12)
 
 
+_LEFT_EYE, _RIGHT_EYE = points_of("left_eye"), points_of("right_eye")
+
+
 def _brow_to_mouth(p):
     mx, my = (p[21][0] + p[22][0]) / 2, (p[21][1] + p[22][1]) / 2
     return math.hypot(mx - p[51][0], my - p[51][1])
@@ -75,8 +79,8 @@ FEATURES = {
     "jaw_drop": ("eye line to chin", lambda p: p[8][1]),
     "left_corner_to_eye": ("left lip corner to left eye corner", lambda p: _dist(p, 48, 36)),
     "right_corner_to_eye": ("right lip corner to right eye corner", lambda p: _dist(p, 54, 45)),
-    "left_eye_openness": ("left eyelid opening over eye width", lambda p: _eye_openness(p, range(36, 42))),
-    "right_eye_openness": ("right eyelid opening over eye width", lambda p: _eye_openness(p, range(42, 48))),
+    "left_eye_openness": ("left eyelid opening over eye width", lambda p: _eye_openness(p, _LEFT_EYE)),
+    "right_eye_openness": ("right eyelid opening over eye width", lambda p: _eye_openness(p, _RIGHT_EYE)),
     "left_brow_raise": ("left brow above the left upper lid", lambda p: _mean_y(p, 37, 38) - _mean_y(p, 18, 19, 20)),
     "right_brow_raise": ("right brow above the right upper lid", lambda p: _mean_y(p, 43, 44) - _mean_y(p, 23, 24, 25)),
     "left_inner_brow_raise": ("left inner brow end above the inner eye corner", lambda p: p[39][1] - p[21][1]),

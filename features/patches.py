@@ -11,13 +11,14 @@ import cv2
 import numpy as np
 from skimage.feature import local_binary_pattern
 
+from landmarks.parts import points_of
 from landmarks.shape import ALIGN_SIZE
 
 #: part -> (landmark indices it is centred on, (width, height) in aligned pixels at ALIGN_SIZE=96)
 PATCHES = {
-    "eyes": (list(range(17, 27)) + list(range(36, 48)), (80, 32)),
-    "nose": (list(range(27, 36)), (32, 40)),
-    "mouth": (list(range(48, 68)), (56, 32)),
+    "eyes": (points_of("brows", "eyes"), (80, 32)),
+    "nose": (points_of("nose"), (32, 40)),
+    "mouth": (points_of("mouth"), (56, 32)),
 }
 HOG_CELL = 8
 FACE_HOG_CELL = 16
