@@ -23,6 +23,8 @@ import numpy as np
 
 from common.errors import DatasetError
 
+from .columns import Column
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REFERENCE_FILE = os.path.join(HERE, "neutral_reference.json")
 SCALE = 10.0
@@ -51,21 +53,22 @@ def _corner_height(p):
     return ((mid - p[48][1]) + (mid - p[54][1])) / 2
 
 
-# raw measure name -> function of normalised points (bigger = more of the action)
+# raw measure name -> (face part, function of normalised points (bigger = more of the action))
 RAW = {
-    "inner_brow": lambda p: ((p[39][1] - p[21][1]) + (p[42][1] - p[22][1])) / 2,
-    "outer_brow": lambda p: ((p[36][1] - p[17][1]) + (p[45][1] - p[26][1])) / 2,
-    "brow_height": lambda p: (_brow_height(p, [18, 19, 20], [37, 38]) + _brow_height(p, [23, 24, 25], [43, 44])) / 2,
-    "brow_gap": lambda p: _d(p, 21, 22),
-    "eye_openness": _openness,
-    "nose_to_lip": lambda p: _d(p, 33, 51),
-    "nose_length": lambda p: _d(p, 27, 33),
-    "corner_height": _corner_height,
-    "mouth_width": lambda p: _d(p, 48, 54),
-    "lip_thickness": lambda p: _d(p, 51, 62) + _d(p, 66, 57),
-    "lips_gap": lambda p: _d(p, 62, 66),
-    "chin_drop": lambda p: p[8][1],
-    "lip_to_chin": lambda p: _d(p, 57, 8),
+    "inner_brow": ("brows", lambda p: ((p[39][1] - p[21][1]) + (p[42][1] - p[22][1])) / 2),
+    "outer_brow": ("brows", lambda p: ((p[36][1] - p[17][1]) + (p[45][1] - p[26][1])) / 2),
+    "brow_height": ("brows", lambda p: (_brow_height(p, [18, 19, 20], [37, 38])
+                                        + _brow_height(p, [23, 24, 25], [43, 44])) / 2),
+    "brow_gap": ("brows", lambda p: _d(p, 21, 22)),
+    "eye_openness": ("eyes", _openness),
+    "nose_to_lip": ("nose", lambda p: _d(p, 33, 51)),
+    "nose_length": ("nose", lambda p: _d(p, 27, 33)),
+    "corner_height": ("mouth", _corner_height),
+    "mouth_width": ("mouth", lambda p: _d(p, 48, 54)),
+    "lip_thickness": ("mouth", lambda p: _d(p, 51, 62) + _d(p, 66, 57)),
+    "lips_gap": ("mouth", lambda p: _d(p, 62, 66)),
+    "chin_drop": ("jaw", lambda p: p[8][1]),
+    "lip_to_chin": ("mouth", lambda p: _d(p, 57, 8)),
 }
 
 # action-unit feature -> (FACS name, words for explanations, raw measure, sign, rectified)
@@ -87,13 +90,20 @@ ACTION_UNITS = {
     "au17_chin_raise": ("AU17 chin raiser", "chin raised", "lip_to_chin", -1, False),
 }
 NAMES = tuple(ACTION_UNITS)
-WORDS = {name: spec[1] for name, spec in ACTION_UNITS.items()}
+
+
+@functools.lru_cache(maxsize=None)
+def columns():
+    """The action_units group's columns: each action is a readable unit of its own (its words), in the
+    face part of the measure it moves."""
+    return tuple(Column(name, words, RAW[measure][0], single=True)
+                 for name, (_, words, measure, _, _) in ACTION_UNITS.items())
 
 
 def raw_measures(p):
     """The RAW measures of normalised points (array or list of (x, y))."""
     pts = np.asarray(p, dtype=np.float64).tolist()
-    return np.array([fn(pts) for fn in RAW.values()], dtype=np.float64)
+    return np.array([fn(pts) for _, fn in RAW.values()], dtype=np.float64)
 
 
 @functools.lru_cache(maxsize=1)
