@@ -38,7 +38,7 @@ def normalise_points(points, checked=False):
 
 # The feature functions take the normalised points as a list of (x, y) float pairs:
 # plain-Python arithmetic on 68 points is several times faster than numpy's per-call overhead.
-def _dist(p, i, j):
+def distance(p, i, j):
     return math.hypot(p[i][0] - p[j][0], p[i][1] - p[j][1])
 
 
@@ -54,7 +54,7 @@ def _angle(p, i, j):
 
 def _eye_openness(p, eye):
     a, b, c, d, e, f = eye  # corners a, d; upper lid b, c; lower lid f, e
-    return (_dist(p, b, f) + _dist(p, c, e)) / (2.0 * _dist(p, a, d) + 1e-12)
+    return (distance(p, b, f) + distance(p, c, e)) / (2.0 * distance(p, a, d) + 1e-12)
 
 
 _LEFT_EYE, _RIGHT_EYE = points_of("left_eye"), points_of("right_eye")
@@ -67,22 +67,22 @@ def _brow_to_mouth(p):
 
 # name -> (description, face part, function of normalised points). Order is the column order.
 FEATURES = {
-    "mouth_width": ("distance between the lip corners", "mouth", lambda p: _dist(p, 48, 54)),
-    "mouth_opening": ("gap between the inner lips", "mouth", lambda p: _dist(p, 62, 66)),
-    "outer_lip_height": ("top of upper lip to bottom of lower lip", "mouth", lambda p: _dist(p, 51, 57)),
+    "mouth_width": ("distance between the lip corners", "mouth", lambda p: distance(p, 48, 54)),
+    "mouth_opening": ("gap between the inner lips", "mouth", lambda p: distance(p, 62, 66)),
+    "outer_lip_height": ("top of upper lip to bottom of lower lip", "mouth", lambda p: distance(p, 51, 57)),
     "mouth_aspect": ("inner-lip gap over mouth width", "mouth",
-                     lambda p: _dist(p, 62, 66) / (_dist(p, 60, 64) + 1e-12)),
+                     lambda p: distance(p, 62, 66) / (distance(p, 60, 64) + 1e-12)),
     "left_lip_corner_raise": ("left lip corner above the lip midline", "mouth",
                               lambda p: (p[51][1] + p[57][1]) / 2.0 - p[48][1]),
     "right_lip_corner_raise": ("right lip corner above the lip midline", "mouth",
                                lambda p: (p[51][1] + p[57][1]) / 2.0 - p[54][1]),
     "left_lip_corner_angle": ("slope from lower-lip centre to left corner", "mouth", lambda p: _angle(p, 57, 48)),
     "right_lip_corner_angle": ("slope from lower-lip centre to right corner", "mouth", lambda p: _angle(p, 57, 54)),
-    "upper_lip_to_nose": ("nose base to top of upper lip", "nose", lambda p: _dist(p, 33, 51)),
-    "lower_lip_to_chin": ("bottom of lower lip to chin", "mouth", lambda p: _dist(p, 57, 8)),
+    "upper_lip_to_nose": ("nose base to top of upper lip", "nose", lambda p: distance(p, 33, 51)),
+    "lower_lip_to_chin": ("bottom of lower lip to chin", "mouth", lambda p: distance(p, 57, 8)),
     "jaw_drop": ("eye line to chin", "jaw", lambda p: p[8][1]),
-    "left_corner_to_eye": ("left lip corner to left eye corner", "eyes", lambda p: _dist(p, 48, 36)),
-    "right_corner_to_eye": ("right lip corner to right eye corner", "eyes", lambda p: _dist(p, 54, 45)),
+    "left_corner_to_eye": ("left lip corner to left eye corner", "eyes", lambda p: distance(p, 48, 36)),
+    "right_corner_to_eye": ("right lip corner to right eye corner", "eyes", lambda p: distance(p, 54, 45)),
     "left_eye_openness": ("left eyelid opening over eye width", "eyes", lambda p: _eye_openness(p, _LEFT_EYE)),
     "right_eye_openness": ("right eyelid opening over eye width", "eyes", lambda p: _eye_openness(p, _RIGHT_EYE)),
     "left_brow_raise": ("left brow above the left upper lid", "brows",
@@ -95,15 +95,15 @@ FEATURES = {
     "left_outer_brow_raise": ("left outer brow end above the outer eye corner", "brows", lambda p: p[36][1] - p[17][1]),
     "right_outer_brow_raise": ("right outer brow end above the outer eye corner", "brows",
                                lambda p: p[45][1] - p[26][1]),
-    "brow_gap": ("distance between the inner brow ends", "brows", lambda p: _dist(p, 21, 22)),
+    "brow_gap": ("distance between the inner brow ends", "brows", lambda p: distance(p, 21, 22)),
     "left_brow_slope": ("slope of the left brow, inner end higher is positive", "brows", lambda p: _angle(p, 17, 21)),
     "right_brow_slope": ("slope of the right brow, inner end higher is positive", "brows", lambda p: _angle(p, 26, 22)),
-    "nose_width": ("width of the nostrils", "nose", lambda p: _dist(p, 31, 35)),
-    "nose_length": ("nose root to nose base", "nose", lambda p: _dist(p, 27, 33)),
+    "nose_width": ("width of the nostrils", "nose", lambda p: distance(p, 31, 35)),
+    "nose_length": ("nose root to nose base", "nose", lambda p: distance(p, 27, 33)),
     "brow_to_mouth": ("inner brows to upper lip", "brows", _brow_to_mouth),
-    "face_width_at_mouth": ("jaw width at mouth level", "mouth", lambda p: _dist(p, 4, 12)),
+    "face_width_at_mouth": ("jaw width at mouth level", "mouth", lambda p: distance(p, 4, 12)),
     "mouth_to_jaw_width": ("mouth width over lower face width", "mouth",
-                           lambda p: _dist(p, 48, 54) / (_dist(p, 4, 12) + 1e-12)),
+                           lambda p: distance(p, 48, 54) / (distance(p, 4, 12) + 1e-12)),
     "lip_corner_drop": ("lip corners below the lower-lip centre height", "mouth",
                         lambda p: ((p[48][1] + p[54][1]) / 2.0 - p[57][1])),
 }
@@ -126,10 +126,16 @@ def geometric_features(points):
     return features_of_normalised(normalise_points(points))
 
 
+def measures(p):
+    """The :data:`NAMES` measures of normalised points (array or list of (x, y)), as a list of
+    float64 numbers: unchecked and unrounded (features.action_units builds on them)."""
+    pts = np.asarray(p, dtype=np.float64).tolist()
+    return [measure(pts) for _, _, measure in FEATURES.values()]
+
+
 def features_of_normalised(p):
     """geometric_features of points already normalised by :func:`normalise_points`."""
-    pts = np.asarray(p, dtype=np.float64).tolist()
-    values = np.array([fn(pts) for _, _, fn in FEATURES.values()], dtype=np.float64)
+    values = np.array(measures(p), dtype=np.float64)
     if not np.all(np.isfinite(values)) or np.abs(values).max() > 1e4:
         raise DegenerateLandmarksError("geometric features are not finite")
     return values.astype(np.float32)
