@@ -13,61 +13,36 @@ otherwise a seeded (repeatable) estimate from SHAP's permutation explainer.
 
 Many columns are parts of one thing a person can name (136 landmark coordinates, hundreds
 of HOG cells per face part, 40 Gabor responses per landmark). Their contributions are summed
-into readable units ("mouth appearance (HOG)", "mouth shape (landmarks)", "mouth texture
-(Gabor jets)"); a sum of exact contributions stays exact.
+into readable units ("mouth appearance (HOG)", "mouth shape (landmark positions)", "mouth
+texture (Gabor jets)"), and per face part; a sum of exact contributions stays exact. Each
+feature group declares its columns' units and face parts (``features.describe.GROUPS``).
 """
 
-import re
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
-from features import action_units, geometry
 from common.errors import FacialExpressionError
-
-#: Face parts that explanations colour on the picture.
-FACE_PARTS = ("brows", "eyes", "nose", "mouth", "jaw")
-
-_POINT_PART = {**{i: "jaw" for i in range(0, 17)}, **{i: "brows" for i in range(17, 27)},
-               **{i: "nose" for i in range(27, 36)}, **{i: "eyes" for i in range(36, 48)},
-               **{i: "mouth" for i in range(48, 68)}}
-_KEYWORDS = (("brow", "brows"), ("lid", "eyes"), ("eye", "eyes"), ("nose", "nose"), ("lip", "mouth"),
-             ("mouth", "mouth"), ("jaw", "jaw"), ("chin", "jaw"), ("face_width", "jaw"))
+from features.describe import GROUPS
+from landmarks.parts import FACE_PARTS, by_fine_part  # FACE_PARTS: the parts explanations sum and colour
 
 
 class ExplanationError(FacialExpressionError):
     """The model cannot be explained (e.g. a model file without a background sample)."""
 
 
-def _part_of(name):
-    for key, part in _KEYWORDS:
-        if key in name:
-            return part
-    return None
+@functools.lru_cache(maxsize=1)
+def _declared():
+    """Column name -> its declaration, over every feature group."""
+    return {column.name: column for group in GROUPS.values() for column in group.columns()}
 
 
 def feature_unit(column):
-    """(unit name in words, face part or None, True when the unit is this single column)."""
-    if column in geometry.DESCRIPTIONS:
-        return f"{column.replace('_', ' ')}", _part_of(column), True
-    if column in action_units.WORDS:
-        return action_units.WORDS[column], _part_of(action_units.ACTION_UNITS[column][2]) or _part_of(column), True
-    match = re.match(r"point(\d+)_[xy]$", column)
-    if match:
-        part = _POINT_PART[int(match.group(1))]
-        return f"{part} shape (landmark positions)", part, False
-    match = re.match(r"(hog|lbp)_(eyes|nose|mouth)_", column)
-    if match:
-        kind, part = match.groups()
-        words = {"eyes": "eyes and brows", "nose": "nose", "mouth": "mouth"}[part]
-        return f"{words} appearance ({kind.upper()})", part, False
-    if column.startswith("hog_face_"):
-        return "whole-face appearance (HOG)", None, False
-    match = re.match(r"gabor_(brow|nose|eye|mouth)_", column)
-    if match:
-        part = {"brow": "brows", "nose": "nose", "eye": "eyes", "mouth": "mouth"}[match.group(1)]
-        return f"{part} texture (Gabor jets)", part, False
-    return column, None, True
+    """(unit name in words, face part or None, True when the unit is this single column), as the
+    column's feature group declares them; a column no group declares is a unit of its own."""
+    declared = _declared().get(column)
+    return (column, None, True) if declared is None else (declared.unit, declared.part, declared.single)
 
 
 @dataclass
@@ -245,7 +220,7 @@ def explain(model, X, class_index=None):
     Contributions are the model's own where it has them (see the module notes), summed into
     readable units; other models get Shapley values of the units directly (:func:`_unit_shapley`).
     """
-    names = model.config.columns()[0]
+    declared = model.config.declared_columns()
     X = np.atleast_2d(np.asarray(X, dtype=np.float32))
     native = has_native(model.pipeline)
     # native contributions cover the columns that reach the model; Shapley values mix the columns
@@ -256,13 +231,13 @@ def explain(model, X, class_index=None):
     units, single, parts, position = [], [], [], {}  # readable units in first-seen order
     unit_of_column = np.empty(len(columns), dtype=np.int64)
     for k, c in enumerate(columns):
-        unit, part, alone = feature_unit(names[c])
-        if unit not in position:
-            position[unit] = len(units)
-            units.append(unit)
-            single.append(int(c) if alone else None)
-            parts.append(part)
-        unit_of_column[k] = position[unit]
+        column = declared[c]
+        if column.unit not in position:
+            position[column.unit] = len(units)
+            units.append(column.unit)
+            single.append(int(c) if column.single else None)
+            parts.append(column.part)
+        unit_of_column[k] = position[column.unit]
     proba = model.pipeline.predict_proba(X)
     if class_index is not None and not 0 <= int(class_index) < proba.shape[1]:
         raise ValueError(f"class_index {class_index} out of range for {proba.shape[1]} classes")
@@ -286,7 +261,8 @@ def explain(model, X, class_index=None):
 
 
 def part_colours(parts):
-    """Face part -> RGB: green for parts that pushed toward the label, red against, brightness by size."""
+    """Drawn part (landmarks.parts.PARTS) -> RGB from face part -> contribution: green for parts that
+    pushed toward the label, red against, brightness by size."""
     scale = max((abs(v) for v in parts.values()), default=0.0) or 1.0
     colours = {}
     for part, value in parts.items():
@@ -297,6 +273,4 @@ def part_colours(parts):
         else:
             colour = (int(grey + (255 - grey) * strength), int(grey * (1 - strength)), int(grey * (1 - strength)))
         colours[part] = colour
-    mapping = {"brows": ("left_eyebrow", "right_eyebrow"), "eyes": ("left_eye", "right_eye"),
-               "nose": ("nose_bridge", "nose_tip"), "mouth": ("outer_lips", "inner_lips"), "jaw": ("jaw",)}
-    return {drawn: colours[part] for part, drawn_parts in mapping.items() for drawn in drawn_parts}
+    return by_fine_part(colours)

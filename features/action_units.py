@@ -2,7 +2,8 @@
 
 Each measure is named after the FACS action unit it approximates (AU1 inner brow raiser,
 AU12 lip corner puller, ...). It is computed on landmarks normalised by
-:func:`features.geometry.normalise_points` (eyes level, inter-ocular distance 1) and
+:func:`features.geometry.normalise_points` (eyes level, inter-ocular distance 1), mostly from
+the geometry features' own measures (averaged over both sides of the face), and
 reported as the difference from the same measure on a neutral reference shape, the mean
 normalised neutral face learned from the data (``neutral_reference.json``, rebuilt with
 ``python -m features.reference data/fer2013.npz``). It is learned from FER-2013's Training
@@ -15,7 +16,6 @@ lip-corner pull / depress) are split into two rectified features.
 
 import dataclasses
 import functools
-import math
 import json
 import os
 
@@ -23,49 +23,38 @@ import numpy as np
 
 from common.errors import DatasetError
 
+from . import geometry
+from .columns import Column
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REFERENCE_FILE = os.path.join(HERE, "neutral_reference.json")
 SCALE = 10.0
 
 
-def _d(p, i, j):
-    return math.hypot(p[i][0] - p[j][0], p[i][1] - p[j][1])
+def _from_geometry(*names):
+    """(face part, function) of a raw measure that is a geometry measure, or the mean of the same
+    measure on both sides of the face."""
+    at = [geometry.NAMES.index(name) for name in names]
+    return geometry.FEATURES[names[0]][1], lambda g, p: sum(g[i] for i in at) / len(at)
 
 
-def _mean_y(p, indices):
-    return sum(p[k][1] for k in indices) / len(indices)
-
-
-def _brow_height(p, brow, lid):
-    return _mean_y(p, lid) - _mean_y(p, brow)
-
-
-def _openness(p):
-    left = (_d(p, 37, 41) + _d(p, 38, 40)) / (2 * _d(p, 36, 39))
-    right = (_d(p, 43, 47) + _d(p, 44, 46)) / (2 * _d(p, 42, 45))
-    return (left + right) / 2
-
-
-def _corner_height(p):
-    mid = (p[51][1] + p[57][1]) / 2
-    return ((mid - p[48][1]) + (mid - p[54][1])) / 2
-
-
-# raw measure name -> function of normalised points (bigger = more of the action)
+# raw measure name -> (face part, function of (geometry.measures, normalised points as (x, y) pairs));
+# bigger = more of the action
 RAW = {
-    "inner_brow": lambda p: ((p[39][1] - p[21][1]) + (p[42][1] - p[22][1])) / 2,
-    "outer_brow": lambda p: ((p[36][1] - p[17][1]) + (p[45][1] - p[26][1])) / 2,
-    "brow_height": lambda p: (_brow_height(p, [18, 19, 20], [37, 38]) + _brow_height(p, [23, 24, 25], [43, 44])) / 2,
-    "brow_gap": lambda p: _d(p, 21, 22),
-    "eye_openness": _openness,
-    "nose_to_lip": lambda p: _d(p, 33, 51),
-    "nose_length": lambda p: _d(p, 27, 33),
-    "corner_height": _corner_height,
-    "mouth_width": lambda p: _d(p, 48, 54),
-    "lip_thickness": lambda p: _d(p, 51, 62) + _d(p, 66, 57),
-    "lips_gap": lambda p: _d(p, 62, 66),
-    "chin_drop": lambda p: p[8][1],
-    "lip_to_chin": lambda p: _d(p, 57, 8),
+    "inner_brow": _from_geometry("left_inner_brow_raise", "right_inner_brow_raise"),
+    "outer_brow": _from_geometry("left_outer_brow_raise", "right_outer_brow_raise"),
+    "brow_height": _from_geometry("left_brow_raise", "right_brow_raise"),
+    "brow_gap": _from_geometry("brow_gap"),
+    "eye_openness": _from_geometry("left_eye_openness", "right_eye_openness"),
+    "nose_to_lip": _from_geometry("upper_lip_to_nose"),
+    "nose_length": _from_geometry("nose_length"),
+    "corner_height": _from_geometry("left_lip_corner_raise", "right_lip_corner_raise"),
+    "mouth_width": _from_geometry("mouth_width"),
+    # geometry measures the lips' outer height and the gap between them, not their thickness
+    "lip_thickness": ("mouth", lambda g, p: geometry.distance(p, 51, 62) + geometry.distance(p, 66, 57)),
+    "lips_gap": _from_geometry("mouth_opening"),
+    "chin_drop": _from_geometry("jaw_drop"),
+    "lip_to_chin": _from_geometry("lower_lip_to_chin"),
 }
 
 # action-unit feature -> (FACS name, words for explanations, raw measure, sign, rectified)
@@ -87,13 +76,21 @@ ACTION_UNITS = {
     "au17_chin_raise": ("AU17 chin raiser", "chin raised", "lip_to_chin", -1, False),
 }
 NAMES = tuple(ACTION_UNITS)
-WORDS = {name: spec[1] for name, spec in ACTION_UNITS.items()}
+
+
+@functools.lru_cache(maxsize=None)
+def columns():
+    """The action_units group's columns: each action is a readable unit of its own (its words), in the
+    face part of the measure it moves."""
+    return tuple(Column(name, words, RAW[measure][0], single=True)
+                 for name, (_, words, measure, _, _) in ACTION_UNITS.items())
 
 
 def raw_measures(p):
     """The RAW measures of normalised points (array or list of (x, y))."""
     pts = np.asarray(p, dtype=np.float64).tolist()
-    return np.array([fn(pts) for fn in RAW.values()], dtype=np.float64)
+    measured = geometry.measures(pts)
+    return np.array([fn(measured, pts) for _, fn in RAW.values()], dtype=np.float64)
 
 
 @functools.lru_cache(maxsize=1)

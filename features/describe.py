@@ -1,6 +1,11 @@
-"""One face -> one named feature vector, under a FeatureConfig that a model can carry and check."""
+"""One face -> one named feature vector, under a FeatureConfig that a model can carry and check.
+
+Each feature group (:data:`GROUPS`) pairs how it describes a face with the declaration of its
+columns (:class:`features.columns.Column`: name, readable unit, face part).
+"""
 
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -12,7 +17,7 @@ from . import action_units, gabor, geometry, patches
 #: Bump when a feature's definition changes: models trained on other versions are refused.
 FEATURES_VERSION = 1
 
-#: group name -> (function(face) -> vector, function() -> column names)
+
 def _normalised(face):
     """The face's normalised points, computed once per face (several groups use them)."""
     cached = getattr(face, "_normalised", None)
@@ -23,15 +28,26 @@ def _normalised(face):
     return cached
 
 
-GROUPS = {
-    "geometry": (lambda f: geometry.features_of_normalised(_normalised(f)), lambda: geometry.NAMES),
-    "landmarks": (lambda f: geometry.landmarks_of_normalised(_normalised(f)), lambda: geometry.LANDMARK_NAMES),
-    "action_units": (lambda f: action_units.action_units_of_normalised(_normalised(f)), lambda: action_units.NAMES),
-    "parts_hog": (lambda f: patches.part_hog(f.aligned, f.aligned_points), patches.part_hog_names),
-    "parts_lbp": (lambda f: patches.part_lbp(f.aligned, f.aligned_points), patches.part_lbp_names),
-    "face_hog": (lambda f: patches.face_hog(f.aligned), patches.face_hog_names),
-    "gabor": (lambda f: gabor.gabor_jets(f.aligned, f.aligned_points), gabor.gabor_names),
-}
+@dataclass(frozen=True)
+class FeatureGroup:
+    """A feature group: how it describes a face, and what each of its columns is."""
+
+    name: str
+    describe: Callable  # landmarks.Face -> 1-D float vector
+    columns: Callable   # () -> tuple of features.columns.Column, in the order ``describe`` writes the values
+
+
+#: group name -> FeatureGroup
+GROUPS = {group.name: group for group in (
+    FeatureGroup("geometry", lambda f: geometry.features_of_normalised(_normalised(f)), geometry.columns),
+    FeatureGroup("landmarks", lambda f: geometry.landmarks_of_normalised(_normalised(f)), geometry.landmark_columns),
+    FeatureGroup("action_units", lambda f: action_units.action_units_of_normalised(_normalised(f)),
+                 action_units.columns),
+    FeatureGroup("parts_hog", lambda f: patches.part_hog(f.aligned, f.aligned_points), patches.part_hog_columns),
+    FeatureGroup("parts_lbp", lambda f: patches.part_lbp(f.aligned, f.aligned_points), patches.part_lbp_columns),
+    FeatureGroup("face_hog", lambda f: patches.face_hog(f.aligned), patches.face_hog_columns),
+    FeatureGroup("gabor", lambda f: gabor.gabor_jets(f.aligned, f.aligned_points), gabor.gabor_columns),
+)}
 #: LBP is opt-in (--groups): 0.3 ms per face for a gain within noise. Gabor jets (0.4 ms per
 #: face) are in: they gain 1-4 points on CK+48 and JAFFE (BENCHMARKS.md).
 DEFAULT_GROUPS = ("geometry", "landmarks", "action_units", "parts_hog", "face_hog", "gabor")
@@ -73,20 +89,24 @@ class FeatureConfig:
         except (TypeError, ValueError) as exc:
             raise IncompatibleModelError(f"feature configuration not reproducible: {exc}") from None
 
+    def declared_columns(self):
+        """Every column's declaration (features.columns.Column), in the order describe_face writes them."""
+        return [column for group in self.groups for column in GROUPS[group].columns()]
+
     def columns(self):
         """(column names, {group: slice}) in the order describe_face writes them."""
         names, slices, start = [], {}, 0
         for group in self.groups:
-            group_names = GROUPS[group][1]()
-            names.extend(group_names)
-            slices[group] = slice(start, start + len(group_names))
-            start += len(group_names)
+            declared = GROUPS[group].columns()
+            names.extend(column.name for column in declared)
+            slices[group] = slice(start, start + len(declared))
+            start += len(declared)
         return names, slices
 
 
 def describe_face(face, config):
     """float32 vector of ``config.groups`` for one landmarks.Face (raises DegenerateLandmarksError)."""
-    return np.concatenate([GROUPS[g][0](face) for g in config.groups]).astype(np.float32)
+    return np.concatenate([GROUPS[g].describe(face) for g in config.groups]).astype(np.float32)
 
 
 def describe_image(image, config, detector=None, upsample=None, max_faces=None, boxes=None):

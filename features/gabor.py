@@ -19,15 +19,19 @@ import functools
 import cv2
 import numpy as np
 
+from landmarks.parts import points_of
 from landmarks.shape import ALIGN_SIZE
+
+from .columns import Column
 
 #: Wavelengths in aligned-face pixels at ALIGN_SIZE=96 (scale with the aligned size).
 WAVELENGTHS = tuple(4.0 * 2 ** (k / 2) for k in range(5))
 ORIENTATIONS = 8
 SIGMA_PER_WAVELENGTH = 0.56   # about one octave of bandwidth
-#: The inner landmarks, by region (iBUG 68-point numbering).
-REGIONS = (("brow", range(17, 27)), ("nose", range(27, 36)), ("eye", range(36, 48)), ("mouth", range(48, 68)))
-POINTS = tuple(i for _, indices in REGIONS for i in indices)
+#: The inner landmarks, by region: (region name in the column names, face part, its landmark indices).
+REGIONS = tuple((region, part, points_of(part)) for region, part in
+                (("brow", "brows"), ("nose", "nose"), ("eye", "eyes"), ("mouth", "mouth")))
+POINTS = tuple(i for _, _, indices in REGIONS for i in indices)
 
 
 @functools.lru_cache(maxsize=None)
@@ -80,10 +84,20 @@ def gabor_jets(aligned, aligned_points):
     return np.log1p(np.concatenate(magnitudes, axis=1)).ravel().astype(np.float32)
 
 
+@functools.lru_cache(maxsize=None)
+def gabor_columns():
+    """The gabor group's columns, ``gabor_<region>_point<i>_wl<wavelength>px_ori<degrees>``: the
+    jets of one face part's points make one unit, its texture. ``ori`` is the direction the wave
+    runs in the image (0: left to right, i.e. vertical stripes and edges; 90: downwards, i.e.
+    horizontal ones such as the lip line or forehead wrinkles)."""
+    columns = []
+    for region, part, indices in REGIONS:   # REGIONS in POINTS order
+        columns += [Column(f"gabor_{region}_point{i:02d}_wl{wavelength:.1f}px_ori{k * 180 // ORIENTATIONS:03d}",
+                           f"{part} texture (Gabor jets)", part)
+                    for i in indices for wavelength in WAVELENGTHS for k in range(ORIENTATIONS)]
+    return tuple(columns)
+
+
 def gabor_names():
-    """``gabor_<region>_point<i>_wl<wavelength>px_ori<degrees>``: ``ori`` is the direction the
-    wave runs in the image (0: left to right, i.e. vertical stripes and edges; 90: downwards,
-    i.e. horizontal ones such as the lip line or forehead wrinkles)."""
-    region_of = {i: name for name, indices in REGIONS for i in indices}
-    return tuple(f"gabor_{region_of[i]}_point{i:02d}_wl{wavelength:.1f}px_ori{k * 180 // ORIENTATIONS:03d}"
-                 for i in POINTS for wavelength in WAVELENGTHS for k in range(ORIENTATIONS))
+    """The names of :func:`gabor_columns`."""
+    return tuple(column.name for column in gabor_columns())

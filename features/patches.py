@@ -11,13 +11,17 @@ import cv2
 import numpy as np
 from skimage.feature import local_binary_pattern
 
+from landmarks.parts import points_of
 from landmarks.shape import ALIGN_SIZE
 
-#: part -> (landmark indices it is centred on, (width, height) in aligned pixels at ALIGN_SIZE=96)
+from .columns import Column
+
+#: face part -> (what the patch shows, in words; landmark indices it is centred on; (width, height)
+#: in aligned pixels at ALIGN_SIZE=96)
 PATCHES = {
-    "eyes": (list(range(17, 27)) + list(range(36, 48)), (80, 32)),
-    "nose": (list(range(27, 36)), (32, 40)),
-    "mouth": (list(range(48, 68)), (56, 32)),
+    "eyes": ("eyes and brows", points_of("brows", "eyes"), (80, 32)),
+    "nose": ("nose", points_of("nose"), (32, 40)),
+    "mouth": ("mouth", points_of("mouth"), (56, 32)),
 }
 HOG_CELL = 8
 FACE_HOG_CELL = 16
@@ -36,7 +40,7 @@ def patch_boxes(aligned_points, size=ALIGN_SIZE):
     """part -> (cx, cy, w, h) of each patch in aligned-face coordinates."""
     scale = size / ALIGN_SIZE
     boxes = {}
-    for part, (indices, (w, h)) in PATCHES.items():
+    for part, (_, indices, (w, h)) in PATCHES.items():
         cx, cy = np.asarray(aligned_points, dtype=np.float64)[indices].mean(axis=0)
         boxes[part] = (float(cx), float(cy), int(round(w * scale)), int(round(h * scale)))
     return boxes
@@ -48,7 +52,7 @@ def crop_patch(aligned, box):
 
 
 def hog_dims():
-    return {part: int(_hog(w, h, HOG_CELL).getDescriptorSize()) for part, (_, (w, h)) in PATCHES.items()}
+    return {part: int(_hog(w, h, HOG_CELL).getDescriptorSize()) for part, (_, _, (w, h)) in PATCHES.items()}
 
 
 def part_hog(aligned, aligned_points):
@@ -96,14 +100,27 @@ def face_hog(aligned):
     return _hog(size, size, FACE_HOG_CELL).compute(aligned).ravel().astype(np.float32)
 
 
-def part_hog_names():
-    return tuple(f"hog_{part}_{i:04d}" for part, n in hog_dims().items() for i in range(n))
+def _patch_columns(kind, names):
+    """Columns of a descriptor of the part patches from (part, column name) pairs: one unit per patch."""
+    return tuple(Column(name, f"{PATCHES[part][0]} appearance ({kind})", part) for part, name in names)
 
 
-def part_lbp_names():
+@functools.lru_cache(maxsize=None)
+def part_hog_columns():
+    """The parts_hog group's columns: each patch's HOG cells make one unit, its appearance."""
+    return _patch_columns("HOG", ((part, f"hog_{part}_{i:04d}") for part, n in hog_dims().items() for i in range(n)))
+
+
+@functools.lru_cache(maxsize=None)
+def part_lbp_columns():
+    """The parts_lbp group's columns: each patch's LBP histograms make one unit, its appearance."""
     cells = LBP_GRID[0] * LBP_GRID[1]
-    return tuple(f"lbp_{part}_cell{c}_bin{b}" for part in PATCHES for c in range(cells) for b in range(LBP_BINS))
+    return _patch_columns("LBP", ((part, f"lbp_{part}_cell{c}_bin{b}")
+                                  for part in PATCHES for c in range(cells) for b in range(LBP_BINS)))
 
 
-def face_hog_names(size=ALIGN_SIZE):
-    return tuple(f"hog_face_{i:04d}" for i in range(_hog(size, size, FACE_HOG_CELL).getDescriptorSize()))
+@functools.lru_cache(maxsize=None)
+def face_hog_columns(size=ALIGN_SIZE):
+    """The face_hog group's columns: one unit, the whole face's appearance (no face part)."""
+    return tuple(Column(f"hog_face_{i:04d}", "whole-face appearance (HOG)")
+                 for i in range(_hog(size, size, FACE_HOG_CELL).getDescriptorSize()))

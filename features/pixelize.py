@@ -3,18 +3,13 @@
 import cv2
 import numpy as np
 
-from landmarks.shape import PARTS
+from landmarks.parts import PARTS, by_fine_part
 
-#: BGR-free RGB colours per face part.
-PART_COLOURS = {
-    "jaw": (200, 200, 200),
-    "left_eyebrow": (255, 170, 0), "right_eyebrow": (255, 170, 0),
-    "nose_bridge": (0, 200, 255), "nose_tip": (0, 200, 255),
-    "left_eye": (0, 255, 0), "right_eye": (0, 255, 0),
-    "outer_lips": (255, 60, 60), "inner_lips": (255, 60, 60),
-}
-DRAWN_PARTS = ("jaw", "left_eyebrow", "right_eyebrow", "nose_bridge", "nose_tip", "left_eye", "right_eye",
-               "outer_lips", "inner_lips")
+#: RGB colours per drawn (fine) part: one per face part.
+PART_COLOURS = by_fine_part({"brows": (255, 170, 0), "eyes": (0, 255, 0), "nose": (0, 200, 255),
+                             "mouth": (255, 60, 60), "jaw": (200, 200, 200)})
+#: The fine parts of the face parts, drawn in point order.
+DRAWN_PARTS = tuple(sorted(PART_COLOURS, key=lambda part: PARTS[part].start))
 
 
 def pixelize(image, faces, labels=None, part_colours=None, min_side=256):

@@ -7,10 +7,11 @@ Errors live in :mod:`common.errors`, label tables in :mod:`common.labels`.
 from .datasets import PRESETS, Sample, load_class_folders, load_dataset, load_fer2013_csv, load_fer2013_folders
 from .detect import DETECTORS, detect_faces
 from .io import read_image
-from .shape import MIRROR, PARTS, Face, align_face, find_faces, predict_landmarks
+from .parts import FACE_PARTS, PARTS
+from .shape import MIRROR, Face, align_face, find_faces, predict_landmarks
 
 __all__ = [
     "PRESETS", "Sample", "load_class_folders", "load_dataset", "load_fer2013_csv", "load_fer2013_folders",
-    "DETECTORS", "detect_faces", "read_image", "MIRROR", "PARTS", "Face", "align_face", "find_faces",
+    "DETECTORS", "detect_faces", "read_image", "MIRROR", "FACE_PARTS", "PARTS", "Face", "align_face", "find_faces",
     "predict_landmarks",
 ]

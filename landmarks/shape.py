@@ -1,4 +1,4 @@
-"""68 landmark points, their named parts, and alignment to a canonical face."""
+"""68 landmark points (their named parts are in :mod:`landmarks.parts`), and alignment to a canonical face."""
 
 from dataclasses import dataclass
 
@@ -7,23 +7,8 @@ import numpy as np
 
 from . import models
 from .detect import detect_faces
+from .parts import PARTS
 from common.errors import DegenerateLandmarksError
-
-#: Landmark index ranges of dlib's 68-point (iBUG 300-W) scheme. "left"/"right" are as
-#: seen in the image (the face_recognition convention): ``left_eye`` is the subject's right eye.
-PARTS = {
-    "jaw": slice(0, 17),
-    "left_eyebrow": slice(17, 22),
-    "right_eyebrow": slice(22, 27),
-    "nose_bridge": slice(27, 31),
-    "nose_tip": slice(31, 36),
-    "left_eye": slice(36, 42),
-    "right_eye": slice(42, 48),
-    "top_lip": slice(48, 55),
-    "bottom_lip": slice(54, 60),
-    "outer_lips": slice(48, 60),
-    "inner_lips": slice(60, 68),
-}
 
 #: Horizontal mirror: point i of a flipped face is point MIRROR[i] of the original.
 MIRROR = np.array(

@@ -8,6 +8,7 @@ import pytest
 
 from classifiers.data import load_training_data
 from features import action_units as au
+from features import geometry
 from features.table import load_table
 from common.errors import DatasetError
 
@@ -20,6 +21,21 @@ def test_shipped_reference_comes_from_no_face_a_benchmark_tests():
     assert shipped["learned_from"] == ["fer2013.npz"]
     assert shipped["neutral_faces"] > 1000
     assert len(shipped["points"]) == 136
+
+
+def test_raw_measures_are_the_geometry_measures_averaged_over_both_sides():
+    """Action units build on features.geometry's measures rather than measuring the face again."""
+    shape = np.reshape(json.load(open(au.REFERENCE_FILE))["points"], (68, 2))
+    points = shape + np.random.default_rng(0).normal(0, 0.03, shape.shape)
+    g = dict(zip(geometry.NAMES, geometry.measures(points)))
+    raw = dict(zip(au.RAW, au.raw_measures(points)))
+    assert raw["inner_brow"] == (g["left_inner_brow_raise"] + g["right_inner_brow_raise"]) / 2
+    assert raw["eye_openness"] == (g["left_eye_openness"] + g["right_eye_openness"]) / 2
+    assert raw["corner_height"] == (g["left_lip_corner_raise"] + g["right_lip_corner_raise"]) / 2
+    assert (raw["chin_drop"], raw["lips_gap"], raw["nose_to_lip"]) == (g["jaw_drop"], g["mouth_opening"],
+                                                                       g["upper_lip_to_nose"])
+    upper, lower = np.hypot(*(points[51] - points[62])), np.hypot(*(points[66] - points[57]))
+    assert raw["lip_thickness"] == pytest.approx(upper + lower, abs=1e-12)   # geometry has no thickness
 
 
 def test_learn_reference_uses_only_original_training_neutral_faces(tables):
