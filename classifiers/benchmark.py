@@ -2,7 +2,7 @@
 
     python -m classifiers.benchmark FEATURES_FILE -o REPORT_DIR [--models rf,svm_rbf,...] [--quick]
 
-The protocol follows from the table (see :func:`choose_protocol`); hyperparameters come
+The protocol follows from the table (see :func:`classifiers.protocol.choose_protocol`); hyperparameters come
 from an inner grid search on each training part only.
 """
 
@@ -12,15 +12,13 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
 
 import click
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score,
                              recall_score)
-from sklearn.model_selection import (GridSearchCV, LeaveOneGroupOut, StratifiedGroupKFold, StratifiedKFold,
-                                     ParameterGrid)
+from sklearn.model_selection import GridSearchCV, ParameterGrid
 
 from common.errors import FacialExpressionError
 from common.parallel import BACKENDS, compute_backend, default_backend
@@ -28,150 +26,12 @@ from common.files import atomic_path, output_lock
 
 from common.labels import SCHEMES
 
-from .data import centre_by_subject, load_training_data
+from .data import load_training_data
 from .models import DEFAULT_MODELS, MODEL_NAMES, describe, make_pipeline, param_grid
+from .protocol import CALIBRATIONS, apply_calibration, calibration_note, choose_protocol
 
 #: Features per class in the importance chart and results.json.
 TOP_FEATURES = 8
-#: Datasets with at most this many subjects are evaluated leave-one-subject-out.
-LOSO_MAX_SUBJECTS = 12
-FER_TEST_SPLITS = ("PublicTest", "PrivateTest")
-
-
-@dataclass
-class Protocol:
-    name: str
-    description: str
-    folds: list                       # [(train indices, test indices)]
-    groups: np.ndarray = None         # CV groups (subjects) or None
-    inner_splits: int = 3
-    seed: int = 0
-    subsets: dict = field(default_factory=dict)   # extra report name -> boolean mask over rows
-    inner_holdout: bool = False       # tune on one held-out fifth of the training part (big tables)
-
-    def inner_cv(self, y_train, groups_train=None):
-        """The inner CV splitter for a training part (grouped by subject where known).
-
-        With ``inner_holdout`` it is one split: a stratified fifth of the training part
-        (grouped, so mirrored copies stay with their originals) validates every candidate.
-        """
-        if self.inner_holdout:
-            placeholder = np.zeros(len(y_train))
-            if groups_train is not None:
-                splitter = StratifiedGroupKFold(5, shuffle=True, random_state=self.seed)
-                return [next(splitter.split(placeholder, y_train, groups_train))]
-            return [next(StratifiedKFold(5, shuffle=True, random_state=self.seed).split(placeholder, y_train))]
-        if groups_train is not None:
-            n = max(2, min(self.inner_splits, len(np.unique(groups_train))))
-            return StratifiedGroupKFold(n, shuffle=True, random_state=self.seed)
-        n = max(2, min(self.inner_splits, int(np.min(np.unique(y_train, return_counts=True)[1]))))
-        return StratifiedKFold(n, shuffle=True, random_state=self.seed)
-
-
-def _file_digest(path):
-    import hashlib
-
-    try:
-        with open(path, "rb") as fh:
-            return hashlib.sha1(fh.read()).hexdigest()
-    except OSError:
-        return None
-
-
-def cross_split_duplicates(data, train, test):
-    """Test rows whose image file is byte-identical to some training image (FER-2013 has 531 such groups)."""
-    digests = {}
-    for i in np.concatenate([train, test]):
-        digests[i] = _file_digest(data.sources[i]) if not data.augmented[i] else None
-    in_train = {digests[i] for i in train if digests[i]}
-    return np.array([i for i in test if digests[i] and digests[i] in in_train], dtype=int)
-
-
-def _add_mirrors(data, folds):
-    """Put every mirrored copy (augmented row) in the training part of the fold that trains on
-    its original; mirrored copies are never tested."""
-    if not np.any(data.augmented):
-        return folds
-    original = {data.sources[i]: i for i in np.flatnonzero(~data.augmented)}
-    twins = np.flatnonzero(data.augmented)
-    twin_of = np.array([original.get(data.original_source(i), -1) for i in twins])
-    out = []
-    for train, test in folds:
-        in_train = np.isin(twin_of, train)
-        out.append((np.sort(np.concatenate([train, twins[in_train]])), test))
-    return out
-
-
-def choose_protocol(data, quick=False, seed=0, check_duplicates=True):
-    protocol = _choose_protocol(data.select(~data.augmented), quick, seed, check_duplicates)
-    if not np.any(data.augmented):
-        return protocol
-    # map the folds back onto all rows and add the mirrored copies to the training parts
-    base = np.flatnonzero(~data.augmented)
-    protocol.folds = _add_mirrors(data, [(base[train], base[test]) for train, test in protocol.folds])
-    protocol.groups = data.cv_groups()  # a mirrored copy shares its original's group in the inner CV
-    protocol.subsets = {name: _expand(mask, base, len(data.y)) for name, mask in protocol.subsets.items()}
-    protocol.description += f"; training parts add {int(data.augmented.sum())} mirrored faces, never tested"
-    return protocol
-
-
-def _expand(mask, base, n):
-    full = np.zeros(n, dtype=bool)
-    full[base[mask]] = True
-    return full
-
-
-def _choose_protocol(data, quick=False, seed=0, check_duplicates=True):
-    """The evaluation protocol of ``data`` (a classifiers.data.TrainingData).
-
-    * FER-2013 (splits hold Training): train on Training, test on PublicTest+PrivateTest
-      (PrivateTest also reported alone);
-    * subjects known, at most 12: leave-one-subject-out (quick: 5 subject-grouped folds);
-    * subjects known, more: StratifiedGroupKFold(10) by subject (quick: 5);
-    * otherwise StratifiedKFold(10) (quick: 5), which is NOT subject-independent.
-    """
-    y = data.y
-    n_outer = 5 if quick else 10
-    inner = 3 if quick else 5
-    if np.any(data.splits == "Training"):
-        train = np.flatnonzero(data.splits == "Training")
-        test_mask = np.isin(data.splits, FER_TEST_SPLITS)
-        test = np.flatnonzero(test_mask)
-        if len(test) == 0:
-            raise FacialExpressionError("the table has a Training split but no PublicTest/PrivateTest rows")
-        subsets = {}
-        if np.any(data.splits == "PrivateTest"):
-            subsets["PrivateTest"] = data.splits == "PrivateTest"
-        duplicates = cross_split_duplicates(data, train, test) if check_duplicates else np.zeros(0, dtype=int)
-        if len(duplicates):
-            clean = test_mask.copy()
-            clean[duplicates] = False
-            subsets["test_without_train_duplicates"] = clean
-        return Protocol("fer2013_split",
-                        f"official FER-2013 split: trained on Training ({len(train)} faces), tested on "
-                        f"PublicTest+PrivateTest ({len(test)} faces); hyperparameters chosen on a stratified "
-                        f"fifth of Training held out (test images never used for tuning)",
-                        [(train, test)], None, inner, seed, subsets, inner_holdout=True)
-    if data.subjects_known:
-        groups = data.subjects
-        n_subjects = len(np.unique(groups))
-        if n_subjects <= LOSO_MAX_SUBJECTS and not quick:
-            folds = list(LeaveOneGroupOut().split(data.X, y, groups))
-            text = (f"subject-independent leave-one-subject-out ({n_subjects} subjects, {len(folds)} folds); "
-                    f"inner {inner}-fold subject-grouped CV for hyperparameters")
-            return Protocol("loso", text, folds, groups, inner, seed)
-        n = min(n_outer, n_subjects)
-        splitter = StratifiedGroupKFold(n, shuffle=True, random_state=seed)
-        folds = list(splitter.split(data.X, y, groups))
-        text = (f"subject-independent {n}-fold StratifiedGroupKFold by subject ({n_subjects} subjects, seed {seed})"
-                + ("; quick run: the full protocol is leave-one-subject-out" if n_subjects <= LOSO_MAX_SUBJECTS else "")
-                + f"; inner {inner}-fold subject-grouped CV for hyperparameters")
-        return Protocol("subject_kfold", text, folds, groups, inner, seed)
-    n = max(2, min(n_outer, int(np.min(np.unique(y, return_counts=True)[1]))))
-    folds = list(StratifiedKFold(n, shuffle=True, random_state=seed).split(data.X, y))
-    text = (f"{n}-fold StratifiedKFold (seed {seed}); subjects unknown, so the folds are NOT subject-independent "
-            f"and figures may be optimistic; inner {inner}-fold stratified CV for hyperparameters")
-    return Protocol("stratified_kfold", text, folds, None, inner, seed)
 
 
 def _set_threads(pipe, n):
@@ -294,9 +154,7 @@ def run_benchmark(data, models, quick=False, seed=0, jobs=1, progress=True, back
 
     protocol = choose_protocol(data, quick, seed)
     classes = sorted(np.unique(data.y).tolist())
-    tested = np.concatenate([test for _, test in protocol.folds])
-    if len(np.unique(tested)) != len(tested):
-        raise FacialExpressionError("internal error: outer folds overlap")
+    tested = protocol.tested_rows()
     y_true = data.y[tested]
 
     # majority-class baseline, fitted per fold like the models
@@ -547,8 +405,6 @@ def write_report(results, folder):
     _write_text(os.path.join(folder, "results.json"), json.dumps(results, indent=2) + "\n")
 
 
-CALIBRATION_NOTE = ("; PER-SUBJECT CALIBRATION: each face's features centred on the mean of its person's "
-                    "faces, test persons included (labels unused; transductive, not a per-image figure)")
 #: ``--scheme each``: every label scheme the issue tracker asks the benchmark to report.
 EACH_SCHEME = ("basic7", "basic6", "valence3")
 
@@ -611,7 +467,7 @@ def parse_models(text):
                    "neutral), basic6 (no neutral), valence3 (negative: angry, disgust, fear, sad; neutral; "
                    "positive: happy, surprise), or each (= basic7,basic6,valence3). With several schemes each "
                    "gets its own sub-folder of OUTPUT and OUTPUT/schemes.md compares them.")
-@click.option("--calibrate", type=click.Choice(["none", "subject"]), default="none", show_default=True,
+@click.option("--calibrate", type=click.Choice(CALIBRATIONS), default="none", show_default=True,
               help="subject: centre every face's features on the mean of its person's faces (test persons "
                    "included, labels unused). A different, transductive setting: it needs several faces of "
                    "each person at prediction time. Reported separately, never as the per-image figure.")
@@ -649,14 +505,11 @@ def main(features_file, report_dir, models, quick, seed, jobs, scheme, calibrate
             runs = []
             for one in scheme:
                 data = load_training_data(features_file, scheme=None if one == "all" else one)
-                if calibrate == "subject":
-                    data = centre_by_subject(data)
-                results = run_benchmark(data, names, quick=quick, seed=seed, jobs=jobs, progress=not quiet,
-                                        backend=backend)
+                results = run_benchmark(apply_calibration(data, calibrate), names, quick=quick, seed=seed,
+                                        jobs=jobs, progress=not quiet, backend=backend)
                 results["label_scheme"] = one
                 results["calibration"] = calibrate
-                if calibrate == "subject":
-                    results["protocol_description"] += CALIBRATION_NOTE
+                results["protocol_description"] += calibration_note(calibrate)
                 folder = os.path.join(report_dir, one) if several else report_dir
                 write_report(results, folder)
                 _echo_results(folder, results)

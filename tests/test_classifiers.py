@@ -196,7 +196,7 @@ def test_quick_benchmark_on_ckplus_beats_the_majority_baseline(tables, tmp_path)
 
 
 def test_benchmark_protocols_follow_the_table(tables):
-    from classifiers.benchmark import choose_protocol
+    from classifiers.protocol import choose_protocol
 
     jaffe = load_training_data(tables["jaffe"])
     loso = choose_protocol(jaffe, quick=False)
