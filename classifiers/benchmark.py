@@ -9,26 +9,25 @@ from an inner grid search on each training part only.
 import collections
 import json
 import os
-import platform
 import sys
 import time
 
 import click
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score,
-                             recall_score)
+from sklearn.metrics import accuracy_score, confusion_matrix
 from sklearn.model_selection import GridSearchCV, ParameterGrid
 
 from common.errors import FacialExpressionError
-from common.parallel import BACKENDS, compute_backend, default_backend
 from common.files import atomic_path, output_lock
-
 from common.labels import SCHEMES
+from common.parallel import BACKENDS, compute_backend, default_backend
 
 from .data import load_training_data
 from .models import DEFAULT_MODELS, MODEL_NAMES, describe, make_pipeline, param_grid
 from .protocol import CALIBRATIONS, apply_calibration, calibration_note, choose_protocol
+from .results import Baseline, BenchmarkResult, ModelResult, Scores, versions
+
 
 #: Features per class in the importance chart and results.json.
 TOP_FEATURES = 8
@@ -130,40 +129,29 @@ def _fold_task(name, data, fold_index, train, test, protocol, quick, seed, jobs)
     return name, fold_index, predicted, best, seconds, predict_seconds, importance
 
 
-def scores(y_true, y_pred, classes):
-    recall = recall_score(y_true, y_pred, labels=classes, average=None, zero_division=0)
-    return {
-        "accuracy": round(float(accuracy_score(y_true, y_pred)), 4),
-        "balanced_accuracy": round(float(balanced_accuracy_score(y_true, y_pred)), 4),
-        "macro_f1": round(float(f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)), 4),
-        "per_class_recall": {c: round(float(r), 4) for c, r in zip(classes, recall)},
-    }
-
-
 def _params_text(params):
+    """Grid parameters as JSON values (tuples as lists), sorted by name."""
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(params.items())}
 
 
-def run_benchmark(data, models, quick=False, seed=0, jobs=1, progress=True, backend="local"):
-    """Benchmark ``models`` on ``data``; returns the results dict (see module docs).
+def majority_baseline(data, protocol, classes):
+    """The majority-class predictor's :class:`Baseline`, fitted per fold like the models."""
+    tested = protocol.tested_rows()
+    predicted = np.empty(len(data.y), dtype=object)
+    for train, test in protocol.folds:
+        values, counts = np.unique(data.y[train], return_counts=True)
+        predicted[test] = values[np.argmax(counts)]
+    return Baseline(**vars(Scores.compute(data.y[tested], predicted[tested].astype(str), classes)))
+
+
+def search_models(data, models, protocol, classes, quick=False, seed=0, jobs=1, progress=True, backend="local"):
+    """Search and test every model in ``models`` on every fold of ``protocol``: one
+    :class:`ModelResult` per model, in the order of ``models``.
 
     Under ``backend="dask"`` (inside :func:`common.parallel.compute_backend`) every
     (model, fold) task goes to the cluster.
     """
     from tqdm import tqdm
-
-    protocol = choose_protocol(data, quick, seed)
-    classes = sorted(np.unique(data.y).tolist())
-    tested = protocol.tested_rows()
-    y_true = data.y[tested]
-
-    # majority-class baseline, fitted per fold like the models
-    baseline_pred = np.empty(len(data.y), dtype=object)
-    for train, test in protocol.folds:
-        values, counts = np.unique(data.y[train], return_counts=True)
-        baseline_pred[test] = values[np.argmax(counts)]
-    baseline = scores(y_true, baseline_pred[tested].astype(str), classes)
-    baseline["name"] = "majority_class"
 
     n_folds = len(protocol.folds)
     if backend == "dask":
@@ -188,77 +176,66 @@ def run_benchmark(data, models, quick=False, seed=0, jobs=1, progress=True, back
         bar.set_postfix_str(f"{name} fold {i + 1}/{n_folds}")
         bar.update(1)
     bar.close()
-
-    results = []
-    for name in models:
-        y_pred = predictions[name][tested].astype(str)
-        entry = {"name": name, "description": describe(name)}
-        entry.update(scores(y_true, y_pred, classes))
-        fold_acc = [float(accuracy_score(data.y[test], predictions[name][test].astype(str)))
-                    for _, test in protocol.folds]
-        entry["fold_accuracy_mean"] = round(float(np.mean(fold_acc)), 4)
-        entry["fold_accuracy_std"] = round(float(np.std(fold_acc)), 4)
-        for subset, mask in protocol.subsets.items():
-            rows = np.flatnonzero(mask)
-            entry[subset] = scores(data.y[rows], predictions[name][rows].astype(str), classes)
-        bests = [_params_text(b) for b, _, _ in per_fold[name]]
-        common = collections.Counter(json.dumps(b, sort_keys=True) for b in bests).most_common(1)[0][0]
-        entry["best_params"] = json.loads(common)
-        entry["best_params_per_fold"] = bests
-        entry["fit_seconds"] = round(float(np.mean([s for _, s, _ in per_fold[name]])), 3)
-        n_test = sum(len(test) for _, test in protocol.folds)
-        entry["predict_ms_per_face"] = round(1000.0 * sum(p for _, _, p in per_fold[name]) / n_test, 4)
-        entry["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=classes).tolist()
-        top = top_features(importance[name])
-        if top:
-            entry["top_features"] = top
-        results.append(entry)
-
-    return {
-        "dataset": ",".join(sorted(set(data.datasets.tolist()))),
-        "protocol": protocol.name,
-        "protocol_description": protocol.description,
-        "n_folds": n_folds,
-        "subsets": {name: int(mask.sum()) for name, mask in protocol.subsets.items()},
-        "n_augmented": int(data.augmented.sum()),
-        "n_samples": int(len(data.y)),
-        "n_tested": int(len(tested)),
-        "n_subjects": int(len(np.unique(data.subjects))) if data.subjects_known else None,
-        "excluded_rows": data.excluded,
-        "n_excluded": int(sum(data.excluded.values())),
-        "classes": classes,
-        "class_counts": data.class_counts(),
-        "baseline": baseline,
-        "models": results,
-        "quick": bool(quick),
-        "seed": int(seed),
-        "jobs": int(jobs),
-        "feature_config": data.config,
-        "versions": versions(),
-        "fit_seconds_note": "mean wall time per outer fold, grid search and refit included",
-        "predict_ms_note": "classifier time per face on precomputed features (landmarks and features excluded)",
-    }
+    return [_model_result(name, data, protocol, classes, predictions[name], per_fold[name], importance[name])
+            for name in models]
 
 
-def versions():
-    import sklearn
-    import xgboost
+def _model_result(name, data, protocol, classes, predictions, per_fold, importance):
+    """One model's :class:`ModelResult` from its predictions (one per row, on the tested rows) and its
+    folds' (best params, fit seconds, predict seconds) and :func:`fold_importance` results."""
+    tested = protocol.tested_rows()
+    y_true, y_pred = data.y[tested], predictions[tested].astype(str)
+    fold_acc = [float(accuracy_score(data.y[test], predictions[test].astype(str))) for _, test in protocol.folds]
+    subsets = {}
+    for subset, mask in protocol.subsets.items():
+        rows = np.flatnonzero(mask)
+        subsets[subset] = Scores.compute(data.y[rows], predictions[rows].astype(str), classes)
+    bests = [_params_text(b) for b, _, _ in per_fold]
+    common = collections.Counter(json.dumps(b, sort_keys=True) for b in bests).most_common(1)[0][0]
+    return ModelResult(
+        name=name, description=describe(name), **vars(Scores.compute(y_true, y_pred, classes)),
+        fold_accuracy_mean=round(float(np.mean(fold_acc)), 4), fold_accuracy_std=round(float(np.std(fold_acc)), 4),
+        subsets=subsets, best_params=json.loads(common), best_params_per_fold=bests,
+        fit_seconds=round(float(np.mean([s for _, s, _ in per_fold])), 3),
+        predict_ms_per_face=round(1000.0 * sum(p for _, _, p in per_fold) / len(tested), 4),
+        confusion_matrix=confusion_matrix(y_true, y_pred, labels=classes).tolist(),
+        top_features=top_features(importance) or None)
 
-    out = {"python": platform.python_version(), "numpy": np.__version__, "sklearn": sklearn.__version__,
-           "xgboost": xgboost.__version__}
-    try:
-        import dlib
 
-        out["dlib"] = dlib.__version__
-    except ImportError:  # pragma: no cover
-        out["dlib"] = None
-    try:
-        from importlib.metadata import version
+def run_benchmark(data, models, quick=False, seed=0, jobs=1, progress=True, backend="local"):
+    """Benchmark ``models`` on ``data`` (a classifiers.data.TrainingData): a :class:`BenchmarkResult`
+    without label scheme and calibration (the command sets them).
 
-        out["project"] = version("facial-expressions")
-    except Exception:  # pragma: no cover - not installed as a package
-        out["project"] = None
-    return out
+    Under ``backend="dask"`` (inside :func:`common.parallel.compute_backend`) every
+    (model, fold) task goes to the cluster.
+    """
+    protocol = choose_protocol(data, quick, seed)
+    classes = sorted(np.unique(data.y).tolist())
+    tested = protocol.tested_rows()
+    baseline = majority_baseline(data, protocol, classes)
+    models = search_models(data, models, protocol, classes, quick, seed, jobs, progress, backend)
+    return BenchmarkResult(
+        dataset=",".join(sorted(set(data.datasets.tolist()))),
+        protocol=protocol.name,
+        protocol_description=protocol.description,
+        n_folds=len(protocol.folds),
+        subsets={name: int(mask.sum()) for name, mask in protocol.subsets.items()},
+        n_augmented=int(data.augmented.sum()),
+        n_samples=int(len(data.y)),
+        n_tested=int(len(tested)),
+        n_subjects=int(len(np.unique(data.subjects))) if data.subjects_known else None,
+        excluded_rows=data.excluded,
+        n_excluded=int(sum(data.excluded.values())),
+        classes=classes,
+        class_counts=data.class_counts(),
+        baseline=baseline,
+        models=models,
+        quick=bool(quick),
+        seed=int(seed),
+        jobs=int(jobs),
+        feature_config=data.config,
+        versions=versions(),
+    )
 
 
 # ---- report files -----------------------------------------------------------------------
@@ -304,64 +281,65 @@ def plot_comparison(results, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [m["name"] for m in results["models"]]
+    names = [m.name for m in results.models]
     metrics = ("accuracy", "balanced_accuracy", "macro_f1")
     fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(names), 4))
     width = 0.8 / len(metrics)
     for k, metric in enumerate(metrics):
-        values = [m[metric] for m in results["models"]]
+        values = [getattr(m, metric) for m in results.models]
         ax.bar(np.arange(len(names)) + (k - 1) * width, values, width, label=metric.replace("_", " "))
-    ax.axhline(results["baseline"]["accuracy"], color="grey", linestyle="--", linewidth=1,
+    ax.axhline(results.baseline.accuracy, color="grey", linestyle="--", linewidth=1,
                label="majority-class accuracy")
     ax.set_xticks(range(len(names)), names)
     ax.set_ylim(0, 1)
     ax.set_ylabel("score")
-    ax.set_title(f"{results['dataset']}: {results['protocol']}", fontsize=9)
+    ax.set_title(f"{results.dataset}: {results.protocol}", fontsize=9)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _save_figure(fig, path)
 
 
 def format_report(results):
-    lines = [f"# Benchmark: {results['dataset']}", "",
-             f"Protocol: {results['protocol_description']}.", "",
-             f"Faces: {results['n_samples']} used, {results['n_tested']} tested; rows excluded (no usable face): "
-             f"{results['n_excluded']}" + (f" ({', '.join(f'{k} {v}' for k, v in results['excluded_rows'].items())})"
-                                            if results['excluded_rows'] else "") + ".",
-             f"Classes: {', '.join(f'{c} {n}' for c, n in results['class_counts'].items())}.",
-             f"Run: {'quick grids' if results['quick'] else 'full grids'}, seed {results['seed']}, label scheme "
-             f"{results.get('label_scheme', 'all')}"
-             + (f", {results['n_augmented']} mirrored training faces" if results.get("n_augmented") else "") + ".", "",
+    """report.md: the protocol, the data, one row per model, per-class recall, top features."""
+    lines = [f"# Benchmark: {results.dataset}", "",
+             f"Protocol: {results.protocol_description}.", "",
+             f"Faces: {results.n_samples} used, {results.n_tested} tested; rows excluded (no usable face): "
+             f"{results.n_excluded}" + (f" ({', '.join(f'{k} {v}' for k, v in results.excluded_rows.items())})"
+                                         if results.excluded_rows else "") + ".",
+             f"Classes: {', '.join(f'{c} {n}' for c, n in results.class_counts.items())}.",
+             f"Run: {'quick grids' if results.quick else 'full grids'}, seed {results.seed}, label scheme "
+             f"{results.label_scheme or 'all'}"
+             + (f", {results.n_augmented} mirrored training faces" if results.n_augmented else "") + ".", "",
              "| model | accuracy | balanced acc. | macro F1 | fold acc. (mean ± sd) | fit s/fold | predict ms/face | best params (most common) |",
              "|---|---|---|---|---|---|---|---|"]
-    b = results["baseline"]
-    lines.append(f"| majority class | {b['accuracy']:.3f} | {b['balanced_accuracy']:.3f} | {b['macro_f1']:.3f} | | | | |")
-    for m in sorted(results["models"], key=lambda m: -m["accuracy"]):
-        params = ", ".join(f"{k.split('__', 1)[-1]}={v}" for k, v in m["best_params"].items())
-        lines.append(f"| {m['name']} | {m['accuracy']:.3f} | {m['balanced_accuracy']:.3f} | {m['macro_f1']:.3f} | "
-                     f"{m['fold_accuracy_mean']:.3f} ± {m['fold_accuracy_std']:.3f} | {m['fit_seconds']:.2f} | "
-                     f"{m['predict_ms_per_face']:.3f} | {params} |")
-    for subset, size in results.get("subsets", {}).items():
+    b = results.baseline
+    lines.append(f"| majority class | {b.accuracy:.3f} | {b.balanced_accuracy:.3f} | {b.macro_f1:.3f} | | | | |")
+    for m in sorted(results.models, key=lambda m: -m.accuracy):
+        params = ", ".join(f"{k.split('__', 1)[-1]}={v}" for k, v in m.best_params.items())
+        lines.append(f"| {m.name} | {m.accuracy:.3f} | {m.balanced_accuracy:.3f} | {m.macro_f1:.3f} | "
+                     f"{m.fold_accuracy_mean:.3f} ± {m.fold_accuracy_std:.3f} | {m.fit_seconds:.2f} | "
+                     f"{m.predict_ms_per_face:.3f} | {params} |")
+    for subset, size in (results.subsets or {}).items():
         what = {"PrivateTest": "PrivateTest alone",
                 "test_without_train_duplicates": "Test part without the images that also occur (byte-identical) "
                                                  "in Training"}.get(subset, subset)
         lines += ["", f"{what} ({size} faces), accuracy: " + ", ".join(
-            f"{m['name']} {m[subset]['accuracy']:.3f}" for m in results["models"] if subset in m) + "."]
+            f"{m.name} {m.subsets[subset].accuracy:.3f}" for m in results.models if subset in m.subsets) + "."]
     lines += ["", "## Per-class recall", "",
-              "| model | " + " | ".join(results["classes"]) + " |",
-              "|---|" + "---|" * len(results["classes"])]
-    for m in results["models"]:
-        lines.append(f"| {m['name']} | " + " | ".join(f"{m['per_class_recall'][c]:.2f}" for c in results["classes"]) + " |")
-    explained = [m for m in results["models"] if m.get("top_features")]
+              "| model | " + " | ".join(results.classes) + " |",
+              "|---|" + "---|" * len(results.classes)]
+    for m in results.models:
+        lines.append(f"| {m.name} | " + " | ".join(f"{m.per_class_recall[c]:.2f}" for c in results.classes) + " |")
+    explained = [m for m in results.models if m.top_features]
     if explained:
         lines += ["", "## Most important features per class", "",
                   "Mean contribution toward the true class on test faces (logit/margin for logreg and "
                   "XGBoost, probability for Random Forest); charts `features_<model>.png`.", ""]
         for m in explained:
-            lines.append(f"- **{m['name']}**: " + "; ".join(
+            lines.append(f"- **{m.name}**: " + "; ".join(
                 f"{label}: {', '.join(f'{u} ({v:+.2f})' for u, v in items[:3])}"
-                for label, items in m["top_features"].items()))
+                for label, items in m.top_features.items()))
     lines += ["", "Figures: `comparison.png`; confusion matrices `confusion_<model>.png` (rows: true class).",
-              f"Times: {results['fit_seconds_note']}; {results['predict_ms_note']}.", ""]
+              f"Times: {results.fit_seconds_note}; {results.predict_ms_note}.", ""]
     return "\n".join(lines)
 
 
@@ -372,12 +350,12 @@ def plot_top_features(entry, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    classes = list(entry["top_features"])
+    classes = list(entry.top_features)
     cols = min(4, len(classes))
     rows = int(np.ceil(len(classes) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.6 * rows), squeeze=False)
     for ax, label in zip(axes.ravel(), classes):
-        items = entry["top_features"][label][::-1]
+        items = entry.top_features[label][::-1]
         values = [v for _, v in items]
         ax.barh(range(len(items)), values, color=["#2a9d48" if v > 0 else "#c0392b" for v in values])
         ax.set_yticks(range(len(items)), [u for u, _ in items], fontsize=7)
@@ -386,23 +364,50 @@ def plot_top_features(entry, path):
         ax.tick_params(axis="x", labelsize=7)
     for ax in axes.ravel()[len(classes):]:
         ax.axis("off")
-    fig.suptitle(f"{entry['name']}: mean contribution toward the true class (test faces)", fontsize=10)
+    fig.suptitle(f"{entry.name}: mean contribution toward the true class (test faces)", fontsize=10)
     fig.tight_layout()
     _save_figure(fig, path)
 
 
 def write_report(results, folder):
+    """Every report file of one :class:`~classifiers.results.BenchmarkResult` into ``folder``."""
     os.makedirs(folder, exist_ok=True)
-    for m in results["models"]:
-        if m.get("top_features"):
-            plot_top_features(m, os.path.join(folder, f"features_{m['name']}.png"))
-    for m in results["models"]:
-        plot_confusion(m["confusion_matrix"], results["classes"],
-                       f"{m['name']} on {results['dataset']}: accuracy {m['accuracy']:.3f}",
-                       os.path.join(folder, f"confusion_{m['name']}.png"))
+    for m in results.models:
+        if m.top_features:
+            plot_top_features(m, os.path.join(folder, f"features_{m.name}.png"))
+    for m in results.models:
+        plot_confusion(m.confusion_matrix, results.classes,
+                       f"{m.name} on {results.dataset}: accuracy {m.accuracy:.3f}",
+                       os.path.join(folder, f"confusion_{m.name}.png"))
     plot_comparison(results, os.path.join(folder, "comparison.png"))
     _write_text(os.path.join(folder, "report.md"), format_report(results))
-    _write_text(os.path.join(folder, "results.json"), json.dumps(results, indent=2) + "\n")
+    _write_text(os.path.join(folder, "results.json"), results.to_json())
+
+
+def scheme_summary(runs):
+    """Markdown table: one row per (label scheme, model), from several BenchmarkResults."""
+    lines = [f"# Label schemes: {runs[0].dataset}", "",
+             f"Protocol: {runs[0].protocol_description}.", "",
+             "| scheme | classes | faces tested | model | accuracy | balanced acc. | macro F1 | majority class |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        for m in sorted(r.models, key=lambda m: -m.accuracy):
+            lines.append(f"| {r.label_scheme} | {len(r.classes)} ({', '.join(r.classes)}) | {r.n_tested} | "
+                         f"{m.name} | {m.accuracy:.3f} | {m.balanced_accuracy:.3f} | {m.macro_f1:.3f} | "
+                         f"{r.baseline.accuracy:.3f} |")
+    lines += ["", "Each scheme's full report (confusion matrices, per-class recall) is in its sub-folder.", ""]
+    return "\n".join(lines)
+
+
+def write_scheme_summary(runs, folder):
+    """schemes.md and schemes.json comparing the runs of several label schemes."""
+    os.makedirs(folder, exist_ok=True)
+    _write_text(os.path.join(folder, "schemes.md"), scheme_summary(runs))
+    summary = [{"label_scheme": r.label_scheme, "classes": r.classes, "n_tested": r.n_tested,
+                "baseline_accuracy": r.baseline.accuracy,
+                "models": {m.name: {k: getattr(m, k) for k in ("accuracy", "balanced_accuracy", "macro_f1")}
+                           for m in r.models}} for r in runs]
+    _write_text(os.path.join(folder, "schemes.json"), json.dumps(summary, indent=2) + "\n")
 
 
 #: ``--scheme each``: every label scheme the issue tracker asks the benchmark to report.
@@ -419,32 +424,8 @@ def parse_schemes(text):
     return tuple(dict.fromkeys(names))
 
 
-def scheme_summary(runs):
-    """Markdown table: one row per (label scheme, model), from several run_benchmark results."""
-    lines = [f"# Label schemes: {runs[0]['dataset']}", "",
-             f"Protocol: {runs[0]['protocol_description']}.", "",
-             "| scheme | classes | faces tested | model | accuracy | balanced acc. | macro F1 | majority class |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in runs:
-        for m in sorted(r["models"], key=lambda m: -m["accuracy"]):
-            lines.append(f"| {r['label_scheme']} | {len(r['classes'])} ({', '.join(r['classes'])}) | {r['n_tested']} | "
-                         f"{m['name']} | {m['accuracy']:.3f} | {m['balanced_accuracy']:.3f} | {m['macro_f1']:.3f} | "
-                         f"{r['baseline']['accuracy']:.3f} |")
-    lines += ["", "Each scheme's full report (confusion matrices, per-class recall) is in its sub-folder.", ""]
-    return "\n".join(lines)
-
-
-def write_scheme_summary(runs, folder):
-    os.makedirs(folder, exist_ok=True)
-    _write_text(os.path.join(folder, "schemes.md"), scheme_summary(runs))
-    summary = [{"label_scheme": r["label_scheme"], "classes": r["classes"], "n_tested": r["n_tested"],
-                "baseline_accuracy": r["baseline"]["accuracy"],
-                "models": {m["name"]: {k: m[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}
-                           for m in r["models"]}} for r in runs]
-    _write_text(os.path.join(folder, "schemes.json"), json.dumps(summary, indent=2) + "\n")
-
-
 def parse_models(text):
+    """"rf,logreg" -> list of model names (in the order given, each once)."""
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in MODEL_NAMES]
     if unknown or not names:
@@ -507,9 +488,9 @@ def main(features_file, report_dir, models, quick, seed, jobs, scheme, calibrate
                 data = load_training_data(features_file, scheme=None if one == "all" else one)
                 results = run_benchmark(apply_calibration(data, calibrate), names, quick=quick, seed=seed,
                                         jobs=jobs, progress=not quiet, backend=backend)
-                results["label_scheme"] = one
-                results["calibration"] = calibrate
-                results["protocol_description"] += calibration_note(calibrate)
+                results.label_scheme = one
+                results.calibration = calibrate
+                results.protocol_description += calibration_note(calibrate)
                 folder = os.path.join(report_dir, one) if several else report_dir
                 write_report(results, folder)
                 _echo_results(folder, results)
@@ -525,11 +506,12 @@ def main(features_file, report_dir, models, quick, seed, jobs, scheme, calibrate
 
 
 def _echo_results(folder, results):
-    click.echo(f"{folder}: {results['dataset']}, scheme {results['label_scheme']}, {results['protocol_description']}")
-    click.echo(f"  majority class   accuracy {results['baseline']['accuracy']:.3f}")
-    for m in sorted(results["models"], key=lambda m: -m["accuracy"]):
-        click.echo(f"  {m['name']:<16} accuracy {m['accuracy']:.3f}  balanced {m['balanced_accuracy']:.3f}  "
-                   f"macro-F1 {m['macro_f1']:.3f}  ({m['fit_seconds']:.1f} s/fold)")
+    click.echo(f"{folder}: {results.dataset}, scheme {results.label_scheme}, {results.protocol_description}")
+    click.echo(f"  majority class   accuracy {results.baseline.accuracy:.3f}")
+    for m in sorted(results.models, key=lambda m: -m.accuracy):
+        click.echo(f"  {m.name:<16} accuracy {m.accuracy:.3f}  balanced {m.balanced_accuracy:.3f}  "
+                   f"macro-F1 {m.macro_f1:.3f}  ({m.fit_seconds:.1f} s/fold)")
+
 
 if __name__ == "__main__":
     # run the imported module's main, so worker processes find its functions by name

@@ -1,8 +1,12 @@
 """classifiers.results: the benchmark's results type and its results.json form (no dataset needed)."""
 
+import json
+
 import pytest
 
 from classifiers.results import Baseline, BenchmarkResult, ModelResult, Scores
+from classifiers.train import benchmark_figures
+from common.errors import FacialExpressionError
 
 CLASSES = ["angry", "happy"]
 #: results.json's top-level keys, in their order (label_scheme and calibration: set by the command).
@@ -77,3 +81,14 @@ def test_scores_compute():
     assert scores.accuracy == 0.75 and scores.per_class_recall == {"angry": 0.5, "happy": 1.0, "sad": 0.0}
     assert list(scores.to_dict()) == ["accuracy", "balanced_accuracy", "macro_f1", "per_class_recall"]
 
+
+def test_training_takes_a_models_figures_from_results_files(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(_result().to_json())
+    assert benchmark_figures([path], "logreg") == [
+        {"dataset": "jaffe", "protocol": "official split", "quick": True, "accuracy": 0.875,
+         "balanced_accuracy": 0.875, "macro_f1": 0.875, "PrivateTest_accuracy": 0.75}]
+    assert benchmark_figures([path], "rf") == []
+    path.write_text(json.dumps(["not", "results"]))
+    with pytest.raises(FacialExpressionError, match="cannot read benchmark results"):
+        benchmark_figures([path], "logreg")
