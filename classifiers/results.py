@@ -91,7 +91,7 @@ class ModelResult(Scores):
     #: each is a key of the model's entry, placed after fold_accuracy_std
     subsets: dict = field(default_factory=dict)
     #: {class: [[feature unit, mean contribution toward the true class], ...]} for the explained
-    #: models (classifiers.benchmark.EXPLAINED_MODELS); None (no key in results.json) for the others
+    #: models (classifiers.search.EXPLAINED_MODELS); None (no key in results.json) for the others
     top_features: dict | None = None
 
     def to_dict(self):

@@ -21,11 +21,11 @@ from common.parallel import BACKENDS
 from common.files import output_lock
 
 from .artifact import save_model
-from .benchmark import _params_text, _set_threads, single_blas_thread
 from .data import load_training_data
 from .explain import has_native
 from .models import MODEL_NAMES, describe, make_pipeline, param_grid
 from .results import BenchmarkResult, versions
+from .search import _params_text, _set_threads, single_blas_thread
 
 TERMS = ("Trained on research datasets ({datasets}); a model trained on them carries their research-only, "
          "non-commercial terms.")

@@ -135,7 +135,7 @@ def test_feature_importance_averages_over_every_explained_face(tables):
     """Two leave-one-person-out folds of JAFFE, each a logreg that keeps 10% of the columns:
     a unit one fold's filter dropped contributed nothing to that fold's faces, so its mean
     in the chart is its sum over the faces of both folds, not over the faces of one."""
-    from classifiers.benchmark import fold_importance, top_features
+    from classifiers.search import fold_importance, top_features
 
     data = load_training_data(tables["jaffe"])
     persons = np.unique(data.subjects)[:2]
