@@ -1,7 +1,9 @@
 """Stage 3: which emotion, and why.
 
 * :mod:`classifiers.models`    scikit-learn Pipelines (GroupSelector -> scaling -> model) and their grids
-* :mod:`classifiers.benchmark` the same folds for every model, inner grid search, report files
+* :mod:`classifiers.benchmark` compare models on one table: the orchestration and its command, built on
+  :mod:`classifiers.protocol` (which folds), :mod:`classifiers.search` (inner grid search, the same folds
+  for every model), :mod:`classifiers.results` (the results type) and :mod:`classifiers.report` (report files)
 * :mod:`classifiers.train`     fit one model on feature tables -> one model file
 * :mod:`classifiers.artifact`  the model file: skops pipeline + meta.json in a zip, loaded without pickle
 * :mod:`classifiers.predict`   image(s) / folder -> per face: box, label, probabilities, landmarks
