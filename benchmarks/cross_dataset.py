@@ -56,7 +56,7 @@ def direction_data(tables, held_out):
 @click.option("-j", "--jobs", default=2, show_default=True)
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False))
 def main(tables, model, quick, jobs, output):
-    from classifiers.benchmark import scores
+    from classifiers.results import Scores
     from classifiers.train import train_model
     from features.table import load_table
     from common.files import atomic_path
@@ -70,7 +70,7 @@ def main(tables, model, quick, jobs, output):
         entry = {"test": test.datasets[0], "trained_on": sorted(set(train.datasets.tolist())),
                  "n_train": int(len(train.y)), "n_test": int(len(test.y)), "model": model,
                  "best_params": summary.get("best_params"), "reference_neutral_faces": int(n_neutral)}
-        entry.update(scores(test.y, predicted, list(SHARED)))
+        entry.update(Scores.compute(test.y, predicted, list(SHARED)).to_dict())
         results.append(entry)
         click.echo(f"train {'+'.join(entry['trained_on'])} -> test {entry['test']}: accuracy {entry['accuracy']:.3f}, "
                    f"balanced {entry['balanced_accuracy']:.3f}, macro-F1 {entry['macro_f1']:.3f} "

@@ -9,7 +9,9 @@
 * :mod:`classifiers.artifact`  the model file: skops pipeline + meta.json in a zip, loaded without pickle
 * :mod:`classifiers.explain`   signed contributions of named features, per face
 * :mod:`classifiers.models`    scikit-learn Pipelines (GroupSelector -> scaling -> model) and their grids
-* :mod:`classifiers.benchmark` the same folds for every model, inner grid search, report files
+* :mod:`classifiers.benchmark` compare models on one table: the orchestration and its command, built on
+  :mod:`classifiers.protocol` (which folds), :mod:`classifiers.search` (inner grid search, the same folds
+  for every model), :mod:`classifiers.results` (the results type) and :mod:`classifiers.report` (report files)
 * :mod:`classifiers.train`     fit one model on feature tables -> one model file
 * :mod:`classifiers.predict`   the ``predict`` command: images / folders -> text, JSON, CSV, pictures
 * :mod:`classifiers.evaluate`  a model file on a labelled class-per-folder dataset

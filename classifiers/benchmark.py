@@ -2,553 +2,68 @@
 
     python -m classifiers.benchmark FEATURES_FILE -o REPORT_DIR [--models rf,svm_rbf,...] [--quick]
 
-The protocol follows from the table (see :func:`choose_protocol`); hyperparameters come
-from an inner grid search on each training part only.
+The orchestration and its command: the protocol follows from the table
+(:mod:`classifiers.protocol`), each model's hyperparameters come from an inner grid search on
+each training part only (:mod:`classifiers.search`), the figures form a
+:class:`~classifiers.results.BenchmarkResult` (:mod:`classifiers.results`), and
+:mod:`classifiers.report` writes the report files.
 """
 
-import collections
-import json
 import os
-import platform
 import sys
-import time
-from dataclasses import dataclass, field
 
 import click
 import numpy as np
-from joblib import Parallel, delayed
-from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score,
-                             recall_score)
-from sklearn.model_selection import (GridSearchCV, LeaveOneGroupOut, StratifiedGroupKFold, StratifiedKFold,
-                                     ParameterGrid)
 
 from common.errors import FacialExpressionError
-from common.parallel import BACKENDS, compute_backend, default_backend
-from common.files import atomic_path, output_lock
-
+from common.files import output_lock
 from common.labels import SCHEMES
+from common.parallel import BACKENDS, compute_backend, default_backend
 
-from .data import centre_by_subject, load_training_data
-from .models import DEFAULT_MODELS, MODEL_NAMES, describe, make_pipeline, param_grid
-
-#: Features per class in the importance chart and results.json.
-TOP_FEATURES = 8
-#: Datasets with at most this many subjects are evaluated leave-one-subject-out.
-LOSO_MAX_SUBJECTS = 12
-FER_TEST_SPLITS = ("PublicTest", "PrivateTest")
-
-
-@dataclass
-class Protocol:
-    name: str
-    description: str
-    folds: list                       # [(train indices, test indices)]
-    groups: np.ndarray = None         # CV groups (subjects) or None
-    inner_splits: int = 3
-    seed: int = 0
-    subsets: dict = field(default_factory=dict)   # extra report name -> boolean mask over rows
-    inner_holdout: bool = False       # tune on one held-out fifth of the training part (big tables)
-
-    def inner_cv(self, y_train, groups_train=None):
-        """The inner CV splitter for a training part (grouped by subject where known).
-
-        With ``inner_holdout`` it is one split: a stratified fifth of the training part
-        (grouped, so mirrored copies stay with their originals) validates every candidate.
-        """
-        if self.inner_holdout:
-            placeholder = np.zeros(len(y_train))
-            if groups_train is not None:
-                splitter = StratifiedGroupKFold(5, shuffle=True, random_state=self.seed)
-                return [next(splitter.split(placeholder, y_train, groups_train))]
-            return [next(StratifiedKFold(5, shuffle=True, random_state=self.seed).split(placeholder, y_train))]
-        if groups_train is not None:
-            n = max(2, min(self.inner_splits, len(np.unique(groups_train))))
-            return StratifiedGroupKFold(n, shuffle=True, random_state=self.seed)
-        n = max(2, min(self.inner_splits, int(np.min(np.unique(y_train, return_counts=True)[1]))))
-        return StratifiedKFold(n, shuffle=True, random_state=self.seed)
-
-
-def _file_digest(path):
-    import hashlib
-
-    try:
-        with open(path, "rb") as fh:
-            return hashlib.sha1(fh.read()).hexdigest()
-    except OSError:
-        return None
-
-
-def cross_split_duplicates(data, train, test):
-    """Test rows whose image file is byte-identical to some training image (FER-2013 has 531 such groups)."""
-    digests = {}
-    for i in np.concatenate([train, test]):
-        digests[i] = _file_digest(data.sources[i]) if not data.augmented[i] else None
-    in_train = {digests[i] for i in train if digests[i]}
-    return np.array([i for i in test if digests[i] and digests[i] in in_train], dtype=int)
-
-
-def _add_mirrors(data, folds):
-    """Put every mirrored copy (augmented row) in the training part of the fold that trains on
-    its original; mirrored copies are never tested."""
-    if not np.any(data.augmented):
-        return folds
-    original = {data.sources[i]: i for i in np.flatnonzero(~data.augmented)}
-    twins = np.flatnonzero(data.augmented)
-    twin_of = np.array([original.get(data.original_source(i), -1) for i in twins])
-    out = []
-    for train, test in folds:
-        in_train = np.isin(twin_of, train)
-        out.append((np.sort(np.concatenate([train, twins[in_train]])), test))
-    return out
-
-
-def choose_protocol(data, quick=False, seed=0, check_duplicates=True):
-    protocol = _choose_protocol(data.select(~data.augmented), quick, seed, check_duplicates)
-    if not np.any(data.augmented):
-        return protocol
-    # map the folds back onto all rows and add the mirrored copies to the training parts
-    base = np.flatnonzero(~data.augmented)
-    protocol.folds = _add_mirrors(data, [(base[train], base[test]) for train, test in protocol.folds])
-    protocol.groups = data.cv_groups()  # a mirrored copy shares its original's group in the inner CV
-    protocol.subsets = {name: _expand(mask, base, len(data.y)) for name, mask in protocol.subsets.items()}
-    protocol.description += f"; training parts add {int(data.augmented.sum())} mirrored faces, never tested"
-    return protocol
-
-
-def _expand(mask, base, n):
-    full = np.zeros(n, dtype=bool)
-    full[base[mask]] = True
-    return full
-
-
-def _choose_protocol(data, quick=False, seed=0, check_duplicates=True):
-    """The evaluation protocol of ``data`` (a classifiers.data.TrainingData).
-
-    * FER-2013 (splits hold Training): train on Training, test on PublicTest+PrivateTest
-      (PrivateTest also reported alone);
-    * subjects known, at most 12: leave-one-subject-out (quick: 5 subject-grouped folds);
-    * subjects known, more: StratifiedGroupKFold(10) by subject (quick: 5);
-    * otherwise StratifiedKFold(10) (quick: 5), which is NOT subject-independent.
-    """
-    y = data.y
-    n_outer = 5 if quick else 10
-    inner = 3 if quick else 5
-    if np.any(data.splits == "Training"):
-        train = np.flatnonzero(data.splits == "Training")
-        test_mask = np.isin(data.splits, FER_TEST_SPLITS)
-        test = np.flatnonzero(test_mask)
-        if len(test) == 0:
-            raise FacialExpressionError("the table has a Training split but no PublicTest/PrivateTest rows")
-        subsets = {}
-        if np.any(data.splits == "PrivateTest"):
-            subsets["PrivateTest"] = data.splits == "PrivateTest"
-        duplicates = cross_split_duplicates(data, train, test) if check_duplicates else np.zeros(0, dtype=int)
-        if len(duplicates):
-            clean = test_mask.copy()
-            clean[duplicates] = False
-            subsets["test_without_train_duplicates"] = clean
-        return Protocol("fer2013_split",
-                        f"official FER-2013 split: trained on Training ({len(train)} faces), tested on "
-                        f"PublicTest+PrivateTest ({len(test)} faces); hyperparameters chosen on a stratified "
-                        f"fifth of Training held out (test images never used for tuning)",
-                        [(train, test)], None, inner, seed, subsets, inner_holdout=True)
-    if data.subjects_known:
-        groups = data.subjects
-        n_subjects = len(np.unique(groups))
-        if n_subjects <= LOSO_MAX_SUBJECTS and not quick:
-            folds = list(LeaveOneGroupOut().split(data.X, y, groups))
-            text = (f"subject-independent leave-one-subject-out ({n_subjects} subjects, {len(folds)} folds); "
-                    f"inner {inner}-fold subject-grouped CV for hyperparameters")
-            return Protocol("loso", text, folds, groups, inner, seed)
-        n = min(n_outer, n_subjects)
-        splitter = StratifiedGroupKFold(n, shuffle=True, random_state=seed)
-        folds = list(splitter.split(data.X, y, groups))
-        text = (f"subject-independent {n}-fold StratifiedGroupKFold by subject ({n_subjects} subjects, seed {seed})"
-                + ("; quick run: the full protocol is leave-one-subject-out" if n_subjects <= LOSO_MAX_SUBJECTS else "")
-                + f"; inner {inner}-fold subject-grouped CV for hyperparameters")
-        return Protocol("subject_kfold", text, folds, groups, inner, seed)
-    n = max(2, min(n_outer, int(np.min(np.unique(y, return_counts=True)[1]))))
-    folds = list(StratifiedKFold(n, shuffle=True, random_state=seed).split(data.X, y))
-    text = (f"{n}-fold StratifiedKFold (seed {seed}); subjects unknown, so the folds are NOT subject-independent "
-            f"and figures may be optimistic; inner {inner}-fold stratified CV for hyperparameters")
-    return Protocol("stratified_kfold", text, folds, None, inner, seed)
-
-
-def _set_threads(pipe, n):
-    """Let the final model use ``n`` threads (when it runs alone, not inside a parallel search)."""
-    from sklearn.linear_model import LogisticRegression
-
-    params = {k: n for k, v in pipe.get_params().items()
-              if k.endswith("__n_jobs") and not isinstance(pipe.get_params().get(k[:-len("__n_jobs")]), LogisticRegression)}
-    if params:
-        pipe.set_params(**params)
-    return pipe
-
-
-def fit_search(name, data, train, protocol, quick, seed, jobs=1, probability=False):
-    """Fit model ``name`` on rows ``train`` with its grid searched by the inner CV.
-
-    Returns (fitted pipeline, best params, seconds). A one-candidate grid is just fitted.
-    """
-    pipe = make_pipeline(name, data.groups, seed, probability=probability)
-    grid = param_grid(name, quick, probability=probability, groups=data.groups)
-    X, y = data.X[train], data.y[train]
-    started = time.perf_counter()
-    if len(ParameterGrid(grid)) == 1:
-        best = ParameterGrid(grid)[0]
-        model = _set_threads(pipe.set_params(**best), jobs).fit(X, y)
-    else:
-        groups = protocol.groups[train] if protocol.groups is not None else None
-        search = GridSearchCV(pipe, grid, scoring="balanced_accuracy", cv=protocol.inner_cv(y, groups),
-                              n_jobs=jobs, refit=True, error_score="raise")
-        search.fit(X, y, groups=groups)
-        model, best = search.best_estimator_, search.best_params_
-    return model, best, time.perf_counter() - started
-
-
-def single_blas_thread():
-    """Context: BLAS on one thread. Multithreaded OpenBLAS on a busy machine spin-waits and
-    makes logistic regression 10-30x slower; parallelism comes from processes instead."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1, user_api="blas")
-
-
-#: Models whose per-face contributions are exact and cheap (native, or SHAP's TreeExplainer).
-EXPLAINED_MODELS = ("logreg", "logreg_au", "xgboost", "rf")
-#: Test faces per class and fold whose explanations feed the feature-importance chart.
-EXPLAIN_ROWS = 40
-
-
-def fold_importance(pipeline, data, test, seed=0):
-    """{class: (faces explained, {feature unit: sum of their contributions toward the true class})}
-    on test rows; units the fold's model does not use (dropped by its group selection or filter)
-    are absent."""
-    from features.describe import FeatureConfig
-
-    from .artifact import Model
-    from .explain import explain
-
-    model = Model(pipeline=pipeline, labels=[str(c) for c in pipeline.classes_],
-                  config=FeatureConfig.from_dict(data.config))
-    rng = np.random.default_rng(seed)
-    out = {}
-    for k, label in enumerate(model.labels):
-        rows = test[data.y[test] == label]
-        if len(rows) == 0:
-            continue
-        rows = rng.choice(rows, min(EXPLAIN_ROWS, len(rows)), replace=False)
-        explanations = explain(model, data.X[rows], class_index=k)
-        total = np.sum([e.contributions for e in explanations], axis=0)
-        out[label] = (len(rows), {unit: float(v) for unit, v in zip(explanations[0].units, total)})
-    return out
-
-
-def top_features(fold_results, n=TOP_FEATURES):
-    """{class: [[unit, mean contribution], ...]}: the ``n`` units with the largest summed
-    contribution over the folds' :func:`fold_importance` results. The mean is over every face
-    explained for the class: where a fold's model does not use a unit, the unit contributed
-    nothing to those faces, so they count with 0 rather than being left out of its mean."""
-    faces = collections.Counter()
-    totals = collections.defaultdict(collections.Counter)
-    for result in fold_results:
-        for label, (count, units) in (result or {}).items():
-            faces[label] += count
-            totals[label].update(units)
-    return {label: [[unit, round(total / faces[label], 4)]
-                    for unit, total in sorted(totals[label].items(), key=lambda kv: -abs(kv[1]))[:n]]
-            for label in sorted(totals)}
-
-
-def _fold_task(name, data, fold_index, train, test, protocol, quick, seed, jobs):
-    with single_blas_thread():
-        model, best, seconds = fit_search(name, data, train, protocol, quick, seed, jobs)
-        started = time.perf_counter()
-        predicted = model.predict(data.X[test])
-        predict_seconds = time.perf_counter() - started
-        importance = fold_importance(model, data, test, seed) if name in EXPLAINED_MODELS else None
-    return name, fold_index, predicted, best, seconds, predict_seconds, importance
-
-
-def scores(y_true, y_pred, classes):
-    recall = recall_score(y_true, y_pred, labels=classes, average=None, zero_division=0)
-    return {
-        "accuracy": round(float(accuracy_score(y_true, y_pred)), 4),
-        "balanced_accuracy": round(float(balanced_accuracy_score(y_true, y_pred)), 4),
-        "macro_f1": round(float(f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)), 4),
-        "per_class_recall": {c: round(float(r), 4) for c, r in zip(classes, recall)},
-    }
-
-
-def _params_text(params):
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(params.items())}
+from .data import load_training_data
+from .models import DEFAULT_MODELS, MODEL_NAMES
+from .protocol import CALIBRATIONS, apply_calibration, calibration_note, choose_protocol
+from .report import write_report, write_scheme_summary
+from .results import BenchmarkResult, versions
+from .search import majority_baseline, search_models
 
 
 def run_benchmark(data, models, quick=False, seed=0, jobs=1, progress=True, backend="local"):
-    """Benchmark ``models`` on ``data``; returns the results dict (see module docs).
+    """Benchmark ``models`` on ``data`` (a classifiers.data.TrainingData): a :class:`BenchmarkResult`
+    without label scheme and calibration (the command sets them).
 
     Under ``backend="dask"`` (inside :func:`common.parallel.compute_backend`) every
     (model, fold) task goes to the cluster.
     """
-    from tqdm import tqdm
-
     protocol = choose_protocol(data, quick, seed)
     classes = sorted(np.unique(data.y).tolist())
-    tested = np.concatenate([test for _, test in protocol.folds])
-    if len(np.unique(tested)) != len(tested):
-        raise FacialExpressionError("internal error: outer folds overlap")
-    y_true = data.y[tested]
-
-    # majority-class baseline, fitted per fold like the models
-    baseline_pred = np.empty(len(data.y), dtype=object)
-    for train, test in protocol.folds:
-        values, counts = np.unique(data.y[train], return_counts=True)
-        baseline_pred[test] = values[np.argmax(counts)]
-    baseline = scores(y_true, baseline_pred[tested].astype(str), classes)
-    baseline["name"] = "majority_class"
-
-    n_folds = len(protocol.folds)
-    if backend == "dask":
-        # many folds: each (model, fold) fit is one cluster task; one fold (FER-2013): the grid
-        # search's candidates x inner splits go to the cluster instead
-        outer_jobs, inner_jobs = (-1, 1) if n_folds > 1 else (1, -1)
-    else:
-        outer_jobs = max(1, min(jobs, n_folds))
-        inner_jobs = 1 if outer_jobs > 1 else max(1, jobs)
-    tasks = [delayed(_fold_task)(name, data, i, train, test, protocol, quick, seed, inner_jobs)
-             for name in models for i, (train, test) in enumerate(protocol.folds)]
-    predictions = {name: np.empty(len(data.y), dtype=object) for name in models}
-    per_fold = {name: [None] * n_folds for name in models}
-    bar = tqdm(total=len(tasks), unit="fold", desc="benchmark", disable=not progress, file=sys.stderr)
-    stream = (Parallel(n_jobs=outer_jobs, return_as="generator_unordered")(tasks) if outer_jobs != 1
-              else (fn(*a, **k) for fn, a, k in tasks))
-    importance = {name: [None] * n_folds for name in models}   # by fold: sums in a fixed order
-    for name, i, predicted, best, seconds, predict_seconds, fold_imp in stream:
-        predictions[name][protocol.folds[i][1]] = predicted
-        per_fold[name][i] = (best, seconds, predict_seconds)
-        importance[name][i] = fold_imp
-        bar.set_postfix_str(f"{name} fold {i + 1}/{n_folds}")
-        bar.update(1)
-    bar.close()
-
-    results = []
-    for name in models:
-        y_pred = predictions[name][tested].astype(str)
-        entry = {"name": name, "description": describe(name)}
-        entry.update(scores(y_true, y_pred, classes))
-        fold_acc = [float(accuracy_score(data.y[test], predictions[name][test].astype(str)))
-                    for _, test in protocol.folds]
-        entry["fold_accuracy_mean"] = round(float(np.mean(fold_acc)), 4)
-        entry["fold_accuracy_std"] = round(float(np.std(fold_acc)), 4)
-        for subset, mask in protocol.subsets.items():
-            rows = np.flatnonzero(mask)
-            entry[subset] = scores(data.y[rows], predictions[name][rows].astype(str), classes)
-        bests = [_params_text(b) for b, _, _ in per_fold[name]]
-        common = collections.Counter(json.dumps(b, sort_keys=True) for b in bests).most_common(1)[0][0]
-        entry["best_params"] = json.loads(common)
-        entry["best_params_per_fold"] = bests
-        entry["fit_seconds"] = round(float(np.mean([s for _, s, _ in per_fold[name]])), 3)
-        n_test = sum(len(test) for _, test in protocol.folds)
-        entry["predict_ms_per_face"] = round(1000.0 * sum(p for _, _, p in per_fold[name]) / n_test, 4)
-        entry["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=classes).tolist()
-        top = top_features(importance[name])
-        if top:
-            entry["top_features"] = top
-        results.append(entry)
-
-    return {
-        "dataset": ",".join(sorted(set(data.datasets.tolist()))),
-        "protocol": protocol.name,
-        "protocol_description": protocol.description,
-        "n_folds": n_folds,
-        "subsets": {name: int(mask.sum()) for name, mask in protocol.subsets.items()},
-        "n_augmented": int(data.augmented.sum()),
-        "n_samples": int(len(data.y)),
-        "n_tested": int(len(tested)),
-        "n_subjects": int(len(np.unique(data.subjects))) if data.subjects_known else None,
-        "excluded_rows": data.excluded,
-        "n_excluded": int(sum(data.excluded.values())),
-        "classes": classes,
-        "class_counts": data.class_counts(),
-        "baseline": baseline,
-        "models": results,
-        "quick": bool(quick),
-        "seed": int(seed),
-        "jobs": int(jobs),
-        "feature_config": data.config,
-        "versions": versions(),
-        "fit_seconds_note": "mean wall time per outer fold, grid search and refit included",
-        "predict_ms_note": "classifier time per face on precomputed features (landmarks and features excluded)",
-    }
+    tested = protocol.tested_rows()
+    baseline = majority_baseline(data, protocol, classes)
+    models = search_models(data, models, protocol, classes, quick, seed, jobs, progress, backend)
+    return BenchmarkResult(
+        dataset=",".join(sorted(set(data.datasets.tolist()))),
+        protocol=protocol.name,
+        protocol_description=protocol.description,
+        n_folds=len(protocol.folds),
+        subsets={name: int(mask.sum()) for name, mask in protocol.subsets.items()},
+        n_augmented=int(data.augmented.sum()),
+        n_samples=int(len(data.y)),
+        n_tested=int(len(tested)),
+        n_subjects=int(len(np.unique(data.subjects))) if data.subjects_known else None,
+        excluded_rows=data.excluded,
+        n_excluded=int(sum(data.excluded.values())),
+        classes=classes,
+        class_counts=data.class_counts(),
+        baseline=baseline,
+        models=models,
+        quick=bool(quick),
+        seed=int(seed),
+        jobs=int(jobs),
+        feature_config=data.config,
+        versions=versions(),
+    )
 
 
-def versions():
-    import sklearn
-    import xgboost
-
-    out = {"python": platform.python_version(), "numpy": np.__version__, "sklearn": sklearn.__version__,
-           "xgboost": xgboost.__version__}
-    try:
-        import dlib
-
-        out["dlib"] = dlib.__version__
-    except ImportError:  # pragma: no cover
-        out["dlib"] = None
-    try:
-        from importlib.metadata import version
-
-        out["project"] = version("facial-expressions")
-    except Exception:  # pragma: no cover - not installed as a package
-        out["project"] = None
-    return out
-
-
-# ---- report files -----------------------------------------------------------------------
-
-def _write_text(path, text):
-    with atomic_path(path) as tmp, open(tmp, "w") as fh:
-        fh.write(text)
-
-
-def _save_figure(fig, path):
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-
-
-def plot_confusion(matrix, classes, title, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    matrix = np.asarray(matrix, dtype=float)
-    norm = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(classes), 0.8 + 0.8 * len(classes)))
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for i in range(len(classes)):
-        for j in range(len(classes)):
-            ax.text(j, i, f"{int(matrix[i, j])}", ha="center", va="center", fontsize=8,
-                    color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_title(title, fontsize=9)
-    _save_figure(fig, path)
-
-
-def plot_comparison(results, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [m["name"] for m in results["models"]]
-    metrics = ("accuracy", "balanced_accuracy", "macro_f1")
-    fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(names), 4))
-    width = 0.8 / len(metrics)
-    for k, metric in enumerate(metrics):
-        values = [m[metric] for m in results["models"]]
-        ax.bar(np.arange(len(names)) + (k - 1) * width, values, width, label=metric.replace("_", " "))
-    ax.axhline(results["baseline"]["accuracy"], color="grey", linestyle="--", linewidth=1,
-               label="majority-class accuracy")
-    ax.set_xticks(range(len(names)), names)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("score")
-    ax.set_title(f"{results['dataset']}: {results['protocol']}", fontsize=9)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    _save_figure(fig, path)
-
-
-def format_report(results):
-    lines = [f"# Benchmark: {results['dataset']}", "",
-             f"Protocol: {results['protocol_description']}.", "",
-             f"Faces: {results['n_samples']} used, {results['n_tested']} tested; rows excluded (no usable face): "
-             f"{results['n_excluded']}" + (f" ({', '.join(f'{k} {v}' for k, v in results['excluded_rows'].items())})"
-                                            if results['excluded_rows'] else "") + ".",
-             f"Classes: {', '.join(f'{c} {n}' for c, n in results['class_counts'].items())}.",
-             f"Run: {'quick grids' if results['quick'] else 'full grids'}, seed {results['seed']}, label scheme "
-             f"{results.get('label_scheme', 'all')}"
-             + (f", {results['n_augmented']} mirrored training faces" if results.get("n_augmented") else "") + ".", "",
-             "| model | accuracy | balanced acc. | macro F1 | fold acc. (mean ± sd) | fit s/fold | predict ms/face | best params (most common) |",
-             "|---|---|---|---|---|---|---|---|"]
-    b = results["baseline"]
-    lines.append(f"| majority class | {b['accuracy']:.3f} | {b['balanced_accuracy']:.3f} | {b['macro_f1']:.3f} | | | | |")
-    for m in sorted(results["models"], key=lambda m: -m["accuracy"]):
-        params = ", ".join(f"{k.split('__', 1)[-1]}={v}" for k, v in m["best_params"].items())
-        lines.append(f"| {m['name']} | {m['accuracy']:.3f} | {m['balanced_accuracy']:.3f} | {m['macro_f1']:.3f} | "
-                     f"{m['fold_accuracy_mean']:.3f} ± {m['fold_accuracy_std']:.3f} | {m['fit_seconds']:.2f} | "
-                     f"{m['predict_ms_per_face']:.3f} | {params} |")
-    for subset, size in results.get("subsets", {}).items():
-        what = {"PrivateTest": "PrivateTest alone",
-                "test_without_train_duplicates": "Test part without the images that also occur (byte-identical) "
-                                                 "in Training"}.get(subset, subset)
-        lines += ["", f"{what} ({size} faces), accuracy: " + ", ".join(
-            f"{m['name']} {m[subset]['accuracy']:.3f}" for m in results["models"] if subset in m) + "."]
-    lines += ["", "## Per-class recall", "",
-              "| model | " + " | ".join(results["classes"]) + " |",
-              "|---|" + "---|" * len(results["classes"])]
-    for m in results["models"]:
-        lines.append(f"| {m['name']} | " + " | ".join(f"{m['per_class_recall'][c]:.2f}" for c in results["classes"]) + " |")
-    explained = [m for m in results["models"] if m.get("top_features")]
-    if explained:
-        lines += ["", "## Most important features per class", "",
-                  "Mean contribution toward the true class on test faces (logit/margin for logreg and "
-                  "XGBoost, probability for Random Forest); charts `features_<model>.png`.", ""]
-        for m in explained:
-            lines.append(f"- **{m['name']}**: " + "; ".join(
-                f"{label}: {', '.join(f'{u} ({v:+.2f})' for u, v in items[:3])}"
-                for label, items in m["top_features"].items()))
-    lines += ["", "Figures: `comparison.png`; confusion matrices `confusion_<model>.png` (rows: true class).",
-              f"Times: {results['fit_seconds_note']}; {results['predict_ms_note']}.", ""]
-    return "\n".join(lines)
-
-
-def plot_top_features(entry, path):
-    """Per class, the features that pushed most toward (green) or against (red) the true class."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    classes = list(entry["top_features"])
-    cols = min(4, len(classes))
-    rows = int(np.ceil(len(classes) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.6 * rows), squeeze=False)
-    for ax, label in zip(axes.ravel(), classes):
-        items = entry["top_features"][label][::-1]
-        values = [v for _, v in items]
-        ax.barh(range(len(items)), values, color=["#2a9d48" if v > 0 else "#c0392b" for v in values])
-        ax.set_yticks(range(len(items)), [u for u, _ in items], fontsize=7)
-        ax.axvline(0, color="black", linewidth=0.6)
-        ax.set_title(label, fontsize=9)
-        ax.tick_params(axis="x", labelsize=7)
-    for ax in axes.ravel()[len(classes):]:
-        ax.axis("off")
-    fig.suptitle(f"{entry['name']}: mean contribution toward the true class (test faces)", fontsize=10)
-    fig.tight_layout()
-    _save_figure(fig, path)
-
-
-def write_report(results, folder):
-    os.makedirs(folder, exist_ok=True)
-    for m in results["models"]:
-        if m.get("top_features"):
-            plot_top_features(m, os.path.join(folder, f"features_{m['name']}.png"))
-    for m in results["models"]:
-        plot_confusion(m["confusion_matrix"], results["classes"],
-                       f"{m['name']} on {results['dataset']}: accuracy {m['accuracy']:.3f}",
-                       os.path.join(folder, f"confusion_{m['name']}.png"))
-    plot_comparison(results, os.path.join(folder, "comparison.png"))
-    _write_text(os.path.join(folder, "report.md"), format_report(results))
-    _write_text(os.path.join(folder, "results.json"), json.dumps(results, indent=2) + "\n")
-
-
-CALIBRATION_NOTE = ("; PER-SUBJECT CALIBRATION: each face's features centred on the mean of its person's "
-                    "faces, test persons included (labels unused; transductive, not a per-image figure)")
 #: ``--scheme each``: every label scheme the issue tracker asks the benchmark to report.
 EACH_SCHEME = ("basic7", "basic6", "valence3")
 
@@ -563,32 +78,8 @@ def parse_schemes(text):
     return tuple(dict.fromkeys(names))
 
 
-def scheme_summary(runs):
-    """Markdown table: one row per (label scheme, model), from several run_benchmark results."""
-    lines = [f"# Label schemes: {runs[0]['dataset']}", "",
-             f"Protocol: {runs[0]['protocol_description']}.", "",
-             "| scheme | classes | faces tested | model | accuracy | balanced acc. | macro F1 | majority class |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in runs:
-        for m in sorted(r["models"], key=lambda m: -m["accuracy"]):
-            lines.append(f"| {r['label_scheme']} | {len(r['classes'])} ({', '.join(r['classes'])}) | {r['n_tested']} | "
-                         f"{m['name']} | {m['accuracy']:.3f} | {m['balanced_accuracy']:.3f} | {m['macro_f1']:.3f} | "
-                         f"{r['baseline']['accuracy']:.3f} |")
-    lines += ["", "Each scheme's full report (confusion matrices, per-class recall) is in its sub-folder.", ""]
-    return "\n".join(lines)
-
-
-def write_scheme_summary(runs, folder):
-    os.makedirs(folder, exist_ok=True)
-    _write_text(os.path.join(folder, "schemes.md"), scheme_summary(runs))
-    summary = [{"label_scheme": r["label_scheme"], "classes": r["classes"], "n_tested": r["n_tested"],
-                "baseline_accuracy": r["baseline"]["accuracy"],
-                "models": {m["name"]: {k: m[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}
-                           for m in r["models"]}} for r in runs]
-    _write_text(os.path.join(folder, "schemes.json"), json.dumps(summary, indent=2) + "\n")
-
-
 def parse_models(text):
+    """"rf,logreg" -> list of model names (in the order given, each once)."""
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in MODEL_NAMES]
     if unknown or not names:
@@ -611,7 +102,7 @@ def parse_models(text):
                    "neutral), basic6 (no neutral), valence3 (negative: angry, disgust, fear, sad; neutral; "
                    "positive: happy, surprise), or each (= basic7,basic6,valence3). With several schemes each "
                    "gets its own sub-folder of OUTPUT and OUTPUT/schemes.md compares them.")
-@click.option("--calibrate", type=click.Choice(["none", "subject"]), default="none", show_default=True,
+@click.option("--calibrate", type=click.Choice(CALIBRATIONS), default="none", show_default=True,
               help="subject: centre every face's features on the mean of its person's faces (test persons "
                    "included, labels unused). A different, transductive setting: it needs several faces of "
                    "each person at prediction time. Reported separately, never as the per-image figure.")
@@ -649,14 +140,11 @@ def main(features_file, report_dir, models, quick, seed, jobs, scheme, calibrate
             runs = []
             for one in scheme:
                 data = load_training_data(features_file, scheme=None if one == "all" else one)
-                if calibrate == "subject":
-                    data = centre_by_subject(data)
-                results = run_benchmark(data, names, quick=quick, seed=seed, jobs=jobs, progress=not quiet,
-                                        backend=backend)
-                results["label_scheme"] = one
-                results["calibration"] = calibrate
-                if calibrate == "subject":
-                    results["protocol_description"] += CALIBRATION_NOTE
+                results = run_benchmark(apply_calibration(data, calibrate), names, quick=quick, seed=seed,
+                                        jobs=jobs, progress=not quiet, backend=backend)
+                results.label_scheme = one
+                results.calibration = calibrate
+                results.protocol_description += calibration_note(calibrate)
                 folder = os.path.join(report_dir, one) if several else report_dir
                 write_report(results, folder)
                 _echo_results(folder, results)
@@ -672,11 +160,12 @@ def main(features_file, report_dir, models, quick, seed, jobs, scheme, calibrate
 
 
 def _echo_results(folder, results):
-    click.echo(f"{folder}: {results['dataset']}, scheme {results['label_scheme']}, {results['protocol_description']}")
-    click.echo(f"  majority class   accuracy {results['baseline']['accuracy']:.3f}")
-    for m in sorted(results["models"], key=lambda m: -m["accuracy"]):
-        click.echo(f"  {m['name']:<16} accuracy {m['accuracy']:.3f}  balanced {m['balanced_accuracy']:.3f}  "
-                   f"macro-F1 {m['macro_f1']:.3f}  ({m['fit_seconds']:.1f} s/fold)")
+    click.echo(f"{folder}: {results.dataset}, scheme {results.label_scheme}, {results.protocol_description}")
+    click.echo(f"  majority class   accuracy {results.baseline.accuracy:.3f}")
+    for m in sorted(results.models, key=lambda m: -m.accuracy):
+        click.echo(f"  {m.name:<16} accuracy {m.accuracy:.3f}  balanced {m.balanced_accuracy:.3f}  "
+                   f"macro-F1 {m.macro_f1:.3f}  ({m.fit_seconds:.1f} s/fold)")
+
 
 if __name__ == "__main__":
     # run the imported module's main, so worker processes find its functions by name

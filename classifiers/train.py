@@ -7,7 +7,6 @@ subject are their own group), then the best pipeline is refitted on every row.
 """
 
 import collections
-import json
 import os
 import time
 
@@ -21,10 +20,11 @@ from common.files import output_lock
 from common.labels import EMOTIONS
 
 from .artifact import save_model
-from .benchmark import _params_text, _set_threads, single_blas_thread, versions
 from .data import load_training_data
 from .explain import has_native
 from .models import MODEL_NAMES, describe, make_pipeline, param_grid
+from .results import BenchmarkResult, versions
+from .search import _params_text, _set_threads, single_blas_thread
 
 TERMS = ("Trained on research datasets ({datasets}); a model trained on them carries their research-only, "
          "non-commercial terms.")
@@ -115,17 +115,17 @@ def benchmark_figures(paths, name):
     out = []
     for path in paths:
         try:
-            with open(path) as fh:
-                results = json.load(fh)
+            results = BenchmarkResult.read(path)
         except (OSError, ValueError) as exc:
             raise FacialExpressionError(f"{path}: cannot read benchmark results ({exc})") from None
-        for m in results.get("models", []):
-            if m.get("name") == name:
-                entry = {"dataset": results.get("dataset"), "protocol": results.get("protocol_description"),
-                         "quick": results.get("quick")}
-                entry.update({k: m[k] for k in ("accuracy", "balanced_accuracy", "macro_f1") if k in m})
-                if "PrivateTest" in m:
-                    entry["PrivateTest_accuracy"] = m["PrivateTest"]["accuracy"]
+        for m in results.models:
+            if m.name == name:
+                entry = {"dataset": results.dataset, "protocol": results.protocol_description,
+                         "quick": results.quick}
+                entry.update({k: getattr(m, k) for k in ("accuracy", "balanced_accuracy", "macro_f1")
+                              if getattr(m, k) is not None})
+                if "PrivateTest" in m.subsets:
+                    entry["PrivateTest_accuracy"] = m.subsets["PrivateTest"].accuracy
                 out.append(entry)
     return out
 

@@ -27,6 +27,7 @@ from classifiers import evaluate as evaluate_cli
 from classifiers import predict as predict_cli
 from classifiers.data import load_training_data
 from classifiers.models import ALL, SHAPE, CappedPCA, GroupSelector, make_pipeline
+from classifiers.results import BenchmarkResult
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATASETS = str(DATASETS_DIR)
@@ -136,7 +137,7 @@ def test_feature_importance_averages_over_every_explained_face(tables):
     """Two leave-one-person-out folds of JAFFE, each a logreg that keeps 10% of the columns:
     a unit one fold's filter dropped contributed nothing to that fold's faces, so its mean
     in the chart is its sum over the faces of both folds, not over the faces of one."""
-    from classifiers.benchmark import fold_importance, top_features
+    from classifiers.search import fold_importance, top_features
 
     data = load_training_data(tables["jaffe"])
     persons = np.unique(data.subjects)[:2]
@@ -179,26 +180,27 @@ def test_quick_benchmark_on_ckplus_beats_the_majority_baseline(tables, tmp_path)
     report = tmp_path / "report"
     result = run(benchmark_cli.main, [tables["ck_subset"], "-o", report, "--quick", "--seed", "0", "-j", "2", "-q"])
     assert result.exit_code == 0, result.output
-    results = json.loads((report / "results.json").read_text())
-    assert results["protocol"] == "subject_kfold" and results["n_folds"] == 5
-    assert "StratifiedGroupKFold" in results["protocol_description"]
-    assert results["n_samples"] + results["n_excluded"] == 327 and results["n_samples"] > 300
-    assert set(results["classes"]) == {"angry", "contempt", "disgust", "fear", "happy", "sad", "surprise"}
-    baseline = results["baseline"]["accuracy"]
-    names = [m["name"] for m in results["models"]]
+    results = BenchmarkResult.read(report / "results.json")
+    assert results.to_json() == (report / "results.json").read_text()  # read back whole, key order included
+    assert results.protocol == "subject_kfold" and results.n_folds == 5
+    assert "StratifiedGroupKFold" in results.protocol_description
+    assert results.n_samples + results.n_excluded == 327 and results.n_samples > 300
+    assert set(results.classes) == {"angry", "contempt", "disgust", "fear", "happy", "sad", "surprise"}
+    baseline = results.baseline.accuracy
+    names = [m.name for m in results.models]
     assert names == ["rf", "svm_rbf", "svm_linear", "xgboost", "logreg", "logreg_au", "ensemble"]
-    for m in results["models"]:
-        assert m["accuracy"] > baseline + 0.2, (m["name"], m["accuracy"], baseline)
-        assert set(m["per_class_recall"]) == set(results["classes"])
-        assert m["fit_seconds"] > 0 and m["predict_ms_per_face"] > 0 and m["best_params"]
-        assert (report / f"confusion_{m['name']}.png").stat().st_size > 1000
+    for m in results.models:
+        assert m.accuracy > baseline + 0.2, (m.name, m.accuracy, baseline)
+        assert set(m.per_class_recall) == set(results.classes)
+        assert m.fit_seconds > 0 and m.predict_ms_per_face > 0 and m.best_params
+        assert (report / f"confusion_{m.name}.png").stat().st_size > 1000
     assert (report / "comparison.png").stat().st_size > 1000
     text = (report / "report.md").read_text()
     assert "Protocol: subject-independent" in text and "| majority class |" in text
 
 
 def test_benchmark_protocols_follow_the_table(tables):
-    from classifiers.benchmark import choose_protocol
+    from classifiers.protocol import choose_protocol
 
     jaffe = load_training_data(tables["jaffe"])
     loso = choose_protocol(jaffe, quick=False)

@@ -68,12 +68,12 @@ def test_quick_benchmark_on_dask_equals_local_run(cluster, jaffe_dir, tmp_path):
     local = run_benchmark(data, ["logreg", "xgboost"], quick=True, seed=3, jobs=2, progress=False)
     with compute_backend("dask", cluster.scheduler_address):
         remote = run_benchmark(data, ["logreg", "xgboost"], quick=True, seed=3, progress=False, backend="dask")
-    assert local["protocol_description"] == remote["protocol_description"]
-    for a, b in zip(local["models"], remote["models"]):
-        assert a["name"] == b["name"]
-        assert a["accuracy"] == b["accuracy"] and a["accuracy"] > local["baseline"]["accuracy"] + 0.2
-        assert a["confusion_matrix"] == b["confusion_matrix"]
-        assert a["best_params_per_fold"] == b["best_params_per_fold"]
+    assert local.protocol_description == remote.protocol_description
+    for a, b in zip(local.models, remote.models):
+        assert a.name == b.name
+        assert a.accuracy == b.accuracy and a.accuracy > local.baseline.accuracy + 0.2
+        assert a.confusion_matrix == b.confusion_matrix
+        assert a.best_params_per_fold == b.best_params_per_fold
 
 
 def test_xgboost_trains_through_xgboost_dask_into_a_normal_model_file(cluster, tables, tmp_path):
@@ -105,8 +105,8 @@ def test_label_schemes_on_benchmark_and_train(tables, tmp_path):
     valence = load_training_data(tables["jaffe"], scheme="valence3")
     assert dict(zip(*np.unique(valence.y, return_counts=True))) == {"negative": 122, "neutral": 30, "positive": 61}
     results = run_benchmark(valence, ["logreg"], quick=True, jobs=2, progress=False)
-    assert results["classes"] == ["negative", "neutral", "positive"]
-    assert results["models"][0]["accuracy"] > results["baseline"]["accuracy"] + 0.15
+    assert results.classes == ["negative", "neutral", "positive"]
+    assert results.models[0].accuracy > results.baseline.accuracy + 0.15
 
 
 def _quick_jaffe_benchmark(tables, out, *options):
@@ -126,6 +126,7 @@ def test_benchmark_reports_every_label_scheme(tables, tmp_path):
     from click.testing import CliRunner
 
     from classifiers import benchmark
+    from classifiers.results import BenchmarkResult
 
     out = tmp_path / "schemes"
     _quick_jaffe_benchmark(tables, out, "--scheme", "each")
@@ -134,9 +135,9 @@ def test_benchmark_reports_every_label_scheme(tables, tmp_path):
     assert [len(s["classes"]) for s in summary] == [7, 6, 3]
     assert [s["n_tested"] for s in summary] == [213, 183, 213]
     for s in summary:
-        own = json.loads((out / s["label_scheme"] / "results.json").read_text())
-        assert own["label_scheme"] == s["label_scheme"]
-        assert s["models"]["logreg"]["accuracy"] == own["models"][0]["accuracy"]
+        own = BenchmarkResult.read(out / s["label_scheme"] / "results.json")
+        assert own.label_scheme == s["label_scheme"]
+        assert s["models"]["logreg"]["accuracy"] == own.models[0].accuracy
         assert s["models"]["logreg"]["accuracy"] > s["baseline_accuracy"] + 0.15
     table = (out / "schemes.md").read_text()
     assert "| valence3 | 3 (negative, neutral, positive) | 213 | logreg |" in table
@@ -146,9 +147,9 @@ def test_benchmark_reports_every_label_scheme(tables, tmp_path):
 
 def test_per_subject_calibration_is_labelled_and_needs_subjects(tables, tmp_path):
     import dataclasses
-    import json
 
     from classifiers.data import centre_by_subject, load_training_data
+    from classifiers.results import BenchmarkResult
     from common.errors import DatasetError
 
     data = load_training_data(tables["jaffe"])
@@ -162,7 +163,7 @@ def test_per_subject_calibration_is_labelled_and_needs_subjects(tables, tmp_path
         centre_by_subject(dataclasses.replace(data, subjects=np.full(len(data.y), "")))
     out = tmp_path / "calibrated"
     _quick_jaffe_benchmark(tables, out, "--calibrate", "subject")
-    results = json.loads((out / "results.json").read_text())
-    assert results["calibration"] == "subject"
+    results = BenchmarkResult.read(out / "results.json")
+    assert results.calibration == "subject"
     assert "PER-SUBJECT CALIBRATION" in (out / "report.md").read_text()
-    assert results["models"][0]["accuracy"] > results["baseline"]["accuracy"] + 0.3
+    assert results.models[0].accuracy > results.baseline.accuracy + 0.3

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from classifiers.artifact import DEFAULT_MODEL, load_model
+from classifiers.results import BenchmarkResult
 from features.describe import FeatureConfig
 from features.extract import extract_dataset
 from features.table import load_table
@@ -341,7 +342,7 @@ def test_second_benchmark_on_the_same_report_is_refused_and_kills_leave_results_
             first.kill()
     assert code == 0, err
     results_a = (report / "results.json").read_bytes()
-    accuracy = json.loads(results_a)["models"][0]["accuracy"]
+    accuracy = BenchmarkResult.from_dict(json.loads(results_a)).models[0].accuracy
     files = visible(report)
     assert "results.json" in files and "report.md" in files
 
@@ -351,8 +352,8 @@ def test_second_benchmark_on_the_same_report_is_refused_and_kills_leave_results_
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=90)
-    results = json.loads((report / "results.json").read_text())  # whole, whichever it is
-    assert results["models"][0]["name"] == "logreg" and results["models"][0]["accuracy"] == accuracy
+    results = BenchmarkResult.read(report / "results.json")  # whole, whichever it is
+    assert results.models[0].name == "logreg" and results.models[0].accuracy == accuracy
     assert visible(report) == files
     results_a = (report / "results.json").read_bytes()
 
