@@ -10,15 +10,13 @@ each training part only (:mod:`classifiers.search`), the figures form a
 """
 
 import os
-import sys
 
 import click
 import numpy as np
 
-from common.errors import FacialExpressionError
+from common.cli import backend_options, command, jobs_option, quiet_option, scheme_option
 from common.files import output_lock
-from common.labels import SCHEMES
-from common.parallel import BACKENDS, compute_backend, default_backend
+from common.parallel import compute_backend
 
 from .data import load_training_data
 from .models import DEFAULT_MODELS, MODEL_NAMES
@@ -64,20 +62,6 @@ def run_benchmark(data, models, quick=False, seed=0, jobs=1, progress=True, back
     )
 
 
-#: ``--scheme each``: every label scheme the issue tracker asks the benchmark to report.
-EACH_SCHEME = ("basic7", "basic6", "valence3")
-
-
-def parse_schemes(text):
-    """"basic6,valence3" / "each" / "all" -> tuple of scheme names (in the order given)."""
-    names = [n.strip() for n in str(text).split(",") if n.strip()]
-    names = [s for n in names for s in (EACH_SCHEME if n == "each" else (n,))]
-    unknown = [n for n in names if n != "all" and n not in SCHEMES]
-    if unknown or not names:
-        raise click.BadParameter(f"unknown label scheme(s) {unknown}; choose from all, each, {', '.join(SCHEMES)}")
-    return tuple(dict.fromkeys(names))
-
-
 def parse_models(text):
     """"rf,logreg" -> list of model names (in the order given, each once)."""
     names = [n.strip() for n in text.split(",") if n.strip()]
@@ -87,7 +71,7 @@ def parse_models(text):
     return list(dict.fromkeys(names))
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@command("benchmark")
 @click.argument("features_file", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", "report_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for results.json, report.md, comparison.png and confusion_<model>.png.")
@@ -95,23 +79,14 @@ def parse_models(text):
               help="Comma-separated models to compare.")
 @click.option("--quick", is_flag=True, help="Small grids, 5 outer folds, 3 inner folds: a fast sanity run.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice (folds, models).")
-@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=2, show_default=True,
-              help="Worker processes (outer folds run in parallel; with one fold, the grid search does).")
-@click.option("--scheme", default="all", show_default=True, callback=lambda ctx, param, value: parse_schemes(value),
-              help="Label scheme(s), comma-separated: all (the table's labels), basic7 (7 basic emotions incl. "
-                   "neutral), basic6 (no neutral), valence3 (negative: angry, disgust, fear, sad; neutral; "
-                   "positive: happy, surprise), or each (= basic7,basic6,valence3). With several schemes each "
-                   "gets its own sub-folder of OUTPUT and OUTPUT/schemes.md compares them.")
+@jobs_option(default=2, help="Worker processes (outer folds run in parallel; with one fold, the grid search does).")
+@scheme_option(several=True)
 @click.option("--calibrate", type=click.Choice(CALIBRATIONS), default="none", show_default=True,
               help="subject: centre every face's features on the mean of its person's faces (test persons "
                    "included, labels unused). A different, transductive setting: it needs several faces of "
                    "each person at prediction time. Reported separately, never as the per-image figure.")
-@click.option("--backend", type=click.Choice(BACKENDS), default=default_backend,
-              show_default="local, or dask when FER_DASK_SCHEDULER is set",
-              help="Run the (model, fold) fits on this machine's cores or on a Dask cluster.")
-@click.option("--scheduler", envvar="FER_DASK_SCHEDULER", default=None,
-              help="Dask scheduler address (tcp://host:8786) for --backend dask [env: FER_DASK_SCHEDULER].")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@backend_options(help="Run the (model, fold) fits on this machine's cores or on a Dask cluster.")
+@quiet_option
 def main(features_file, report_dir, models, quick, seed, jobs, scheme, calibrate, backend, scheduler, quiet):
     """Compare classical expression classifiers on FEATURES_FILE, the same folds for every model.
 
@@ -152,11 +127,8 @@ def main(features_file, report_dir, models, quick, seed, jobs, scheme, calibrate
             if several:
                 write_scheme_summary(runs, report_dir)
                 click.echo(f"{os.path.join(report_dir, 'schemes.md')}: {len(runs)} label schemes compared")
-    except (FacialExpressionError, ValueError) as exc:
+    except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
 
 
 def _echo_results(folder, results):

@@ -123,10 +123,32 @@ def backend_options(default=default_backend, help="Run on this machine's cores o
     return decorate
 
 
-def scheme_option(help="Map labels through this label scheme first: all keeps every class; basic7 the 7 "
-                       "basic emotions; basic6 without neutral; valence3 negative/neutral/positive."):
+#: ``--scheme each``: every label scheme the benchmark reports side by side.
+EACH_SCHEME = ("basic7", "basic6", "valence3")
+_SCHEME_WORDS = ("all keeps the table's labels; basic7 the 7 basic emotions incl. neutral; basic6 without neutral; "
+                 "valence3 negative (angry, disgust, fear, sad), neutral, positive (happy, surprise)")
+
+
+def parse_schemes(text):
+    """"basic6,valence3" / "each" / "all" -> tuple of scheme names (in the order given)."""
+    names = [n.strip() for n in str(text).split(",") if n.strip()]
+    names = [s for n in names for s in (EACH_SCHEME if n == "each" else (n,))]
+    unknown = [n for n in names if n != "all" and n not in SCHEMES]
+    if unknown or not names:
+        raise click.BadParameter(f"unknown label scheme(s) {unknown}; choose from all, each, {', '.join(SCHEMES)}")
+    return tuple(dict.fromkeys(names))
+
+
+def scheme_option(help=None, several=False):
+    """``--scheme``: one label scheme, or with ``several=True`` a comma-separated list (or ``each``)."""
+    if several:
+        return click.option("--scheme", default="all", show_default=True,
+                            callback=lambda ctx, param, value: parse_schemes(value),
+                            help=help or f"Label scheme(s), comma-separated: {_SCHEME_WORDS}; or each (= "
+                                         f"{','.join(EACH_SCHEME)}). With several schemes each gets its own "
+                                         "sub-folder of OUTPUT and OUTPUT/schemes.md compares them.")
     return click.option("--scheme", type=click.Choice(("all",) + tuple(SCHEMES)), default="all", show_default=True,
-                        help=help)
+                        help=help or f"Map labels through this label scheme first: {_SCHEME_WORDS}.")
 
 
 def detector_options(detectors, default=None):
