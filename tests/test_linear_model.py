@@ -1,6 +1,8 @@
 """The numeric form of linear models: the pipeline's probabilities with numpy alone, so that predicting
 neither imports scikit-learn and skops nor rebuilds the pipeline (cold start)."""
 
+import os
+import textwrap
 import zipfile
 
 import numpy as np
@@ -11,6 +13,10 @@ from classifiers.data import load_training_data
 from classifiers.linear import LOGISTIC, SOFTMAX
 from classifiers.models import make_pipeline
 
+FACE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "datasets",
+                    "jaffe", "happy", "KA.HA1.29.tiff")
+#: Libraries the plain predict command must not import (each costs 0.1-1 s of start-up).
+HEAVY = ("sklearn", "skops", "scipy", "pandas", "joblib", "tqdm", "matplotlib", "skimage")
 
 
 @pytest.fixture()
@@ -76,3 +82,21 @@ def test_other_models_have_no_numeric_form(tables, tmp_path, pipeline_loads):
     assert model.linear is None and len(pipeline_loads) == 1
     assert np.allclose(model.predict_proba(data.X[:10]), pipe.predict_proba(data.X[:10]), atol=1e-6)
 
+
+def test_predict_imports_no_heavy_library(run_python):
+    """A fresh `predict` of one real face imports neither scikit-learn nor skops (nor SciPy, pandas,
+    joblib, tqdm, matplotlib, scikit-image); --explain needs the pipeline and may."""
+    code = textwrap.dedent(f"""
+        import atexit, runpy, sys
+        atexit.register(lambda: print("HEAVY", sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r})),
+                                      file=sys.stderr))
+        sys.argv = ["predict"] + sys.argv[1:]
+        runpy.run_module("classifiers.predict", run_name="__main__")
+    """)
+    result = run_python(["-c", code, FACE])
+    assert result.returncode == 0, result.stderr
+    assert "face 1" in result.stdout
+    assert result.stderr.strip().splitlines()[-1] == "HEAVY []", result.stderr
+
+    result = run_python(["-c", code, FACE, "--explain"])
+    assert result.returncode == 0 and "for happy:" in result.stdout, result.stderr
