@@ -191,7 +191,7 @@ def main(features_files, output, name, quick, labels, scheme, backend, scheduler
             meta = {"model": summary, "training_data": training_summary(data), "versions": versions(),
                     "feature_tables": [os.path.basename(p) for p in features_files], "benchmarks": figures,
                     "label_scheme": scheme, "explain_background": explain_background(model, data, seed)}
-            save_model(output, model, data.config, meta)
+            save_model(output, model, data.config, meta, columns=data.columns)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     size = os.path.getsize(output)
