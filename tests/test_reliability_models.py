@@ -450,6 +450,7 @@ def test_non_finite_parameters_of_the_numeric_form_are_refused(tmp_path, shipped
     assert name in message
 
 
+@pytest.mark.integration  # reads a JAFFE face
 def test_non_finite_parameters_of_the_pipeline_are_refused(tmp_path, shipped):
     """An infinite scale in the shipped pipeline, its numeric form intact: with the numeric form the file
     predicts (the pipeline is not loaded) and is refused, one line, when the pipeline is needed (--explain);
