@@ -34,6 +34,7 @@ class Analyser:
         self.model = load_model(model_path)
         models.shape_predictor()
         models.hog_detector()
+        self.model.pipeline  # what explanations use: loaded now rather than on the first photo
 
     def __call__(self, job):
         from classifiers import recognise

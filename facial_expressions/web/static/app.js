@@ -1,0 +1,46 @@
+// The page: two tabs (a photo, the live webcam) on the server's /api, and what the model is.
+import { call, takeToken } from "./api.js";
+import { setupPhoto } from "./photo.js";
+import { setupWebcam } from "./webcam.js";
+import { showMessage } from "./ui.js";
+
+function tabs(webcam) {
+  const pairs = [["tab-photo", "photo-panel"], ["tab-webcam", "webcam-panel"]];
+  for (const [tab, panel] of pairs) {
+    document.getElementById(tab).addEventListener("click", () => {
+      for (const [otherTab, otherPanel] of pairs) {
+        document.getElementById(otherTab).setAttribute("aria-selected", String(otherTab === tab));
+        document.getElementById(otherPanel).hidden = otherPanel !== panel;
+      }
+      if (tab !== "tab-webcam") webcam.stop();
+    });
+  }
+}
+
+function about(info) {
+  const data = info.training_data || {};
+  const datasets = Object.keys(data.datasets || {}).join(", ");
+  const score = info.model.cv_balanced_accuracy;
+  document.getElementById("about").textContent =
+    `Model ${info.file}: ${info.model.description || info.model.model || "?"}; classes ${info.labels.join(", ")}` +
+    (data.n_faces ? `; trained on ${data.n_faces.toLocaleString("en")} faces (${datasets})` : "") +
+    (score ? `; cross-validated balanced accuracy ${(score * 100).toFixed(1)}%` : "") +
+    (data.terms ? `. ${data.terms}` : ".");
+}
+
+async function main() {
+  takeToken();
+  let info;
+  try {
+    info = await call("/api/model");
+  } catch (error) {
+    showMessage(error.message);
+    return;
+  }
+  about(info);
+  setupPhoto(info);
+  tabs(setupWebcam(info));
+  document.body.dataset.ready = "true";
+}
+
+main();
