@@ -37,11 +37,6 @@ async function analyse(file, info) {
   const status = document.getElementById("photo-status");
   clearMessage();
   reset();
-  if (file.size > info.limits.max_upload_bytes) {
-    showMessage(`${file.name} is ${megabytes(file.size)}: larger than this server's limit of ${megabytes(info.limits.max_upload_bytes)}.`);
-    status.textContent = "";
-    return;
-  }
   status.textContent = `Analysing ${file.name} …`;
   const options = new URLSearchParams({ explain: 3, preview: "true" });
   if (info.catalogue) options.set("recommend", "match");
