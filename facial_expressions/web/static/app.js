@@ -43,4 +43,6 @@ async function main() {
   document.body.dataset.ready = "true";
 }
 
+// The address with the token pasted into a page already open changes only the fragment: start again.
+window.addEventListener("hashchange", () => /token=/.test(location.hash) && location.reload());
 main();

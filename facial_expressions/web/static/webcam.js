@@ -112,7 +112,8 @@ export function setupWebcam(info) {
     liveLabel.dataset.label = face ? face.label : "";
     chart.add(now, face ? face.probabilities : null);
     chart.draw(now);
-    status.textContent = `${(sent.length / Math.min(3, (now - minute.start) / 1000 || 1)).toFixed(1)} frames/s · ${Math.round(now - began)} ms per frame`;
+    const rate = sent.length > 1 ? (sent.length - 1) / ((now - sent[0]) / 1000) : 0;
+    status.textContent = `${rate.toFixed(1)} frames/s · ${Math.round(now - began)} ms per frame`;
     if (face && face.valence !== undefined) minute.moods.push(face);
     if (now - minute.start >= MINUTE_MS) minuteDone(now);
   }

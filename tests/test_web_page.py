@@ -1,0 +1,169 @@
+"""The page in a real browser: Chromium (Debian's, driven by Playwright) on a real server.
+
+A JAFFE photo shows "happy" and its reasons; Chromium's fake camera, fed from a real clip
+(neutral -> grin -> neutral), shows a live label that changes and a chart; an oversized and a
+corrupt upload show a clear message; the token travels in the address fragment; a phone-sized
+screen needs no sideways scrolling. Every step leaves a screenshot in $FER_WEB_SCREENSHOTS (else
+a temporary folder) for a person to look at.
+"""
+
+import os
+import re
+import time
+
+import pytest
+
+from web_helpers import CHROMIUM, CHROMIUM_ARGS, Server, screenshot_dir, write_y4m
+
+pytestmark = pytest.mark.integration
+playwright = pytest.importorskip("playwright.sync_api")
+
+if not os.path.exists(CHROMIUM):
+    pytest.fail(f"{CHROMIUM} not found: `make install-browser` installs Debian's chromium", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def shots():
+    return screenshot_dir()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, datasets_dir):
+    catalogue = datasets_dir.parent / "music" / "deezer_mood.csv"
+    with Server(str(tmp_path_factory.mktemp("web-page")), "--workers", "2", "--catalogue", catalogue) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def camera_clip(tmp_path_factory, datasets_dir):
+    """d0.mp4 (neutral, a wide grin, neutral again; 3.1 s) as Chromium's fake camera input."""
+    path = tmp_path_factory.mktemp("camera") / "d0.y4m"
+    assert write_y4m(datasets_dir.parent / "videos" / "d0.mp4", path) > 70
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser_with(tmp_path_factory):
+    """``browser_with(*extra_args, viewport=...)`` -> a fresh Chromium context with its own profile."""
+    with playwright.sync_playwright() as p:
+        contexts = []
+
+        def launch(*extra, viewport=(1100, 900)):
+            context = p.chromium.launch_persistent_context(
+                str(tmp_path_factory.mktemp("profile")), executable_path=CHROMIUM, headless=True,
+                args=CHROMIUM_ARGS + list(extra), viewport={"width": viewport[0], "height": viewport[1]})
+            contexts.append(context)
+            return context
+        yield launch
+        for context in contexts:
+            context.close()
+
+
+def open_page(context, url):
+    page = context.new_page()
+    page.requested = []
+    page.on("request", lambda request: page.requested.append(request.url))
+    page.goto(url)
+    return page
+
+
+def only_local(page, server):
+    return [u for u in page.requested if not u.startswith((server.base, "data:", "blob:"))]
+
+
+def test_a_photo_shows_its_label_reasons_and_music(server, browser_with, jaffe_dir, shots):
+    page = open_page(browser_with(), server.url("/"))
+    page.wait_for_selector("body[data-ready=true]")
+    page.screenshot(path=os.path.join(shots, "1-start.png"))
+    page.set_input_files("#file", str(jaffe_dir / "happy" / "KA.HA1.29.tiff"))
+    page.wait_for_selector("article.face")
+    card = page.inner_text("article.face")
+    assert card.startswith("Face 1: happy") and "neutral" in card and "surprise" in card
+    reasons = page.inner_text(".reasons .toward")
+    assert re.match(r"for happy: [a-z].* \+\d\.\d\d", reasons), reasons
+    assert page.inner_text(".reasons .against").startswith("against: ")
+    assert page.is_visible("#photo-canvas") and page.inner_text("#photo-status").startswith("1 face in KA.HA1.29")
+    assert page.is_visible("#music") and page.locator("#tracks li").count() == 10
+    assert "you look happy" in page.inner_text("#music-reason")
+    page.screenshot(path=os.path.join(shots, "2-photo-happy.png"), full_page=True)
+    assert only_local(page, server) == [], "every script, style and request stays on the server"
+    assert server.uploads() == []
+
+
+def test_oversized_and_corrupt_uploads_show_a_clear_message(server, browser_with, tmp_path, shots):
+    big = tmp_path / "huge.jpg"
+    with open(big, "wb") as fh:
+        fh.write(b"\xff\xd8\xff\xe0")
+        fh.truncate(21 * 2**20)
+    corrupt = tmp_path / "broken.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(4000))
+    page = open_page(browser_with(), server.url("/"))
+    page.wait_for_selector("body[data-ready=true]")
+    page.set_input_files("#file", str(big))
+    page.wait_for_selector("#message:not([hidden])")
+    assert page.inner_text("#message") == "huge.jpg: the upload is larger than this server's limit of 20 MB"
+    page.screenshot(path=os.path.join(shots, "3-oversized.png"))
+    page.set_input_files("#file", str(corrupt))
+    page.wait_for_selector("#message:has-text('broken.jpg')")
+    assert page.inner_text("#message").startswith("broken.jpg: the upload: corrupt or truncated image data")
+    assert page.locator("article.face").count() == 0 and not page.is_visible("#photo-canvas")
+    page.screenshot(path=os.path.join(shots, "4-corrupt.png"))
+
+
+def test_the_webcam_shows_a_live_label_that_changes_a_chart_and_music_after_a_minute(
+        server, browser_with, camera_clip, shots):
+    context = browser_with("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                           f"--use-file-for-fake-video-capture={camera_clip}")
+    page = open_page(context, server.url("/"))
+    page.wait_for_selector("body[data-ready=true]")
+    page.click("#tab-webcam")
+    page.click("#cam-start")
+    labels, rates, started = [], [], time.monotonic()
+    while time.monotonic() - started < 20 and not {"neutral", "happy"} <= set(labels):
+        labels.append(page.get_attribute("#live-label", "data-label") or "")
+        time.sleep(0.2)
+    assert {"neutral", "happy"} <= set(labels), labels  # the clip's neutral face, then its grin
+    page.screenshot(path=os.path.join(shots, "5-webcam.png"), full_page=True)
+    while time.monotonic() - started < 66 and not page.is_visible("#music"):
+        rate = re.match(r"([\d.]+) frames/s", page.inner_text("#cam-status"))
+        rates.append(float(rate.group(1)) if rate else 0.0)
+        time.sleep(1)
+    assert page.is_visible("#music"), "music after a webcam minute"
+    assert page.inner_text("#music-reason").startswith("For the last webcam minute: you look ")
+    drawn = page.evaluate("""() => { const c = document.getElementById('chart');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i + 3] && Math.abs(d[i] - d[i + 1]) > 60) n++; return n; }""")
+    assert drawn > 500, "the chart has coloured lines"
+    page.screenshot(path=os.path.join(shots, "6-webcam-minute.png"), full_page=True)
+    print(f"webcam: {max(rates):.1f} frames/s at best, median {sorted(rates)[len(rates) // 2]:.1f}")
+    assert sorted(rates)[len(rates) // 2] >= 5, rates
+    page.click("#cam-stop")
+    assert only_local(page, server) == []
+
+
+def test_a_phone_sized_screen_needs_no_sideways_scrolling(server, browser_with, jaffe_dir, shots):
+    page = open_page(browser_with(viewport=(390, 844)), server.url("/"))
+    page.wait_for_selector("body[data-ready=true]")
+    page.set_input_files("#file", str(jaffe_dir / "surprise" / "KA.SU1.36.tiff"))
+    page.wait_for_selector("article.face")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=os.path.join(shots, "7-phone.png"), full_page=True)
+    page.click("#tab-webcam")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=os.path.join(shots, "8-phone-webcam.png"))
+
+
+def test_the_page_takes_its_token_from_the_address(tmp_path, browser_with, jaffe_dir, shots):
+    with Server(str(tmp_path), "--workers", "1", env={"FER_WEB_TOKEN": "page-token-42"}) as server:
+        context = browser_with()
+        page = open_page(context, server.url("/"))
+        page.wait_for_selector("#message:not([hidden])")
+        assert "needs its access token" in page.inner_text("#message")
+        page.screenshot(path=os.path.join(shots, "9-no-token.png"))
+        printed = re.search(r"(http://\S+#token=\S+)", server.output()).group(1)
+        page.goto(printed)
+        page.wait_for_selector("body[data-ready=true]")
+        assert "token" not in page.url, "the token leaves the address bar"
+        page.set_input_files("#file", str(jaffe_dir / "happy" / "KA.HA1.29.tiff"))
+        page.wait_for_selector("article.face")
+        assert page.inner_text("article.face h3").startswith("Face 1: happy")
