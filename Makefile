@@ -24,10 +24,11 @@ MODEL_NAME     ?= logreg
 MODEL_ARGS     ?= --quick
 DEMO_IMAGE     ?= $(shell $(PY) -c "import matplotlib.cbook as c; print(c.get_sample_data('grace_hopper.jpg', asfileobj=False))" 2>/dev/null)
 
-.PHONY: install test test-fast features benchmark model demo clean help
+.PHONY: install install-browser test test-fast features benchmark model demo clean help
 
 help:
 	@echo "make install     create $(VENV) and install the project with its dependencies"
+	@echo "make install-browser  install Debian's chromium for the browser tests (as root, when /usr/bin/chromium is missing)"
 	@echo "make test        run the test suite: the unit tier, then the integration tier (real datasets from $(DATASETS))"
 	@echo "make test-fast   run the unit tier only (no dataset needed)"
 	@echo "make features    extract a feature table: DATASET=dir [PRESET=ckplus48|jaffe|fer2013|folder] -> $(FEATURES)"
@@ -42,6 +43,12 @@ $(PY):
 install: $(PY)
 	$(PY) -m pip install --quiet -e ".[test]"
 	$(PY) -c "import dlib, cv2, sklearn, xgboost, landmarks, features, classifiers; print('installed: dlib', dlib.__version__, '| opencv', cv2.__version__, '| scikit-learn', sklearn.__version__, '| xgboost', xgboost.__version__)"
+
+# the browser tests (tests/test_web_page.py) drive Debian's chromium through Playwright; Playwright's
+# own browser download cannot work offline, so the system package it is
+install-browser:
+	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+	@/usr/bin/chromium --version
 
 # the unit tier runs with the datasets hidden, so a unit test that needs one fails
 test-fast:

@@ -6,12 +6,14 @@ import base64
 import concurrent.futures
 import json
 import os
+import signal
 import socket
 import struct
 import time
 import zlib
 
 import httpx
+import psutil
 import pytest
 
 from classifiers import recognise
@@ -218,6 +220,11 @@ def test_a_full_pool_answers_503_at_once_and_keeps_serving(tmp_path, big_photo, 
         assert busy.headers["retry-after"] == "1" and "the server is busy" in busy.json()["detail"]
         assert post_file(server, happy).json()["faces"][0]["label"] == "happy"
         assert server.uploads() == []
+        workers = psutil.Process(server.process.pid).children(recursive=True)
+        assert len([w for w in workers if "fer-analysis" in " ".join(w.cmdline()) or w.name() == "python"]) >= 1
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE], "workers stopped"
+    assert server.process.returncode == 130 and "interrupted" in server.output(), "Ctrl-C: 130, as every command"
+    assert not [d for d in os.listdir(server.tmp) if "uploads" in d], "the upload folder goes with the server"
 
 
 def test_over_the_time_budget_is_503_and_the_worker_is_replaced(tmp_path, big_photo, happy):
@@ -285,6 +292,8 @@ def test_without_a_catalogue_music_is_refused_clearly(tmp_path, happy):
         mood = httpx.post(server.url("/api/recommend"), json={"valence": 0.1, "arousal": 0.1})
         assert mood.status_code == 404 and "--catalogue FILE" in mood.json()["detail"]
         assert httpx.get(server.url("/api/model")).json()["catalogue"] is None
+        assert server.stop(signal.SIGTERM) == 0
+    assert not [d for d in os.listdir(server.tmp) if "uploads" in d], "SIGTERM removes the upload folder too"
 
 
 @pytest.mark.parametrize("args, message", [

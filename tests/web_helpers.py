@@ -61,9 +61,9 @@ class Server:
         return [name for folder in os.listdir(self.tmp) if folder.startswith("facial-expressions-uploads-")
                 for name in os.listdir(os.path.join(self.tmp, folder))]
 
-    def stop(self):
+    def stop(self, how=signal.SIGINT):
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            self.process.send_signal(how)
             try:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:

@@ -10,6 +10,7 @@ analysis workers, which load their models once each at start-up.
 
 import logging
 import os
+import signal
 import socket
 import sys
 
@@ -98,7 +99,8 @@ def main(host, port, model_path, workers, queue_size, catalogue_path, token, max
 
 
 def run(settings, quiet=False):
-    """Check, start and serve until Ctrl-C or SIGTERM; everything started is stopped on the way out."""
+    """Check, start and serve until Ctrl-C (exit code 130, as every command) or SIGTERM (0); the
+    analysis workers and the upload folder are removed on the way out."""
     import uvicorn
 
     from classifiers import load_model
@@ -114,6 +116,8 @@ def run(settings, quiet=False):
 
         catalogue = load_catalogue(settings.catalogue)
     sock = bind(settings.host, settings.port)
+    # uvicorn stops gracefully on SIGTERM, then raises it again: as an exit, so the cleanup below runs
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     store = UploadStore(settings.upload_ttl)
     pool = AnalysisPool(settings.workers, settings.queue, settings.time_budget, model.path)
     try:
