@@ -12,14 +12,11 @@ import re
 import time
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 from web_helpers import CHROMIUM, CHROMIUM_ARGS, Server, screenshot_dir, write_y4m
 
 pytestmark = pytest.mark.integration
-playwright = pytest.importorskip("playwright.sync_api")
-
-if not os.path.exists(CHROMIUM):
-    pytest.fail(f"{CHROMIUM} not found: `make install-browser` installs Debian's chromium", pytrace=False)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +42,9 @@ def camera_clip(tmp_path_factory, datasets_dir):
 @pytest.fixture(scope="module")
 def browser_with(tmp_path_factory):
     """``browser_with(*extra_args, viewport=...)`` -> a fresh Chromium context with its own profile."""
-    with playwright.sync_playwright() as p:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} not found: `make install-browser` installs Debian's chromium", pytrace=False)
+    with sync_playwright() as p:
         contexts = []
 
         def launch(*extra, viewport=(1100, 900)):

@@ -16,7 +16,7 @@ import sys
 
 import click
 
-from common.cli import command, fail
+from common.cli import command, fail, quiet_option
 
 from .settings import MB, TOKEN_ENV, Settings
 
@@ -68,7 +68,7 @@ def url_of(sock, host, token=None):
               help="Seconds an upload may stay on disk at most (photos are deleted as soon as they are analysed).")
 @click.option("--cors-origin", "cors_origins", multiple=True,
               help="Let pages from this origin (https://example.org) call the API; repeatable. Default: none.")
-@click.option("-q", "--quiet", is_flag=True, help="Log only errors (no line per request).")
+@quiet_option
 def main(host, port, model_path, workers, queue_size, catalogue_path, token, max_upload_mb, time_budget,
          receive_timeout, upload_ttl, cors_origins, quiet):
     """Serve the REST API and the browser page (photos, live webcam).
