@@ -135,7 +135,7 @@ def test_the_webcam_shows_a_live_label_that_changes_a_chart_and_music_after_a_mi
     assert drawn > 500, "the chart has coloured lines"
     page.screenshot(path=os.path.join(shots, "6-webcam-minute.png"), full_page=True)
     print(f"webcam: {max(rates):.1f} frames/s at best, median {sorted(rates)[len(rates) // 2]:.1f}")
-    assert sorted(rates)[len(rates) // 2] >= 5, rates
+    assert sorted(rates)[len(rates) // 2] >= 8, rates  # 12-15 on a machine not shared with other work
     page.click("#cam-stop")
     assert only_local(page, server) == []
 
