@@ -4,7 +4,6 @@ the token rule."""
 
 import base64
 import concurrent.futures
-import json
 import os
 import signal
 import socket

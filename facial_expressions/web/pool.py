@@ -181,10 +181,6 @@ class AnalysisPool:
                 self._idle.put(new)
             return
 
-    def pids(self):
-        with self._lock:
-            return [w.process.pid for w in self._all]
-
     def close(self):
         self.closed = True
         self._threads.shutdown(wait=False, cancel_futures=True)

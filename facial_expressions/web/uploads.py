@@ -56,8 +56,5 @@ class UploadStore:
                     if now - entry.stat(follow_symlinks=False).st_mtime > self.ttl:
                         os.remove(entry.path)
 
-    def files(self):
-        return sorted(os.listdir(self.folder)) if os.path.isdir(self.folder) else []
-
     def close(self):
         shutil.rmtree(self.folder, ignore_errors=True)
