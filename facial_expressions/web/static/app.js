@@ -1,5 +1,6 @@
 // The page: two tabs (a photo, the live webcam) on the server's /api, and what the model is.
 import { call, takeToken } from "./api.js";
+import { hideMusic } from "./music.js";
 import { setupPhoto } from "./photo.js";
 import { setupWebcam } from "./webcam.js";
 import { showMessage } from "./ui.js";
@@ -13,6 +14,7 @@ function tabs(webcam) {
         document.getElementById(otherPanel).hidden = otherPanel !== panel;
       }
       if (tab !== "tab-webcam") webcam.stop();
+      hideMusic(); // the music was for the other tab's photo or minute
     });
   }
 }
@@ -34,7 +36,7 @@ async function main() {
   try {
     info = await call("/api/model");
   } catch (error) {
-    showMessage(error.message);
+    showMessage(error.message.charAt(0).toUpperCase() + error.message.slice(1));
     return;
   }
   about(info);

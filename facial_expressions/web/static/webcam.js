@@ -43,6 +43,7 @@ export function setupWebcam(info) {
       return;
     }
     video.srcObject = stream;
+    document.getElementById("live-stage").hidden = false;
     await video.play();
     startButton.disabled = true;
     stopButton.disabled = false;
@@ -54,10 +55,12 @@ export function setupWebcam(info) {
   }
 
   function stop() {
+    if (!running && !stream) return;
     running = false;
     if (stream) stream.getTracks().forEach((track) => track.stop());
     stream = null;
     video.srcObject = null;
+    document.getElementById("live-stage").hidden = true;
     startButton.disabled = false;
     stopButton.disabled = true;
     status.textContent = "Stopped.";
