@@ -50,15 +50,18 @@ def annotation_paths(out, paths, several):
     if not several and not (os.path.isdir(out) or out.endswith(os.sep)):
         chosen = [out] * len(paths)
     else:
-        chosen, taken = [], set()
+        chosen, taken, of_input = [], set(), {}
         for path in paths:
-            stem = os.path.splitext(os.path.basename(path))[0]
-            dest, k = os.path.join(out, f"{stem}.png"), 1
-            while dest in taken:
-                k += 1
-                dest = os.path.join(out, f"{stem}-{k}.png")
-            taken.add(dest)
-            chosen.append(dest)
+            real = os.path.realpath(path)
+            if real not in of_input:  # the same image given twice gets the same picture
+                stem = os.path.splitext(os.path.basename(path))[0]
+                dest, k = os.path.join(out, f"{stem}.png"), 1
+                while dest in taken:
+                    k += 1
+                    dest = os.path.join(out, f"{stem}-{k}.png")
+                taken.add(dest)
+                of_input[real] = dest
+            chosen.append(of_input[real])
     return {path: None if os.path.realpath(dest) in inputs else dest for path, dest in zip(paths, chosen)}
 
 
