@@ -56,7 +56,7 @@ from classifiers import load_model
 from classifiers.affect import valence_arousal
 from classifiers.artifact import DEFAULT_MODEL
 from common.cli import (EXIT_INTERRUPTED, backend_options, command, detector_options, jobs_option, one_line,
-                        quiet_option, utf8_safe_output)
+                        quiet_option, recommend_options, utf8_safe_output)
 from common.errors import AffectError, FacialExpressionError, VideoError
 from common.files import output_lock
 from landmarks.detect import DETECTORS
@@ -630,6 +630,11 @@ def _seconds(ctx, param, value):
     return seconds
 
 
+def _time_option(name, help):
+    return click.option(name, type=str, default=None, callback=_seconds, metavar="TIME",
+                        help=f"{help} Seconds (12.5) or minutes:seconds (1:30).")
+
+
 @command("video")
 @click.argument("source", metavar="INPUT")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
@@ -640,9 +645,8 @@ def _seconds(ctx, param, value):
               help="Analyse every Nth frame.")
 @click.option("--fps", "rate", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Analyse this many frames per second of video instead (e.g. 5).")
-@click.option("--start", type=str, default=None, callback=_seconds, help="Start at this time (seconds or m:ss).")
-@click.option("--end", type=str, default=None, callback=_seconds,
-              help="Stop at this time (seconds or m:ss); for a camera or stream: how long to run.")
+@_time_option("--start", "Start at this time.")
+@_time_option("--end", "Stop at this time; for a camera or stream: how long to run.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True,
               help="Timeline file format (parquet needs pyarrow).")
 @click.option("--landmarks", is_flag=True, help="Add the 68 landmarks to the timeline (x0, y0, ..., x67, y67).")
@@ -658,13 +662,7 @@ def _seconds(ctx, param, value):
 @click.option("--realtime", is_flag=True,
               help="Read a file at its own frame rate as if it were a camera (frames are dropped when the "
                    "analysis falls behind; latency is reported).")
-@click.option("--recommend", "catalogue_path", type=click.Path(dir_okay=False), default=None,
-              help="Music catalogue CSV (artist, title, valence, arousal[, url]): per face, tracks for its "
-                   "mood over the clip, in summary.json.")
-@click.option("--mode", type=click.Choice(["match", "lift"]), default="match", show_default=True,
-              help="With --recommend: match mirrors the mood; lift moves gradually toward a pleasant one.")
-@click.option("--tracks", "n_tracks", type=click.IntRange(1, 100), default=10, show_default=True,
-              help="With --recommend: how many tracks per face.")
+@recommend_options("per face, tracks for its mood over the clip (its mean probabilities), in summary.json.")
 @detector_options(DETECTORS)
 @jobs_option(help="For a folder INPUT: videos analysed at once, one process each (-1: every core).")
 @backend_options(help="For a folder INPUT: run the videos on this machine's cores or on a Dask cluster.")

@@ -67,28 +67,26 @@ def source_kind(source):
     return "stream" if "://" in text else "file"
 
 
-def _looks_like_video(path):
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(16)
-    except OSError:
-        return False
+def _looks_like_video(head):
     return any(head[at:at + len(sig)] == sig for at, sig in _SIGNATURES)
 
 
-def _check_file(path):
+def _file_head(path):
+    """The first bytes of a file that exists and can be read (VideoError otherwise)."""
     try:
-        st = os.stat(path)
+        if os.path.isdir(path):
+            raise VideoError(f"{path}: a folder, not a video file")
+        with open(path, "rb") as fh:
+            head = fh.read(16)
     except FileNotFoundError:
         raise VideoError(f"{path}: no such file") from None
+    except PermissionError:
+        raise VideoError(f"{path}: permission denied") from None
     except (OSError, ValueError) as exc:
-        raise VideoError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    if os.path.isdir(path):
-        raise VideoError(f"{path}: a folder, not a video file")
-    if st.st_size == 0:
+        raise VideoError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    if not head:
         raise VideoError(f"{path}: empty file (0 bytes)")
-    if not os.access(path, os.R_OK):
-        raise VideoError(f"{path}: permission denied")
+    return head
 
 
 def _open_capture(source, kind, timeout):
@@ -111,8 +109,7 @@ def open_source(source, timeout=STREAM_TIMEOUT):
     _quiet_opencv()
     kind = source_kind(source)
     name = str(source)
-    if kind == "file":
-        _check_file(name)
+    head = _file_head(name) if kind == "file" else b""
     box = {}
     began = time.monotonic()
 
@@ -140,7 +137,7 @@ def open_source(source, timeout=STREAM_TIMEOUT):
             if time.monotonic() - began >= 0.9 * timeout:
                 raise VideoError(f"{name}: stream not reachable (no answer within {timeout:g} s)")
             raise VideoError(f"{name}: stream not reachable or not a video stream")
-        if _looks_like_video(name):
+        if _looks_like_video(head):
             raise VideoError(f"{name}: damaged or truncated video file (its header or index cannot be read)")
         raise VideoError(f"{name}: not a video file (or a format this build of FFmpeg cannot read)")
     fps = cap.get(cv2.CAP_PROP_FPS)
