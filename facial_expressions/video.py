@@ -261,11 +261,9 @@ def analyse_video(source, *, model=None, every=1, fps=None, start=0.0, end=None,
         calibration.prior = CALIBRATION_PRIOR_SECONDS / (_sampling(nominal, every, fps) or 1.0 / nominal)
     tracker = FaceTracker(model, detector=detector, upsample=upsample, max_faces=max_faces,
                           detect_every=detect_every, adjust=calibration.adjuster if calibration else None)
-    cuts = CutDetector()
     smoother = Smoother(smooth, model.labels) if smooth else None
 
-    def analyse(gray, t):
-        cut = cuts.is_cut(gray)
+    def analyse(gray, t, cut):
         if cut:
             tracker.cut()
         faces = tracker.update(gray, t)
@@ -273,7 +271,7 @@ def analyse_video(source, *, model=None, every=1, fps=None, start=0.0, end=None,
             faces = smoother(faces, t)
         if calibration is not None:
             calibration.forget(faces, t)
-        return faces, cut
+        return faces
 
     if source_info.live or realtime:
         yield from _live(cap, source_info, analyse, start, end, every, fps, images, realtime, timeout)
@@ -284,17 +282,19 @@ def analyse_video(source, *, model=None, every=1, fps=None, start=0.0, end=None,
 def _file(cap, info, analyse, start, end, every, rate, images):
     first, stop, wanted, span = _file_plan(info, start, end, every, rate)
     fps = info.fps or 25.0
-    frames = FileFrames(cap, first, stop, wanted, images=images)
-    faces, analysed, last = {}, 0, None
-    for index, bgr, gray in frames:
+    frames = FileFrames(cap, first, stop, wanted, CutDetector(), images=images)
+    faces, analysed, last, cut = {}, 0, None, False
+    for index, bgr, gray, cut_here in frames:
         t = index / fps
+        cut = cut or cut_here   # a cut on a frame drawn but not analysed counts on the next analysed one
         if gray is not None:
-            faces, cut = analyse(gray, t)
+            faces = analyse(gray, t, cut)
             analysed += 1
             last = index
             yield VideoFrame(index=index, time=t, faces=faces, span=span, cut=cut, image=bgr)
-        elif images:
-            yield VideoFrame(index=index, time=t, faces=faces, span=span, analysed=False, image=bgr)
+            cut = False
+        elif images:   # drawn with the last analysed frame's faces, none after a cut
+            yield VideoFrame(index=index, time=t, faces={} if cut else faces, span=span, analysed=False, image=bgr)
     if frames.stopped_at is not None and (info.frame_count or 0) > frames.stopped_at:
         if analysed == 0:
             raise VideoError(f"{info.name}: no frame could be decoded (from frame {frames.stopped_at} of "
@@ -310,15 +310,16 @@ def _file(cap, info, analyse, start, end, every, rate, images):
 def _live(cap, info, analyse, start, end, every, rate, images, realtime, timeout):
     pace = (info.fps or 30.0) if realtime and not info.live else None
     first = int(round(start * info.fps)) if pace and start else 0
-    frames = LiveFrames(cap, pace=pace, first=first, timeout=timeout)
+    frames = LiveFrames(cap, CutDetector(), pace=pace, first=first, timeout=timeout)
     step = _sampling(info.fps or 30.0, every, rate) if (rate or every > 1) else 0.0
-    t0, due, previous, analysed = None, None, None, 0
+    t0, due, previous, analysed, cut = None, None, None, 0, False
     try:
         while True:
             got = frames.next()
             if got is None:
                 break
-            index, arrival, bgr, dropped = got
+            index, arrival, bgr, dropped, cut_here = got
+            cut = cut or cut_here
             if t0 is None:
                 t0 = arrival
             t = index / info.fps if pace else arrival - t0
@@ -327,12 +328,13 @@ def _live(cap, info, analyse, start, end, every, rate, images, realtime, timeout
             if t < start or (due is not None and t < due - 1e-9):
                 continue
             due = t + step if step else None
-            faces, cut = analyse(to_gray(bgr), t)
+            faces = analyse(to_gray(bgr), t, cut)
             span = (t - previous) if previous is not None else (step or 1.0 / (info.fps or 30.0))
             previous = t
             analysed += 1
             yield VideoFrame(index=index, time=t, faces=faces, span=min(span, 1.0), cut=cut,
                              latency=time.monotonic() - arrival, dropped=dropped, image=bgr if images else None)
+            cut = False
     finally:
         frames.close()
     if analysed == 0:

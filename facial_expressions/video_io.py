@@ -155,14 +155,17 @@ def to_gray(image):
 class FileFrames:
     """Frames ``first`` .. ``stop - 1`` of an opened file, decoded ahead in a background thread.
 
-    Iterating yields ``(index, bgr or None, gray or None)``: pixels for the frames
-    ``wanted(index)`` selects (``bgr`` only with ``images=True``, which keeps every frame's
-    pixels); other frames are skipped without converting them. After the loop, ``stopped_at``
-    is the index of the first frame that could not be read before ``stop`` (None when all were).
+    Iterating yields ``(index, bgr or None, gray or None, cut)`` for the frames ``wanted(index)``
+    selects (``gray``), and with ``images=True`` for every frame (``bgr``; unwanted ones have
+    ``gray`` None). ``cut`` says whether ``cuts`` (a :class:`facial_expressions.tracking.CutDetector`,
+    shown every decoded frame) saw a cut since the previous item. After the loop,
+    ``stopped_at`` is the index of the first frame that could not be read before ``stop``
+    (None when all were).
     """
 
-    def __init__(self, cap, first, stop, wanted, images=False):
+    def __init__(self, cap, first, stop, wanted, cuts, images=False):
         self.cap, self.first, self.stop_index, self.wanted, self.images = cap, first, stop, wanted, images
+        self.cuts = cuts
         self.stopped_at = None
         self._queue = queue.Queue(maxsize=QUEUE_FRAMES)
         self._halt = threading.Event()
@@ -187,20 +190,20 @@ class FileFrames:
         return False
 
     def _run(self):
+        cut = False
         try:
             index = self._seek()
             while index < self.stop_index and not self._halt.is_set():
-                want = self.wanted(index)
-                if want or self.images:
-                    ok, bgr = self.cap.read()
-                    item = (index, bgr if self.images else None, to_gray(bgr) if ok and want else None)
-                else:
-                    ok, item = self.cap.grab(), (index, None, None)
+                ok, bgr = self.cap.read()
                 if not ok:
                     self.stopped_at = index
                     break
-                if not self._put(item):
-                    return
+                cut = self.cuts.is_cut(bgr) or cut
+                want = self.wanted(index)
+                if want or self.images:
+                    if not self._put((index, bgr if self.images else None, to_gray(bgr) if want else None, cut)):
+                        return
+                    cut = False
                 index += 1
         except cv2.error:
             self.stopped_at = index
@@ -230,13 +233,15 @@ class LiveFrames:
     """The newest frame of a camera, a stream, or a file read at its own pace (``pace=fps``).
 
     A reader thread keeps only the latest frame; ``next()`` waits for one newer than the last
-    taken and returns ``(index, arrival, bgr, dropped)``: ``arrival`` is ``time.monotonic()``
-    when the frame was read, ``dropped`` how many frames were replaced before anyone took them.
+    taken and returns ``(index, arrival, bgr, dropped, cut)``: ``arrival`` is ``time.monotonic()``
+    when the frame was read, ``dropped`` how many frames were replaced before anyone took them,
+    ``cut`` whether ``cuts`` (shown every frame read) saw a cut since the last frame taken.
     Returns None when the source ends or delivers nothing for ``timeout`` seconds.
     """
 
-    def __init__(self, cap, pace=None, first=0, timeout=STREAM_TIMEOUT):
-        self.cap, self.pace, self.first, self.timeout = cap, pace, first, timeout
+    def __init__(self, cap, cuts, pace=None, first=0, timeout=STREAM_TIMEOUT):
+        self.cap, self.cuts, self.pace, self.first, self.timeout = cap, cuts, pace, first, timeout
+        self._cut = False
         self._lock = threading.Condition()
         self._slot = None
         self._taken = -1
@@ -258,6 +263,7 @@ class LiveFrames:
                 ok, bgr = self.cap.read()
                 if not ok:
                     break
+                cut = self.cuts.is_cut(bgr)
                 if self.pace:   # a file played as if it were a camera: frame i arrives at i / fps
                     delay = started + (index - self.first) / self.pace - time.monotonic()
                     if delay > 0:
@@ -266,6 +272,7 @@ class LiveFrames:
                     if self._slot is not None and self._slot[0] > self._taken:
                         self.dropped += 1
                     self._slot = (index, time.monotonic(), bgr)
+                    self._cut = self._cut or cut
                     self.read += 1
                     self._lock.notify_all()
                 index += 1
@@ -287,8 +294,8 @@ class LiveFrames:
                     return None
                 self._lock.wait(min(left, 0.1))
             index, arrival, bgr = self._slot
-            self._taken = index
-            return index, arrival, bgr, self.dropped
+            self._taken, cut, self._cut = index, self._cut, False
+            return index, arrival, bgr, self.dropped, cut
 
     def close(self):
         self._halt.set()
