@@ -25,7 +25,7 @@ from conftest import PROJECT_DIR, SHARED_DIR
 from classifiers import load_model
 from common.errors import VideoError
 from facial_expressions import video as video_cli
-from facial_expressions.video import VideoTruncatedError, analyse_to_folder, analyse_video
+from facial_expressions.video import analyse_to_folder, analyse_video
 
 pytestmark = pytest.mark.integration
 
