@@ -3,8 +3,9 @@
 dlib's HOG detector costs about 25 ms on a 480x480 frame (100 ms with ``upsample=1``), four
 times the rest of a face's analysis, so :class:`FaceTracker` runs it only now and then:
 
-* **Detection** on the whole frame every ``detect_every`` seconds of video, at once when
-  nothing is tracked, and on the frame after a track was lost. Each detected face is matched
+* **Detection** on the whole frame every ``detect_every`` seconds of video (five times as
+  often while no face is followed), on the first frame, after a cut, and on the frame after
+  a track was lost. Each detected face is matched
   to the track whose box it overlaps most (intersection over union >= ``MATCH_IOU``); an
   unmatched face starts a new track with a new id. Ids are never reused.
 * **Carrying** between detections: a track's box on the next frame is placed from the 68
@@ -17,8 +18,9 @@ times the rest of a face's analysis, so :class:`FaceTracker` runs it only now an
   90 pixels: ~2 ms). A confirmation re-anchors the box; ``max_misses`` failed checks in a
   row (or a box that slid off the frame) end the face's presence: the track is *lost* and
   its rows stop. A lost track is remembered for ``keep_lost`` seconds: a face detected
-  where it was gets its id back, so a face keeps its id across short detector misses (a
-  turned head, a hand in front).
+  where it was (overlapping its box moved on at its last speed, or within ``LOST_DISTANCE``
+  box widths of it or of the detector's last box) gets its id back, so a face keeps its id
+  across short detector misses (a turned head, a hand in front).
 * **Cuts**: :class:`CutDetector` compares each decoded frame's gray-level histogram with the
   previous frame's (Bhattacharyya distance), skipped frames included; a jump over
   ``CUT_THRESHOLD`` is a cut: every
@@ -42,6 +44,11 @@ from landmarks.detect import detect_faces
 CUT_THRESHOLD = 0.15
 #: Overlap (intersection over union) for a detection to continue a track.
 MATCH_IOU = 0.3
+#: With no face followed, the detector runs this many times as often (a face appearing is found
+#: within ``detect_every / IDLE_DIVISOR`` seconds, yet a face-less stretch does not run it on every frame).
+IDLE_DIVISOR = 5
+#: A lost track takes back a face detected this close (centre distance in box widths) to where it was.
+LOST_DISTANCE = 0.75
 #: Two tracks overlapping more than this follow the same face: the younger one is dropped.
 DUPLICATE_IOU = 0.5
 #: A quality check's box overlapping the carried one less than this replaces it on the same frame.
@@ -50,9 +57,8 @@ REDESCRIBE_IOU = 0.6
 CHECK_FACE_SIDE = 90
 #: Margin around the box in a quality check's crop, as a fraction of the box side.
 CHECK_MARGIN = 0.5
-#: A carried box changes its size by at most this factor from one analysed frame to the next
-#: (landmarks on a half-hidden face can shrink, and a box placed from them would shrink further).
-MAX_RESIZE = 1.25
+#: A quality check's face must be this close in size to the carried box (ratio of sides) to confirm it.
+CHECK_SIZE_RATIO = 1.4
 
 
 def iou(a, b):
@@ -104,14 +110,19 @@ def _anchor(box, points):
     return ((x + w / 2 - centre[0]) / scale, (y + h / 2 - centre[1]) / scale, w / scale, h / scale)
 
 
-def _carried_box(points, anchor, previous):
+def _carried_box(points, anchor, size):
+    """The box for the next frame: placed from the landmarks as the detector's box was at the last
+    confirmation, with that box's size (landmarks on a half-hidden face shrink; a box sized from
+    them would shrink further, frame after frame)."""
     centre, scale = _frame_of(points)
-    dx, dy, w, h = anchor
-    factor = float(np.clip(w * scale / max(previous[2], 1), 1 / MAX_RESIZE, MAX_RESIZE))
-    w, h = previous[2] * factor, previous[3] * factor
-    scale = w / anchor[2]
+    dx, dy = anchor[:2]
+    w, h = size
     return (int(round(centre[0] + dx * scale - w / 2)), int(round(centre[1] + dy * scale - h / 2)),
             int(round(w)), int(round(h)))
+
+
+def _centre(box):
+    return np.array([box[0] + box[2] / 2.0, box[1] + box[3] / 2.0])
 
 
 def _visible_share(box, shape):
@@ -139,19 +150,48 @@ class Track:
     points: np.ndarray    # its 68 landmarks there
     anchor: tuple         # detector box relative to the landmarks at the last confirmation
     confirmed: float      # video time of the last confirmation by the detector
+    confirmed_box: tuple = None  # the detector's box at the last confirmation
     misses: int = 0       # failed checks in a row
     lost_at: float = None  # video time it was lost (None while followed)
+    time: float = None    # video time of its last frame
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2), repr=False)  # landmarks, pixels/s
     next_box: tuple = field(default=None, repr=False)
 
-    def follow(self, prediction):
-        self.box = prediction.box
-        self.points = np.asarray(prediction.landmarks, dtype=np.float64)
+    def follow(self, prediction, time):
+        points = np.asarray(prediction.landmarks, dtype=np.float64)
+        if self.time is not None and time > self.time:   # the landmarks' motion, not the box's re-anchoring
+            moved = (points.mean(axis=0) - self.points.mean(axis=0)) / (time - self.time)
+            self.velocity = 0.5 * self.velocity + 0.5 * moved
+        self.box, self.time, self.points = prediction.box, time, points
 
     def confirm(self, box, prediction, time):
         """The detector found the face at ``box``: re-anchor the carried box there."""
-        self.follow(prediction)
+        if self.box is not None and (self.lost_at is not None
+                                     or np.hypot(*(_centre(box) - _centre(self.box))) > 0.25 * box[2]):
+            self.velocity, self.time = np.zeros(2), None   # the carried box was off: so was its speed
+        self.follow(prediction, time)
         self.anchor = _anchor(box, self.points)
-        self.confirmed, self.misses, self.lost_at = time, 0, None
+        self.confirmed, self.confirmed_box, self.misses, self.lost_at = time, box, 0, None
+
+    def predicted(self, box, time):
+        """``box`` moved on by the track's velocity to ``time`` (at most half its width)."""
+        shift = self.velocity * max(time - self.time, 0.0)
+        limit = 0.5 * box[2]
+        shift *= min(1.0, limit / max(float(np.hypot(*shift)), 1e-9))
+        return (int(round(box[0] + shift[0])), int(round(box[1] + shift[1])), box[2], box[3])
+
+    def matches(self, box, time):
+        """Does a detected ``box`` continue this track? Overlap with where it should be now; a lost
+        track also takes a face whose centre is within half a box width of that place."""
+        expected = self.next_box if self.lost_at is None else self.predicted(self.box, time)
+        overlap = iou(box, expected)
+        if self.lost_at is not None and overlap < MATCH_IOU:
+            # where it was carried last, or where the detector saw it last (before an occlusion dragged it)
+            for place in (expected, self.confirmed_box):
+                near = np.hypot(*(_centre(box) - _centre(place))) <= LOST_DISTANCE * place[2]
+                if near and 0.67 <= box[2] / max(place[2], 1) <= 1.5:
+                    return MATCH_IOU
+        return overlap
 
 
 class FaceTracker:
@@ -223,6 +263,8 @@ class FaceTracker:
         if best is None or (iou(best, expected) < MATCH_IOU
                             and not (best[0] <= cx <= best[0] + best[2] and best[1] <= cy <= best[1] + best[3])):
             return None
+        if not 1 / CHECK_SIZE_RATIO <= best[2] / expected[2] <= CHECK_SIZE_RATIO:
+            return None   # a face of another size: part of this one, or someone else
         bx, by, bw, bh = best
         return (int(round(bx / scale + x0)), int(round(by / scale + y0)), int(round(bw / scale)),
                 int(round(bh / scale)))
@@ -230,7 +272,7 @@ class FaceTracker:
     # ---- one frame ----
 
     def _new_track(self, box, prediction, time):
-        track = Track(id=self._next_id, box=box, points=None, anchor=None, confirmed=time)
+        track = Track(id=self._next_id, box=None, points=None, anchor=None, confirmed=time)
         self._next_id += 1
         track.confirm(box, prediction, time)
         self.tracks.append(track)
@@ -246,13 +288,13 @@ class FaceTracker:
         """Follow the faces into this frame (uint8 gray); returns {face id: FacePrediction}, ids ascending."""
         self.lost = [t for t in self.lost if time - t.lost_at <= self.keep_lost]
         for track in list(self.tracks):
-            box = _carried_box(track.points, track.anchor, track.box)
+            box = track.predicted(_carried_box(track.points, track.anchor, track.confirmed_box[2:]), time)
             if _visible_share(box, gray.shape) < 0.5:
                 self._lose(track, time)
             else:
                 track.next_box = _clip(box, gray.shape)
-        detect = (self._detect_next or not self.tracks or self._last_detection is None
-                  or time - self._last_detection >= self.detect_every)
+        every = self.detect_every if self.tracks else self.detect_every / IDLE_DIVISOR
+        detect = self._detect_next or self._last_detection is None or time - self._last_detection >= every
         results = self._detect(gray, time) if detect else self._carry(gray, time)
         self._drop_duplicates(results)
         return {t.id: results[t.id] for t in sorted(self.tracks, key=lambda t: t.id) if t.id in results}
@@ -262,8 +304,7 @@ class FaceTracker:
         self._last_detection, self._detect_next = time, False
         found = recognise(gray, model=self.model, detector=self.detector, upsample=self.upsample,
                           max_faces=self.max_faces)
-        pairs = sorted(((iou(p.box, t.next_box if t.lost_at is None else t.box), i, t)
-                        for i, p in enumerate(found) for t in self.tracks + self.lost),
+        pairs = sorted(((t.matches(p.box, time), i, t) for i, p in enumerate(found) for t in self.tracks + self.lost),
                        key=lambda item: (-item[0], item[1], item[2].id))
         used_faces, used_tracks, results = set(), set(), {}
         for overlap, i, track in pairs:
@@ -297,7 +338,7 @@ class FaceTracker:
             if track.id not in results:
                 self._lose(track, time)
                 continue
-            track.follow(results[track.id])
+            track.follow(results[track.id], time)
             if track.misses or time - track.confirmed >= self.check_every:
                 box = self._check(gray, track.box)
                 if box is None:
@@ -311,7 +352,7 @@ class FaceTracker:
     def _missed(self, track, results, time):
         track.misses += 1
         if track.id in results:
-            track.follow(results[track.id])
+            track.follow(results[track.id], time)
         if track.misses >= self.max_misses or track.id not in results:
             results.pop(track.id, None)
             self._lose(track, time)

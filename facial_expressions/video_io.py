@@ -89,6 +89,20 @@ def _file_head(path):
     return head
 
 
+def _diagnose(path):
+    """Why a file that starts like a video cannot be opened, asking ffmpeg when it is installed."""
+    try:
+        import imageio_ffmpeg
+
+        probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", path], capture_output=True,
+                               text=True, errors="replace", timeout=20).stderr
+    except (ImportError, OSError, subprocess.SubprocessError):
+        probe = ""
+    if "Stream #" in probe and "Video:" not in probe:
+        return "the file holds no video stream (sound only?)"
+    return "damaged or truncated video file (its header or index cannot be read)"
+
+
 def _open_capture(source, kind, timeout):
     if kind == "camera":
         return cv2.VideoCapture(int(source))
@@ -138,7 +152,7 @@ def open_source(source, timeout=STREAM_TIMEOUT):
                 raise VideoError(f"{name}: stream not reachable (no answer within {timeout:g} s)")
             raise VideoError(f"{name}: stream not reachable or not a video stream")
         if _looks_like_video(head):
-            raise VideoError(f"{name}: damaged or truncated video file (its header or index cannot be read)")
+            raise VideoError(f"{name}: {_diagnose(name)}")
         raise VideoError(f"{name}: not a video file (or a format this build of FFmpeg cannot read)")
     fps = cap.get(cv2.CAP_PROP_FPS)
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if kind == "file" else 0

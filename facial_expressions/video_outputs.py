@@ -219,6 +219,15 @@ class Series:
         return np.asarray(rows, dtype=np.float64).reshape(-1, 1 + (len(rows[0]) - 1 if rows else 0))
 
 
+def _with_gaps(data):
+    """Rows of NaN where a face was out of sight (a gap over 3 steps and 0.5 s), so no line bridges it."""
+    if len(data) < 3:
+        return data
+    steps = np.diff(data[:, 0])
+    gaps = np.flatnonzero(steps > max(3 * float(np.median(steps)), 0.5))
+    return np.insert(data, gaps + 1, np.nan, axis=0) if len(gaps) else data
+
+
 def plot_timeline(series, stats, labels, path, title):
     """timeline.png: one panel per face id (the ``PLOT_FACES`` longest seen), each emotion's
     probability over time in seconds, one colour per emotion throughout."""
@@ -235,7 +244,7 @@ def plot_timeline(series, stats, labels, path, title):
                              layout="constrained")
     colours = plt.get_cmap("tab10")
     for ax, face_id in zip(axes[:, 0], ids):
-        data = series[face_id].array()
+        data = _with_gaps(series[face_id].array())
         s = stats[face_id]
         for j, label in enumerate(labels):
             ax.plot(data[:, 0], data[:, 1 + j], color=colours(j % 10), lw=1.3, label=label,
@@ -253,7 +262,7 @@ def plot_timeline(series, stats, labels, path, title):
     axes[-1, 0].set_xlabel("time (s)")
     handles, names = axes[0, 0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, names, loc="outside upper center", ncol=min(len(labels), 8), fontsize=8, frameon=False)
+        fig.legend(handles, names, loc="outside lower center", ncol=min(len(labels), 8), fontsize=9, frameon=False)
     note = f" ({left_out} more faces, seen more briefly, are in the timeline file)" if left_out else ""
     fig.suptitle(title + note, fontsize=10)
     with atomic_path(path) as tmp:

@@ -235,7 +235,7 @@ def test_video_without_faces_or_frames(tmp_path):
     sound = tmp_path / "sound_only.mp4"   # a container with no video frame at all
     ffmpeg("-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "0.5", "-c:a", "aac", sound)
     code, output = run_cli([sound, "-o", tmp_path / "sound", "-q"])
-    assert code == 1 and str(sound) in one_error_line(output)
+    assert code == 1 and "no video stream" in one_error_line(output)
 
 
 def test_unreachable_stream_fails_in_bounded_time(tmp_path):
