@@ -743,4 +743,7 @@ def _main_folder(folder, out_dir, model, jobs, backend, scheduler, quiet, option
 
 
 if __name__ == "__main__":
-    main()
+    # run the imported module's main, so worker processes find its functions by name
+    from facial_expressions.video import main as _main
+
+    _main()
