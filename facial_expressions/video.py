@@ -33,12 +33,15 @@ but an expression lasting ``d`` seconds reaches only ``1 - exp(-d / SECONDS)`` o
 (63% when it lasts as long as the constant, 18% for 0.1 s at 0.5 s), and about SECONDS later.
 
 ``--calibrate``: each face's features are taken relative to that person's own running
-baseline: the mean of its past frames' features (blended with the model's mean training
-face over the first ``CALIBRATION_PRIOR_SECONDS``) is moved onto the mean training face, so
-what remains is how this person's face differs from their own average. Like the benchmark's
+baseline: the mean of the face's frames so far (this one included; plus
+``CALIBRATION_PRIOR_SECONDS`` worth of frames of the model's mean training face, so that the
+first frames are not flattened) is moved onto the model's mean training face, so what
+remains is how this person's face differs from their own average. Like the benchmark's
 ``--calibrate subject`` it assumes a person shows a mix of expressions: someone neutral all
 along has their neutral face moved to the average face. Needs a model that standardises its
-features (the shipped one does). See ``benchmarks/video_calibration.py`` for what it is worth.
+features (the shipped one does). On JAFFE, leave-one-subject-out, each held-out person's
+faces fed one by one in random orders, it lifts a fixed logistic regression from 76.1% to
+90.5% (offline calibration on all of the person's faces: 93.0%; ``benchmarks/video_calibration.py``).
 """
 
 import contextlib
@@ -280,7 +283,11 @@ def analyse_video(source, *, model=None, every=1, fps=None, start=0.0, end=None,
 
 
 def _file(cap, info, analyse, start, end, every, rate, images):
-    first, stop, wanted, span = _file_plan(info, start, end, every, rate)
+    try:
+        first, stop, wanted, span = _file_plan(info, start, end, every, rate)
+    except VideoError:
+        cap.release()
+        raise
     fps = info.fps or 25.0
     frames = FileFrames(cap, first, stop, wanted, CutDetector(), images=images)
     faces, analysed, last, cut = {}, 0, None, False
