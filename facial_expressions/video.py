@@ -265,6 +265,8 @@ def analyse_video(source, *, model=None, every=1, fps=None, start=0.0, end=None,
     tracker = FaceTracker(model, detector=detector, upsample=upsample, max_faces=max_faces,
                           detect_every=detect_every, adjust=calibration.adjuster if calibration else None)
     smoother = Smoother(smooth, model.labels) if smooth else None
+    if source_info.live or realtime:
+        _warm_up(cap, model, detector, upsample)
 
     def analyse(gray, t, cut):
         if cut:
@@ -280,6 +282,21 @@ def analyse_video(source, *, model=None, every=1, fps=None, start=0.0, end=None,
         yield from _live(cap, source_info, analyse, start, end, every, fps, images, realtime, timeout)
     else:
         yield from _file(cap, source_info, analyse, start, end, every, fps, images)
+
+
+def _warm_up(cap, model, detector, upsample):
+    """Run the analysis once on the source's first frame, untimed, so that loading dlib's models and
+    the first use of every feature step (about a second) do not fall on a live run's first result.
+    (A file played in real time is rewound by :class:`LiveFrames`; a camera's frame is just skipped.)"""
+    from classifiers import recognise
+
+    ok, frame = cap.read()
+    if not ok:
+        return
+    gray = to_gray(frame)
+    h, w = gray.shape[:2]
+    recognise(gray, model=model, detector=detector, upsample=upsample)
+    recognise(gray, model=model, boxes=[(w // 4, h // 4, w // 2, h // 2)])
 
 
 def _file(cap, info, analyse, start, end, every, rate, images):

@@ -268,7 +268,7 @@ class LiveFrames:
 
     def _run(self):
         index = 0
-        if self.first > 0:
+        if self.pace:   # a file: from its first frame asked for, whatever was read before
             self.cap.set(cv2.CAP_PROP_POS_FRAMES, self.first)
             index = int(self.cap.get(cv2.CAP_PROP_POS_FRAMES))
         started = time.monotonic()
