@@ -126,7 +126,8 @@ def _explanation(exp, top):
                        against=tuple(Reason(**r) for r in against), parts=dict(exp.parts))
 
 
-def recognise(image, *, model=None, explain=0, detector=None, upsample=None, max_faces=None, boxes=None):
+def recognise(image, *, model=None, explain=0, detector=None, upsample=None, max_faces=None, boxes=None,
+              adjust=None):
     """The expression of every face in ``image``, largest face first.
 
     ``image``: a path, a PIL image, or a numpy uint8 array ((h, w) gray or (h, w, 3) RGB).
@@ -134,7 +135,10 @@ def recognise(image, *, model=None, explain=0, detector=None, upsample=None, max
     shipped model. ``explain=N`` adds the N features that pushed most toward each face's
     label and the N that pushed most against it. ``detector`` (auto, hog, cnn, whole) and
     ``upsample`` override the model's; ``boxes`` ((x, y, w, h) each, e.g. faces tracked in a
-    video) skips detection and keeps their order. Returns a list of :class:`FacePrediction`
+    video) skips detection and keeps their order. ``adjust`` (a function: float32 feature rows, one
+    per face, in ``model.config.columns()`` order -> rows of the same shape) changes the features
+    before the classifier sees them, e.g. a tracked person's calibration against their own
+    baseline (:mod:`facial_expressions.video`). Returns a list of :class:`FacePrediction`
     (empty when no face is found). Raises :class:`common.errors.ImageError` for an unreadable image.
 
     >>> import numpy as np
@@ -146,6 +150,8 @@ def recognise(image, *, model=None, explain=0, detector=None, upsample=None, max
     faces, X, _ = describe_image(pixels, model.config, detector, upsample, max_faces, boxes)
     if not faces:
         return []
+    if adjust is not None:
+        X = adjust(X)
     proba = model.predict_proba(X)
     explanations = [None] * len(faces)
     if explain:

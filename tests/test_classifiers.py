@@ -303,7 +303,7 @@ def test_predict_json_on_real_faces(jaffe_model):
         assert set(obj) == {"image", "faces"} and os.path.exists(obj["image"])
         assert len(obj["faces"]) >= 1
         face = obj["faces"][0]
-        assert set(face) == {"box", "label", "probabilities", "landmarks"}
+        assert set(face) == {"box", "label", "probabilities", "landmarks", "valence", "arousal"}
         assert len(face["box"]) == 4 and all(isinstance(v, int) for v in face["box"])
         assert len(face["landmarks"]) == 68 and all(len(p) == 2 for p in face["landmarks"])
         assert set(face["probabilities"]) == {"angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"}
