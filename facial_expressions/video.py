@@ -428,8 +428,12 @@ def _status(frame):
 
 
 def analyse_to_folder(source, out_dir, *, model=None, fmt="csv", landmarks=False, annotate=False, catalogue=None,
-                      mode="match", n_tracks=10, progress=False, **options):
+                      mode="match", n_tracks=10, progress=False, on_frame=None, **options):
     """Analyse ``source`` (see :func:`analyse_video`, which takes ``options``) into ``out_dir``.
+
+    ``on_frame(frame, info)``, when given, is called after each analysed :class:`VideoFrame` with the
+    source's :class:`facial_expressions.video_io.SourceInfo` (for a progress display elsewhere than
+    the terminal, such as the web app's).
 
     Returns a :class:`RunResult`. Every output is streamed or built in a hidden temporary file
     and renamed at the end; Ctrl-C and a truncated file still write what was analysed
@@ -447,7 +451,7 @@ def analyse_to_folder(source, out_dir, *, model=None, fmt="csv", landmarks=False
     try:
         with output_lock(path["summary"], "video analysis"):
             return _run(source, out_dir, path, model, fmt, landmarks, annotate, catalogue, mode, n_tracks,
-                        progress, options)
+                        progress, options, on_frame)
     except FacialExpressionError:
         if created:   # nothing was written: leave no empty folder behind
             with contextlib.suppress(OSError):
@@ -455,7 +459,8 @@ def analyse_to_folder(source, out_dir, *, model=None, fmt="csv", landmarks=False
         raise
 
 
-def _run(source, out_dir, path, model, fmt, landmarks, annotate, catalogue, mode, n_tracks, progress, options):
+def _run(source, out_dir, path, model, fmt, landmarks, annotate, catalogue, mode, n_tracks, progress, options,
+         on_frame=None):
     labels = list(model.labels)
     info = []
     frames = analyse_video(source, model=model, images=annotate, info=info, **options)
@@ -497,6 +502,8 @@ def _run(source, out_dir, path, model, fmt, landmarks, annotate, catalogue, mode
                     bar.update(1 if result.live else max(0, frame.index + 1 - bar.first - bar.n))
                     if result.live:
                         bar.set_postfix_str(_status(frame), refresh=False)
+                if on_frame is not None:
+                    on_frame(frame, source_info)
         except VideoTruncatedError as exc:
             result.stopped, failure = one_line(exc), exc
         except KeyboardInterrupt as exc:
