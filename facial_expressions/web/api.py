@@ -1,4 +1,4 @@
-"""The JSON endpoints: ``/api/analyze``, ``/api/recommend``, ``/api/model``, ``/api/health``.
+"""The JSON endpoints: ``/api/analyze``, ``/api/recommend``, ``/api/model``, ``/api/health`` (videos: :mod:`.videos`).
 
 ``POST /api/analyze`` takes one image, as multipart ``file`` or as JSON ``{"image": "<base64>"}``
 (a ``data:`` URL is fine), with its options in the query string, and answers with the faces as
@@ -124,7 +124,7 @@ ERRORS = {400: {"model": Problem, "description": "unreadable image or malformed 
           401: {"model": Problem, "description": "missing or wrong access token"},
           408: {"model": Problem, "description": "the upload arrived too slowly"},
           413: {"model": Problem, "description": "upload over the size limit, or an image declaring too many pixels"},
-          415: {"model": Problem, "description": "not an image, or a body that is neither multipart nor JSON"},
+          415: {"model": Problem, "description": "not an image (a video), or a body that is neither multipart nor JSON"},
           422: {"model": Problem, "description": "a bad option"},
           503: {"model": Problem, "description": "busy (see Retry-After) or over the time budget"}}
 
@@ -238,7 +238,9 @@ async def model_info(request: Request):
             "versions": meta.get("versions", {}), "catalogue": catalogue,
             "limits": {"max_upload_bytes": settings.max_upload_bytes, "time_budget": settings.time_budget,
                        "receive_timeout": settings.receive_timeout, "workers": settings.workers,
-                       "queue": settings.queue},
+                       "queue": settings.queue, "max_video_bytes": settings.max_video_bytes,
+                       "video_jobs": settings.video_jobs, "video_time_budget": settings.video_time_budget,
+                       "video_ttl": settings.video_ttl},
             "drawing": {"parts": {name: [part.start, part.stop] for name, part in PARTS.items()},
                         "colours": {name: hex_colour(rgb) for name, rgb in PART_COLOURS.items()}}}
 
@@ -247,4 +249,5 @@ async def model_info(request: Request):
 async def health(request: Request):
     """Open without the token: no data, only the pool's state."""
     s = services(request)
-    return {"status": "ok", "uptime_seconds": round(time.monotonic() - s.started, 1), **s.pool.stats()}
+    videos = s.videos.stats() if s.videos is not None else {}
+    return {"status": "ok", "uptime_seconds": round(time.monotonic() - s.started, 1), **s.pool.stats(), **videos}

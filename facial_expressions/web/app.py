@@ -15,14 +15,14 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from . import api, docs
+from . import api, docs, videos
 from .errors import ApiError
 from .guard import Guard
 
 STATIC = pathlib.Path(__file__).resolve().parent / "static"
-#: The routers under /api; a new kind of upload (videos) is one more module with its router here.
-ROUTERS = (api.router,)
-DESCRIPTION = ("Facial expressions of every face in a photo or a webcam frame: classical machine learning on "
+#: The routers under /api: photos, music and the model (api), video jobs (videos).
+ROUTERS = (api.router, videos.router)
+DESCRIPTION = ("Facial expressions of every face in a photo, a webcam frame or a video: classical machine learning on "
                "dlib's 68 landmarks. Errors are JSON {detail, status}. With a token set, /api/ needs "
                "'Authorization: Bearer TOKEN' (all but /api/health).")
 
@@ -36,6 +36,7 @@ class Services:
     store: object
     model: object
     catalogue: object = None
+    videos: object = None
     started: float = field(default_factory=time.monotonic)
 
 

@@ -4,10 +4,12 @@
   localhost / 127.0.0.1 / [::1] (another site cannot reach it by DNS rebinding).
 * **Token**: with a token set (required off loopback), every ``/api/`` request but
   ``/api/health`` needs ``Authorization: Bearer TOKEN``, else 401.
-* **Size**: a declared ``Content-Length`` over the limit is answered 413 before reading any of
+* **Size**: a declared ``Content-Length`` over the limit (the video limit for ``POST /api/videos``,
+  the image limit for everything else) is answered 413 before reading any of
   the body; a body without one is counted as it arrives and answered 413 as soon as it passes
   the limit; the rest is never read.
-* **Slow uploads**: a body not received within ``receive_timeout`` seconds is answered 408.
+* **Slow uploads**: a body not received within ``receive_timeout`` seconds (``video_receive_timeout``
+  for a video) is answered 408.
 * **Headers**: a Content-Security-Policy that lets the page load nothing from elsewhere,
   ``nosniff``, no referrer, and no caching of API answers.
 """
@@ -23,6 +25,7 @@ from .settings import TOKEN_ENV
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "[::1]", "::1"}
 OPEN_PATHS = {"/api/health"}
+VIDEO_UPLOAD = "/api/videos"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
        "media-src 'self' blob: mediastream:; connect-src 'self'; font-src 'self'; object-src 'none'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -54,6 +57,12 @@ class Guard:
         self.app, self.settings = app, settings
         self.token = settings.token.encode() if settings.token else None
 
+    def limits(self, scope):
+        """(largest body in bytes, seconds to receive it) for this request."""
+        if scope.get("method") == "POST" and scope.get("path", "").rstrip("/") == VIDEO_UPLOAD:
+            return self.settings.max_video_bytes, self.settings.video_receive_timeout
+        return self.settings.max_upload_bytes, self.settings.receive_timeout
+
     def _refusal(self, scope):
         headers = dict(scope.get("headers") or ())
         if self.settings.loopback:
@@ -76,8 +85,9 @@ class Guard:
                 declared = int(length)
             except ValueError:
                 return ApiError(400, "Content-Length is not a number")
-            if declared > self.settings.max_upload_bytes:
-                return BodyTooLarge(self.settings.max_upload_bytes)
+            limit = self.limits(scope)[0]
+            if declared > limit:
+                return BodyTooLarge(limit)
         return None
 
     async def __call__(self, scope, receive, send):
@@ -86,7 +96,7 @@ class Guard:
         refusal = self._refusal(scope)
         if refusal is not None:
             return await send_error(send, refusal)
-        limit, timeout = self.settings.max_upload_bytes, self.settings.receive_timeout
+        limit, timeout = self.limits(scope)
         state = {"received": 0, "deadline": None, "complete": False}
 
         async def guarded_receive():

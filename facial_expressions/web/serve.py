@@ -66,23 +66,34 @@ def url_of(sock, host, token=None):
               help="Seconds a client has to send its upload; past it: 408.")
 @click.option("--upload-ttl", type=click.FloatRange(0, 86400), default=600, show_default=True,
               help="Seconds an upload may stay on disk at most (photos are deleted as soon as they are analysed).")
+@click.option("--max-video-mb", type=click.FloatRange(0.001, 65536), default=200, show_default=True,
+              help="Largest video upload (POST /api/videos); a larger one is answered 413 without reading the rest.")
+@click.option("--video-jobs", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Video analyses running at once, one process each; one more upload is answered 503 at once.")
+@click.option("--video-time-budget", type=click.FloatRange(1, 86400), default=900, show_default=True,
+              help="Seconds one video analysis may take; past it the job is stopped and fails.")
+@click.option("--video-ttl", type=click.FloatRange(0, 30 * 86400), default=3600, show_default=True,
+              help="Seconds a video job's results (timeline, annotated video) are kept after it ends.")
 @click.option("--cors-origin", "cors_origins", multiple=True,
               help="Let pages from this origin (https://example.org) call the API; repeatable. Default: none.")
 @quiet_option
 def main(host, port, model_path, workers, queue_size, catalogue_path, token, max_upload_mb, time_budget,
-         receive_timeout, upload_ttl, cors_origins, quiet):
-    """Serve the REST API and the browser page (photos, live webcam).
+         receive_timeout, upload_ttl, max_video_mb, video_jobs, video_time_budget, video_ttl, cors_origins, quiet):
+    """Serve the REST API and the browser page (photos, live webcam, videos).
 
-    The page at / takes a photo (drag and drop) or the webcam, and shows every face's
-    label, the probability of each class, its reasons and, with --catalogue, music for
-    the mood. The API: POST /api/analyze (multipart 'file' or JSON {"image": base64}),
-    POST /api/recommend, GET /api/model, GET /api/health; documentation at /docs.
+    The page at / takes a photo (drag and drop), the webcam or a video, and shows every
+    face's label, the probability of each class, its reasons (a video: the annotated
+    video beside its timeline) and, with --catalogue, music for the mood. The API:
+    POST /api/analyze (multipart 'file' or JSON {"image": base64}), POST /api/videos
+    (a job id) and GET /api/videos/ID (progress, then the results), POST /api/recommend,
+    GET /api/model, GET /api/health; documentation at /docs.
 
     \b
     Safety: listens on 127.0.0.1 unless told otherwise; any other address needs a token
     (--token or FER_WEB_TOKEN), which the API wants as a bearer header and the page takes
     from the address printed at start (.../#token=TOKEN). Uploads are limited in size
-    and in time, decoded with the same checks as files, and deleted after analysis.
+    and in time, decoded with the same checks as files, and deleted after analysis;
+    a video's results are deleted --video-ttl seconds after its analysis ends.
     \b
     Examples:
       facial-expressions serve
@@ -91,7 +102,9 @@ def main(host, port, model_path, workers, queue_size, catalogue_path, token, max
     settings = Settings(host=host, port=port, model=model_path, catalogue=catalogue_path, token=token or None,
                         workers=workers or os.cpu_count() or 1, queue=queue_size,
                         max_upload_bytes=int(max_upload_mb * MB), time_budget=time_budget,
-                        receive_timeout=receive_timeout, upload_ttl=upload_ttl, cors_origins=tuple(cors_origins))
+                        receive_timeout=receive_timeout, upload_ttl=upload_ttl, cors_origins=tuple(cors_origins),
+                        max_video_bytes=int(max_video_mb * MB), video_jobs=video_jobs,
+                        video_time_budget=video_time_budget, video_ttl=video_ttl)
     if not settings.loopback and not settings.token:
         fail(f"listening on {host} lets other machines in: give an access token with --token TOKEN or {TOKEN_ENV}",
              code=2)
@@ -100,7 +113,8 @@ def main(host, port, model_path, workers, queue_size, catalogue_path, token, max
 
 def run(settings, quiet=False):
     """Check, start and serve until Ctrl-C (exit code 130, as every command) or SIGTERM (0); the
-    analysis workers and the upload folder are removed on the way out."""
+    analysis workers, running video jobs, the upload folder and the video jobs' folder are removed
+    on the way out."""
     import uvicorn
 
     from classifiers import load_model
@@ -108,6 +122,7 @@ def run(settings, quiet=False):
     from .app import Services, create_app
     from .pool import AnalysisPool
     from .uploads import UploadStore
+    from .video_jobs import VideoJobs
 
     model = load_model(settings.model)
     catalogue = None
@@ -119,10 +134,13 @@ def run(settings, quiet=False):
     # uvicorn stops gracefully on SIGTERM, then raises it again: as an exit, so the cleanup below runs
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     store = UploadStore(settings.upload_ttl)
+    videos = VideoJobs(settings.video_jobs, settings.video_time_budget, settings.video_ttl, model.path,
+                       os.path.abspath(catalogue.path) if catalogue is not None else None)
     pool = AnalysisPool(settings.workers, settings.queue, settings.time_budget, model.path)
     try:
         pool.start()
-        app = create_app(Services(settings=settings, pool=pool, store=store, model=model, catalogue=catalogue))
+        app = create_app(Services(settings=settings, pool=pool, store=store, model=model, catalogue=catalogue,
+                                         videos=videos))
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         config = uvicorn.Config(app, log_level="warning" if quiet else "info", access_log=not quiet,
                                 timeout_keep_alive=5, limit_concurrency=max(64, 4 * settings.workers
@@ -132,6 +150,7 @@ def run(settings, quiet=False):
         sys.stderr.flush()
         uvicorn.Server(config).run(sockets=[sock])
     finally:
+        videos.close()
         pool.close()
         store.close()
         sock.close()

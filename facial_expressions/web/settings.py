@@ -31,6 +31,11 @@ class Settings:
     time_budget: float = 30.0           # seconds per analysis, waiting included: 503 past it
     receive_timeout: float = 30.0       # seconds to receive a request body: 408 past it
     upload_ttl: float = 600.0           # seconds an upload may stay at most (photos: deleted at once)
+    max_video_bytes: int = 200 * MB     # video uploads (POST /api/videos) larger than this: 413
+    video_receive_timeout: float = 600.0  # seconds to receive a video upload: 408 past it
+    video_jobs: int = 1                 # video analyses running at once (one process each); one more: 503
+    video_time_budget: float = 900.0    # seconds one video analysis may take; past it the job fails
+    video_ttl: float = 3600.0           # seconds a video job's folder (results) is kept after it ends
     cors_origins: tuple = ()            # origins allowed to call the API from their pages
 
     @property
