@@ -166,3 +166,68 @@ def test_the_page_takes_its_token_from_the_address(tmp_path, browser_with, jaffe
         page.set_input_files("#file", str(jaffe_dir / "happy" / "KA.HA1.29.tiff"))
         page.wait_for_selector("article.face")
         assert page.inner_text("article.face h3").startswith("Face 1: happy")
+
+
+def wait_for(page, expression, timeout=30.0):
+    """Poll ``expression`` in the page until it is true (wait_for_function evaluates strings, which the
+    page's Content-Security-Policy forbids)."""
+    end = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < end, f"still false after {timeout} s: {expression}"
+        time.sleep(0.1)
+
+
+def test_a_video_upload_shows_progress_then_the_annotated_video_its_timeline_and_summary(
+        server, browser_with, datasets_dir, tmp_path, shots):
+    page = open_page(browser_with(), server.url("/"))
+    page.wait_for_selector("body[data-ready=true]")
+    page.click("#tab-video")
+    not_a_video = tmp_path / "notes.mp4"
+    not_a_video.write_text("these are notes, not a video\n" * 50)
+    page.set_input_files("#video-file", str(not_a_video))
+    page.wait_for_selector("#message:not([hidden])")
+    assert "notes.mp4: notes.mp4: not a video file" not in page.inner_text("#message")
+    assert "not a video file" in page.inner_text("#message")
+    page.screenshot(path=os.path.join(shots, "10-video-not-a-video.png"))
+
+    page.select_option("#video-every", "3")
+    page.set_input_files("#video-file", str(datasets_dir.parent / "videos" / "d0.mp4"))
+    statuses, shot, end = [], False, time.monotonic() + 180
+    while not page.is_visible("#video-result") and time.monotonic() < end:
+        text = page.inner_text("#video-status")
+        statuses.append((text, page.evaluate("document.getElementById('video-progress').value")))
+        if text.startswith("Analysing") and not shot:
+            page.screenshot(path=os.path.join(shots, "11-video-progress.png"))
+            shot = True
+        time.sleep(0.1)
+    assert page.is_hidden("#message")
+    assert any(text.startswith("Analysing d0.mp4") for text, _ in statuses), statuses
+    fractions = [value for text, value in statuses if text.startswith("Analysing")]
+    assert fractions == sorted(fractions) and max(fractions) > 0, fractions   # the bar only moves forward
+
+    # the annotated video plays: about 3.1 s long (every frame drawn), and its time advances
+    wait_for(page, "document.getElementById('video-out').readyState >= 2")
+    duration = page.evaluate("document.getElementById('video-out').duration")
+    assert 2.9 < duration < 3.4, duration
+    page.evaluate("document.getElementById('video-out').play()")
+    wait_for(page, "document.getElementById('video-out').currentTime > 0.5", 15)
+    size = page.evaluate("[document.getElementById('video-out').videoWidth, document.getElementById('video-out').videoHeight]")
+    assert size == [512, 512]
+
+    # beside it the timeline chart (drawn), the per-face summary with the grin, the files, music
+    drawn = page.evaluate("""(() => { const c = document.getElementById('video-chart');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n / (c.width * c.height); })()""")
+    assert drawn > 0.01
+    card = page.inner_text("#video-faces article.face")
+    assert card.startswith("Face 1: mostly") and "Seen 0.0 s" in card
+    assert re.search(r"happy 9\d% at [12]\.\d s", card), card   # the wide grin, in the middle of the clip
+    assert page.inner_text("#video-files").split() == ["Files:", "annotated.mp4,", "timeline.png,", "timeline.csv,",
+                                                       "summary.json"]
+    assert page.is_visible("#music") and len(page.query_selector_all("#tracks li")) == 10
+    assert "For face 1 over d0.mp4" in page.inner_text("#music-reason")
+    page.screenshot(path=os.path.join(shots, "12-video-result.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=os.path.join(shots, "13-video-phone.png"), full_page=True)
+    assert only_local(page, server) == []

@@ -50,3 +50,37 @@ export async function call(path, { method = "GET", body, json } = {}) {
   }
   return data;
 }
+
+function authHeader() {
+  const token = localStorage.getItem(KEY);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+// A POST with a FormData body that reports how much of it is sent (fetch cannot): onProgress(0..1).
+export function upload(path, form, onProgress) {
+  return new Promise((resolve, reject) => {
+    const request = new XMLHttpRequest();
+    request.open("POST", path);
+    for (const [name, value] of Object.entries(authHeader())) request.setRequestHeader(name, value);
+    request.responseType = "json";
+    request.upload.addEventListener("progress", (event) => event.lengthComputable && onProgress(event.loaded / event.total));
+    request.addEventListener("error", () => reject(new ApiFailure(0, "the server did not answer (is it still running? an upload over its size limit can also end like this)")));
+    request.addEventListener("load", () => {
+      const data = request.response;
+      if (request.status >= 200 && request.status < 300) resolve(data);
+      else if (request.status === 401) reject(new ApiFailure(401, "this server needs its access token: open the address it printed when it started (…/#token=…)"));
+      else reject(new ApiFailure(request.status, (data && data.detail) || `${request.status} ${request.statusText}`));
+    });
+    request.send(form);
+  });
+}
+
+// An address the page can put in <video src>, <img src> or a link: the API's own path, or, when the
+// server wants a token (which such elements cannot send), the file fetched with it as a blob: URL.
+export async function fileUrl(path) {
+  const headers = authHeader();
+  if (!headers.Authorization) return path;
+  const response = await fetch(path, { headers });
+  if (!response.ok) throw new ApiFailure(response.status, `${path.split("/").pop()}: ${response.status} ${response.statusText}`);
+  return URL.createObjectURL(await response.blob());
+}

@@ -1,12 +1,13 @@
-// The page: two tabs (a photo, the live webcam) on the server's /api, and what the model is.
+// The page: three tabs (a photo, the live webcam, a video) on the server's /api, and what the model is.
 import { call, takeToken } from "./api.js";
 import { hideMusic } from "./music.js";
 import { setupPhoto } from "./photo.js";
+import { setupVideo } from "./video.js";
 import { setupWebcam } from "./webcam.js";
 import { showMessage } from "./ui.js";
 
 function tabs(webcam) {
-  const pairs = [["tab-photo", "photo-panel"], ["tab-webcam", "webcam-panel"]];
+  const pairs = [["tab-photo", "photo-panel"], ["tab-webcam", "webcam-panel"], ["tab-video", "video-panel"]];
   for (const [tab, panel] of pairs) {
     document.getElementById(tab).addEventListener("click", () => {
       for (const [otherTab, otherPanel] of pairs) {
@@ -14,7 +15,8 @@ function tabs(webcam) {
         document.getElementById(otherPanel).hidden = otherPanel !== panel;
       }
       if (tab !== "tab-webcam") webcam.stop();
-      hideMusic(); // the music was for the other tab's photo or minute
+      if (tab !== "tab-video") document.getElementById("video-out").pause();
+      hideMusic(); // the music was for the other tab's photo, minute or video
     });
   }
 }
@@ -41,6 +43,7 @@ async function main() {
   }
   about(info);
   setupPhoto(info);
+  setupVideo(info);
   tabs(setupWebcam(info));
   document.body.dataset.ready = "true";
 }
