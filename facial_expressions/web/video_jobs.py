@@ -76,6 +76,7 @@ class Job:
 
     def fail(self, status, message):
         self.error = {"status": status, "detail": message}
+        self.finished = time.time()
         self.status = "failed"
 
 
@@ -149,14 +150,18 @@ class VideoJobs:
                          name="fer-video-watch").start()
 
     def _watch(self, job, process, conn, source):
+        """Follow one job's process: progress as it comes, then its end, published only once the
+        process is gone, its upload deleted and its place free (so a client told "done" can upload
+        the next video at once)."""
         deadline = time.monotonic() + self.time_budget
+        outcome = (500, "the analysis ended without an answer")   # (status, message) of a failure, or a done tuple
         try:
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     process.kill()
-                    job.fail(503, f"the analysis took longer than this server's time budget for a video "
-                                  f"({self.time_budget:g} s): try a shorter range (start, end) or every Nth frame")
+                    outcome = (503, f"the analysis took longer than this server's time budget for a video "
+                                    f"({self.time_budget:g} s): try a shorter range (start, end) or every Nth frame")
                     break
                 try:
                     if not conn.poll(min(left, 0.5)):
@@ -166,24 +171,22 @@ class VideoJobs:
                     message = conn.recv()
                 except (EOFError, OSError):
                     if self.closed:
-                        job.fail(503, "the server stopped during the analysis")
+                        outcome = (503, "the server stopped during the analysis")
                     else:
                         log.error("video job %s: its process died (exit code %s)", job.id, process.exitcode)
-                        job.fail(500, "the analysis process died on this video")
+                        outcome = (500, "the analysis process died on this video")
                     break
                 kind = message[0]
                 if kind == "progress":
                     job.progress, job.frames = message[1], message[2]
                     continue
                 if kind == "done":
-                    job.summary, job.timeline, job.stopped = message[1], message[2], message[3]
-                    job.progress, job.frames = 1.0, job.summary.get("frames_analysed", job.frames)
-                    job.status = "done"
+                    outcome = message
                 elif kind == "refused":
-                    job.fail(message[1], message[2])
+                    outcome = (message[1], message[2])
                 else:
                     log.error("video job %s failed: %s", job.id, message[1])
-                    job.fail(500, "the analysis failed on this video (a bug: the server's log says more)")
+                    outcome = (500, "the analysis failed on this video (a bug: the server's log says more)")
                 break
         finally:
             conn.close()
@@ -193,10 +196,16 @@ class VideoJobs:
                 process.join(5)
             with contextlib.suppress(FileNotFoundError):
                 os.remove(source)
-            job.finished = time.time()
             with self._lock:
                 self._processes.pop(job.id, None)
             self.release()
+            if outcome[0] == "done":
+                job.summary, job.timeline, job.stopped = outcome[1], outcome[2], outcome[3]
+                job.progress, job.frames = 1.0, job.summary.get("frames_analysed", job.frames)
+                job.finished = time.time()
+                job.status = "done"
+            else:
+                job.fail(*outcome)
 
     # ---- reading ----
 
