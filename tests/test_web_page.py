@@ -2,8 +2,10 @@
 
 A JAFFE photo shows "happy" and its reasons; Chromium's fake camera, fed from a real clip
 (neutral -> grin -> neutral), shows a live label that changes and a chart; an oversized and a
-corrupt upload show a clear message; the token travels in the address fragment; a phone-sized
-screen needs no sideways scrolling. Every step leaves a screenshot in $FER_WEB_SCREENSHOTS (else
+corrupt upload show a clear message; a video upload shows its progress, then the annotated video
+playing beside its timeline and per-face summary (and a non-video a clear message); the token
+travels in the address fragment (and a video's files come with it); a phone-sized screen needs
+no sideways scrolling. Every step leaves a screenshot in $FER_WEB_SCREENSHOTS (else
 a temporary folder) for a person to look at.
 """
 
@@ -166,6 +168,15 @@ def test_the_page_takes_its_token_from_the_address(tmp_path, browser_with, jaffe
         page.set_input_files("#file", str(jaffe_dir / "happy" / "KA.HA1.29.tiff"))
         page.wait_for_selector("article.face")
         assert page.inner_text("article.face h3").startswith("Face 1: happy")
+        # a video's files need the token too: the page fetches them with it and shows blob: URLs
+        page.click("#tab-video")
+        page.select_option("#video-every", "10")
+        page.set_input_files("#video-file", str(jaffe_dir.parent.parent / "videos" / "d0.mp4"))
+        page.wait_for_selector("#video-result:not([hidden])", timeout=180000)
+        wait_for(page, "document.getElementById('video-out').readyState >= 2")
+        assert page.evaluate("document.getElementById('video-out').src").startswith("blob:")
+        assert 2.9 < page.evaluate("document.getElementById('video-out').duration") < 3.4
+        assert page.is_hidden("#message")
 
 
 def wait_for(page, expression, timeout=30.0):
