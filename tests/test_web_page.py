@@ -242,3 +242,22 @@ def test_a_video_upload_shows_progress_then_the_annotated_video_its_timeline_and
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.screenshot(path=os.path.join(shots, "13-video-phone.png"), full_page=True)
     assert only_local(page, server) == []
+
+
+def test_an_oversized_and_a_damaged_video_show_a_clear_message(tmp_path, browser_with, datasets_dir, shots):
+    videos = datasets_dir.parent / "videos"
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes((videos / "d0.mp4").read_bytes()[:1_400_000])   # its index (at the end) cut off
+    with Server(str(tmp_path), "--workers", "1", "--max-video-mb", "2") as server:
+        page = open_page(browser_with(), server.url("/"))
+        page.wait_for_selector("body[data-ready=true]")
+        page.click("#tab-video")
+        assert "up to 2.0 MB" in page.inner_text("#video-limit")
+        page.set_input_files("#video-file", str(videos / "d0.mp4"))          # 2.8 MB
+        page.wait_for_selector("#message:not([hidden])")
+        assert page.inner_text("#message") == "d0.mp4: the upload is larger than this server's limit of 2 MB"
+        page.screenshot(path=os.path.join(shots, "14-video-oversized.png"))
+        page.set_input_files("#video-file", str(damaged))
+        page.wait_for_selector("#message:has-text('damaged.mp4: damaged or truncated video file')", timeout=120000)
+        assert page.is_hidden("#video-result") and page.is_hidden("#video-progress-box")
+        page.screenshot(path=os.path.join(shots, "15-video-damaged.png"))
