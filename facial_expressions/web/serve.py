@@ -1,7 +1,8 @@
 """The ``serve`` command: the web app on this machine, one line per error like every command.
 
     facial-expressions serve [--host 127.0.0.1] [--port 8000] [--model FILE] [--workers N]
-                             [--catalogue FILE] [--token TOKEN] [--max-upload-mb 20] ...
+                             [--catalogue FILE] [--token TOKEN] [--max-upload-mb 20] [--max-video-mb 200]
+                             [--video-jobs 1] [--video-ttl 3600] ...
 
 Everything that can fail is checked before the server listens: the model file, the catalogue,
 the token rule (a server reachable from other machines needs one), the address, and the
