@@ -149,7 +149,10 @@ function faceCard(id, face, info, pick, seek, several) {
   if (strongest.length) card.append(el("div", { class: "moments" }, "Strongest moments: ", ...strongest));
   if (several) {
     const show = el("button", { type: "button" }, "Show in the chart");
-    show.addEventListener("click", () => pick(id));
+    show.addEventListener("click", () => {
+      pick(id);
+      document.getElementById("video-result").scrollIntoView({ block: "nearest", behavior: "smooth" });
+    });
     card.append(show);
   }
   return card;
