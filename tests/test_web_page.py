@@ -222,7 +222,7 @@ def test_a_video_upload_shows_progress_then_the_annotated_video_its_timeline_and
     assert 2.9 < duration < 3.4, duration
     page.evaluate("document.getElementById('video-out').play()")
     wait_for(page, "document.getElementById('video-out').currentTime > 0.5", 15)
-    size = page.evaluate("[document.getElementById('video-out').videoWidth, document.getElementById('video-out').videoHeight]")
+    size = page.evaluate("(v => [v.videoWidth, v.videoHeight])(document.getElementById('video-out'))")
     assert size == [512, 512]
 
     # beside it the timeline chart (drawn), the per-face summary with the grin, the files, music

@@ -64,7 +64,8 @@ def test_job_ids_are_checked_before_any_path_is_built(jobs, bad):
 def test_only_the_listed_files_of_a_finished_job_are_served(jobs):
     job = finished(jobs, age=0)
     path, media_type = jobs.output(job.id, "timeline.csv")
-    assert path == os.path.realpath(os.path.join(job.folder, "out", "timeline.csv")) and media_type.startswith("text/csv")
+    assert path == os.path.realpath(os.path.join(job.folder, "out", "timeline.csv"))
+    assert media_type.startswith("text/csv")
     for name in ["../../../etc/passwd", "..", "input.mp4", "out", "timeline.csv/..", "summary.json"]:
         with pytest.raises(ApiError) as refused:   # summary.json is listed, but this job has none
             jobs.output(job.id, name)
@@ -90,6 +91,7 @@ def test_old_results_are_swept_and_at_most_max_kept_stay(jobs):
     os.utime(stray, (time.time() - 120,) * 2)
     jobs.sweep()
     assert list(jobs.jobs) == [new.id] and sorted(os.listdir(jobs.folder)) == [new.id]
+    assert not os.path.exists(old.folder) and not os.path.exists(stray)
     many = [finished(jobs, age=30 - i * 0.01) for i in range(MAX_KEPT + 5)]   # all older than `new`
     jobs.sweep()
     assert len(jobs.jobs) == MAX_KEPT and new.id in jobs.jobs and many[-1].id in jobs.jobs

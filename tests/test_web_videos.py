@@ -34,8 +34,8 @@ def server(tmp_path_factory, datasets_dir):
 
 def post_video(server, path, query="", name=None, timeout=60):
     with open(path, "rb") as fh:
-        return httpx.post(server.url(f"/api/videos{query}"), files={"file": (name or os.path.basename(path), fh.read())},
-                          timeout=timeout)
+        files = {"file": (name or os.path.basename(path), fh.read())}
+    return httpx.post(server.url(f"/api/videos{query}"), files=files, timeout=timeout)
 
 
 def wait_for_job(server, job_id, timeout=240):

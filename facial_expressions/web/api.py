@@ -124,7 +124,7 @@ ERRORS = {400: {"model": Problem, "description": "unreadable image or malformed 
           401: {"model": Problem, "description": "missing or wrong access token"},
           408: {"model": Problem, "description": "the upload arrived too slowly"},
           413: {"model": Problem, "description": "upload over the size limit, or an image declaring too many pixels"},
-          415: {"model": Problem, "description": "not an image (a video), or a body that is neither multipart nor JSON"},
+          415: {"model": Problem, "description": "not an image (or video), or a body neither multipart nor JSON"},
           422: {"model": Problem, "description": "a bad option"},
           503: {"model": Problem, "description": "busy (see Retry-After) or over the time budget"}}
 
