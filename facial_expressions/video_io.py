@@ -32,9 +32,23 @@ VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".m
 STREAM_TIMEOUT = 10.0
 #: Frames decoded ahead of the analysis (each a few hundred kB): enough to keep both busy.
 QUEUE_FRAMES = 8
-#: Leading bytes of video containers: such a file that cannot be opened is damaged, not foreign.
-_SIGNATURES = ((4, b"ftyp"), (0, b"\x1a\x45\xdf\xa3"), (8, b"AVI "), (0, b"\x00\x00\x01\xba"), (0, b"FLV"),
-               (0, b"\x30\x26\xb2\x75"), (0, b"\x47"))
+#: Leading bytes of the video containers recognised: such a file that cannot be opened is
+#: damaged, not foreign. MPEG-TS needs its sync byte at three packet starts (a GIF starts with 0x47 too).
+_CONTAINERS = (("mp4", lambda h: h[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free")),
+               ("mkv", lambda h: h[:4] == b"\x1a\x45\xdf\xa3"),
+               ("avi", lambda h: h[:4] == b"RIFF" and h[8:12] == b"AVI "),
+               ("mpg", lambda h: h[:4] in (b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3")),
+               ("flv", lambda h: h[:3] == b"FLV"),
+               ("wmv", lambda h: h[:8] == b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"),
+               ("ogv", lambda h: h[:4] == b"OggS"),
+               ("ts", lambda h: len(h) > 376 and h[0] == h[188] == h[376] == 0x47))
+#: Bytes read to recognise a container.
+HEAD = 512
+
+
+def container_of(head):
+    """The container a file's first bytes announce (``mp4``, ``mkv``, ...), None for anything else."""
+    return next((name for name, test in _CONTAINERS if test(head)), None)
 
 
 def _quiet_opencv():
@@ -67,17 +81,13 @@ def source_kind(source):
     return "stream" if "://" in text else "file"
 
 
-def _looks_like_video(head):
-    return any(head[at:at + len(sig)] == sig for at, sig in _SIGNATURES)
-
-
 def _file_head(path):
     """The first bytes of a file that exists and can be read (VideoError otherwise)."""
     try:
         if os.path.isdir(path):
             raise VideoError(f"{path}: a folder, not a video file")
         with open(path, "rb") as fh:
-            head = fh.read(16)
+            head = fh.read(HEAD)
     except FileNotFoundError:
         raise VideoError(f"{path}: no such file") from None
     except PermissionError:
@@ -151,7 +161,7 @@ def open_source(source, timeout=STREAM_TIMEOUT):
             if time.monotonic() - began >= 0.9 * timeout:
                 raise VideoError(f"{name}: stream not reachable (no answer within {timeout:g} s)")
             raise VideoError(f"{name}: stream not reachable or not a video stream")
-        if _looks_like_video(head):
+        if container_of(head):
             raise VideoError(f"{name}: {_diagnose(name)}")
         raise VideoError(f"{name}: not a video file (or a format this build of FFmpeg cannot read)")
     fps = cap.get(cv2.CAP_PROP_FPS)

@@ -6,6 +6,7 @@ import pytest
 
 from facial_expressions.tracking import CutDetector, iou
 from facial_expressions.video import LatencyStats, _seconds
+from facial_expressions.video_io import container_of
 from facial_expressions.video_outputs import PLOT_POINTS, Series, timeline_columns
 
 
@@ -53,3 +54,17 @@ def test_timeline_columns():
     columns = timeline_columns(["happy", "sad"], landmarks=True)
     assert columns[:10] == ["frame", "time_s", "face_id", "x", "y", "w", "h", "label", "p_happy", "p_sad"]
     assert columns[10:12] == ["valence", "arousal"] and columns[-2:] == ["x67", "y67"] and len(columns) == 12 + 136
+
+
+@pytest.mark.parametrize("head, container", [
+    (b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00", "mp4"), (b"\x00\x00\x00\x14ftypqt  ", "mp4"),
+    (b"\x1a\x45\xdf\xa3\x01\x00\x00\x00", "mkv"), (b"RIFF\x10\x00\x00\x00AVI LIST", "avi"),
+    (b"\x00\x00\x01\xba\x44\x00", "mpg"), (b"FLV\x01\x05", "flv"), (b"OggS\x00\x02", "ogv"),
+    (b"\x30\x26\xb2\x75\x8e\x66\xcf\x11\xa6\xd9", "wmv"),
+    ((b"\x47" + b"\x00" * 187) * 3, "ts"),
+    (b"GIF89a\x01\x00", None),                 # starts with 0x47 like MPEG-TS, but is not one
+    (b"\x89PNG\r\n\x1a\n", None), (b"\xff\xd8\xff\xe0", None), (b"RIFF\x10\x00\x00\x00WAVEfmt ", None),
+    (b"<html>", None), (b"", None),
+])
+def test_containers_are_recognised_from_their_first_bytes(head, container):
+    assert container_of(head) == container

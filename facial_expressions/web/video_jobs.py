@@ -36,24 +36,6 @@ OUTPUTS = {"annotated.mp4": "video/mp4", "timeline.png": "image/png", "timeline.
            "summary.json": "application/json"}
 #: Finished jobs kept at most (the oldest are removed first, whatever their age).
 MAX_KEPT = 200
-#: Leading bytes of the video containers accepted, and the name the upload is saved under.
-_CONTAINERS = (("mp4", lambda h: h[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free")),
-               ("mkv", lambda h: h[:4] == b"\x1a\x45\xdf\xa3"),
-               ("avi", lambda h: h[:4] == b"RIFF" and h[8:12] == b"AVI "),
-               ("mpg", lambda h: h[:4] in (b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3")),
-               ("flv", lambda h: h[:3] == b"FLV"),
-               ("wmv", lambda h: h[:8] == b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"),
-               ("ogv", lambda h: h[:4] == b"OggS"),
-               ("ts", lambda h: len(h) > 376 and h[0] == h[188] == h[376] == 0x47))
-#: Bytes read to recognise a container.
-HEAD = 512
-
-
-def container_of(head):
-    """The container a file's first bytes announce (``mp4``, ``mkv``, ...), None for anything else."""
-    return next((name for name, test in _CONTAINERS if test(head)), None)
-
-
 @dataclass
 class Job:
     id: str

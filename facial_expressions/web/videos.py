@@ -26,7 +26,8 @@ from landmarks.detect import DETECTORS
 
 from .api import ERRORS, NO_CATALOGUE, Problem, services
 from .errors import ApiError
-from .video_jobs import HEAD, OUTPUTS, container_of
+from ..video_io import HEAD, container_of
+from .video_jobs import OUTPUTS
 
 router = APIRouter(prefix="/api")
 Mode = Literal["match", "lift"]
