@@ -58,7 +58,7 @@ def check_tree(left, right, features, n_features, values=(), where="a tree"):
     for array in values:
         array = np.asarray(array)
         if array.dtype.kind not in "iuf" or not np.all(np.isfinite(array)):
-            raise TreeError(f"{where}: thresholds or values that are not finite numbers")
+            raise TreeError(f"{where}: thresholds or values that are not numbers, or NaN or infinity")
     parent = np.zeros(n, dtype=np.int64)
     parent[children] = parents
     depth = np.zeros(n, dtype=np.int64)

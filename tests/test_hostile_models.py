@@ -134,7 +134,7 @@ def test_check_tree_accepts_trees_and_refuses_everything_else():
     for name, args in bad.items():
         with pytest.raises(TreeError):
             check_tree(*args)
-    with pytest.raises(TreeError, match="not finite"):
+    with pytest.raises(TreeError, match="NaN or infinity"):
         check_tree(left, right, feature, 5, values=[np.array([0.0, np.nan])])
     chain = 1200  # deeper than MAX_DEPTH: node 2k splits into a leaf 2k+1 and node 2k+2
     n = 2 * chain + 1
