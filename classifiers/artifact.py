@@ -314,6 +314,12 @@ def _read_members(zf, path, what):
     return out
 
 
+def _shown(value, limit=40):
+    """A value read from a file, for a one-line message: its repr, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _open(path, versions=(FORMAT_VERSION,)):
     """(meta dict, {member: bytes}) of a model file of one of the format ``versions``."""
     path = os.fspath(path)
@@ -336,7 +342,7 @@ def _open(path, versions=(FORMAT_VERSION,)):
         raise ModelFileError(f"{path}: not a model file of this project")
     if meta.get("format_version") not in versions:
         hint = " (classifiers.artifact.upgrade_model re-saves it)" if meta.get("format_version") == 1 else ""
-        raise IncompatibleModelError(f"{path}: model file format {meta.get('format_version')}, "
+        raise IncompatibleModelError(f"{path}: model file format {_shown(meta.get('format_version'))}, "
                                      f"this code reads {FORMAT_VERSION}{hint}")
     if not isinstance(meta.get("feature_config"), dict) or not isinstance(meta.get("labels"), list):
         raise ModelFileError(f"{path}: the model description is damaged (no feature configuration or labels)")
@@ -353,8 +359,8 @@ def _check_config(path, config):
     if not (config.detector in DETECTORS and whole(config.upsample, 0, 3) and whole(config.upscale_to, 0, 4096)
             and whole(config.align_size, 16, 1024)):
         raise IncompatibleModelError(f"{path}: feature settings this code cannot use: detector "
-                                     f"{config.detector!r}, upsample {config.upsample!r}, upscale_to "
-                                     f"{config.upscale_to!r}, align_size {config.align_size!r}")
+                                     f"{_shown(config.detector)}, upsample {_shown(config.upsample)}, upscale_to "
+                                     f"{_shown(config.upscale_to)}, align_size {_shown(config.align_size)}")
 
 
 def _feature_config(path, meta, pinned=True):

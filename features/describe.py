@@ -85,15 +85,16 @@ class FeatureConfig:
         version = data.get("version")
         if version != FEATURES_VERSION:
             raise IncompatibleModelError(
-                f"features were made by feature version {version}, this code makes version {FEATURES_VERSION}")
+                f"features were made by feature version {repr(version)[:40]}, this code makes version {FEATURES_VERSION}")
         known = set(cls.__dataclass_fields__)
         extra = set(data) - known
         if extra:
-            raise IncompatibleModelError(f"unknown feature settings {sorted(extra)}")
+            raise IncompatibleModelError(f"unknown feature settings {repr(sorted(extra))[:100]}")
         try:
             return cls(**{k: tuple(v) if k == "groups" else v for k, v in data.items()})
         except (TypeError, ValueError) as exc:
-            raise IncompatibleModelError(f"feature configuration not reproducible: {exc}") from None
+            raise IncompatibleModelError(f"feature configuration not reproducible: {repr(str(exc))[1:-1][:150]}") \
+                from None
 
     def unsupported(self):
         """Why describe_face cannot write the declared columns under this configuration, or None."""

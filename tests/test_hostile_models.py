@@ -400,3 +400,16 @@ def test_an_align_size_the_features_are_not_made_at_is_refused(tmp_path, inputs)
     refused(path, inputs, "aligned at 96 px", IncompatibleModelError)
     assert model.config.unsupported() is None
     assert FeatureConfig(groups=("geometry", "action_units"), align_size=16).unsupported() is None
+
+
+@pytest.mark.parametrize("key, value", [("format_version", "2\nsecond line"), ("detector", "hog\nx" * 100),
+                                        ("version", ["1\n2"]), ("groups", ["geometry\nlandmarks"])])
+def test_values_of_meta_json_never_break_the_one_line_message(tmp_path, forest, inputs, key, value):
+    """Messages quote what a file says; a newline or a long value inside it stays one short line (found by
+    the fuzz tier: the format version was quoted as it stood)."""
+    path = saved(tmp_path / "quoted.skops", forest)
+
+    def edit(meta):
+        (meta if key == "format_version" else meta["feature_config"])[key] = value
+    message = refused(rewritten(path, edit), inputs, None, IncompatibleModelError)
+    assert len(message) < len(str(path)) + 300, message
