@@ -337,7 +337,7 @@ def _open(path, versions=(FORMAT_VERSION,)):
     except ModelFileError:
         raise
     except _READ_ERRORS as exc:
-        raise ModelFileError(f"{path}: not a readable model file ({str(exc)[:100] or type(exc).__name__})") from None
+        raise ModelFileError(f"{path}: not a readable model file ({_reason(exc)})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a model file of this project")
     if meta.get("format_version") not in versions:
@@ -371,7 +371,7 @@ def _feature_config(path, meta, pinned=True):
     except IncompatibleModelError as exc:
         raise IncompatibleModelError(f"{path}: {exc}") from None
     except (TypeError, ValueError) as exc:
-        raise IncompatibleModelError(f"{path}: feature configuration not reproducible ({str(exc)[:100]})") from None
+        raise IncompatibleModelError(f"{path}: feature configuration not reproducible ({_reason(exc)})") from None
     _check_config(path, config)
     names = config.columns()[0]
     if pinned and features_digest(config, names) != meta.get("features_sha256"):
@@ -397,7 +397,7 @@ def _pipeline_schema(path, blob):
     except ModelFileError:
         raise
     except _READ_ERRORS as exc:
-        raise ModelFileError(f"{path}: the pipeline cannot be read ({str(exc)[:100] or type(exc).__name__})") from None
+        raise ModelFileError(f"{path}: the pipeline cannot be read ({_reason(exc)})") from None
 
 
 def _names_only_linear_nodes(schema):
@@ -431,7 +431,7 @@ def _linear_form(path, meta, members, labels, n_features):
     except NonFiniteError as exc:
         raise _non_finite_error(path, exc.args[0]) from None
     except _READ_ERRORS as exc:
-        raise ModelFileError(f"{path}: the numeric form cannot be read ({str(exc)[:100] or type(exc).__name__})") \
+        raise ModelFileError(f"{path}: the numeric form cannot be read ({_reason(exc)})") \
             from None
     if [str(c) for c in linear.classes] != labels:
         raise ModelFileError(f"{path}: the numeric form does not match its description")
@@ -439,6 +439,12 @@ def _linear_form(path, meta, members, labels, n_features):
         raise IncompatibleModelError(f"{path}: the model expects {linear.n_features_in} features, "
                                      f"its feature configuration gives {n_features}")
     return linear
+
+
+def _reason(exc):
+    """The first line of an exception's message, at most 100 characters (or its type's name)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:100] if text else type(exc).__name__
 
 
 def _first_line(exc):
@@ -487,7 +493,7 @@ def _load_pipeline(path, blob, labels, n_features, linear=None):
         # skops reads the type names the file holds without importing or calling anything
         untrusted = sio.get_untrusted_types(data=blob)
     except Exception as exc:  # skops raises assorted errors on foreign data
-        raise ModelFileError(f"{path}: the pipeline cannot be read ({str(exc)[:100] or type(exc).__name__})") from None
+        raise ModelFileError(f"{path}: the pipeline cannot be read ({_reason(exc)})") from None
     refused = sorted(set(untrusted) - trusted_types())
     if refused:
         raise ModelFileError(f"{path}: the model names types that are not trusted: {refused[:5]}")
@@ -496,7 +502,7 @@ def _load_pipeline(path, blob, labels, n_features, linear=None):
         classes = [str(c) for c in getattr(pipeline, "classes_", [])]
         n_in = getattr(pipeline, "n_features_in_", None)
     except Exception as exc:
-        raise ModelFileError(f"{path}: the pipeline cannot be loaded ({type(exc).__name__}: {str(exc)[:100]})") from None
+        raise ModelFileError(f"{path}: the pipeline cannot be loaded ({_first_line(exc)})") from None
     if classes != labels or not hasattr(pipeline, "predict_proba"):
         raise ModelFileError(f"{path}: the pipeline does not match its description")
     if n_in is not None and n_in != n_features:

@@ -14,7 +14,7 @@ import click
 import numpy as np
 from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedGroupKFold
 
-from common.cli import backend_options, command, jobs_option, quiet_option, scheme_option
+from common.cli import backend_options, command, jobs_option, one_line, quiet_option, scheme_option
 from common.errors import DatasetError, FacialExpressionError, IncompatibleModelError
 from common.files import output_lock
 from common.labels import EMOTIONS
@@ -74,7 +74,7 @@ def check_configuration(data, path):
     try:
         config = FeatureConfig.from_dict(data.config)
     except (IncompatibleModelError, TypeError, ValueError) as exc:
-        raise DatasetError(f"{path}: {str(exc)[:150]}") from None
+        raise DatasetError(f"{path}: {one_line(exc)[:150]}") from None
     if list(config.columns()[0]) != [str(c) for c in data.columns]:
         raise DatasetError(f"{path}: the table's columns are not the ones its feature configuration gives "
                            f"(re-extract it)")
@@ -208,7 +208,7 @@ def main(features_files, output, name, quick, labels, scheme, backend, scheduler
                     "label_scheme": scheme, "explain_background": explain_background(model, data, seed)}
             save_model(output, model, data.config, meta, columns=data.columns)
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(one_line(exc)) from None
     size = os.path.getsize(output)
     click.echo(f"{output}: {name} on {len(data.y)} faces ({', '.join(f'{k} {v}' for k, v in data.class_counts().items())}); "
                f"best {summary['best_params']}"

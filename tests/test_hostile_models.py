@@ -413,3 +413,17 @@ def test_values_of_meta_json_never_break_the_one_line_message(tmp_path, forest, 
         (meta if key == "format_version" else meta["feature_config"])[key] = value
     message = refused(rewritten(path, edit), inputs, None, IncompatibleModelError)
     assert len(message) < len(str(path)) + 300, message
+
+
+def test_a_library_error_of_several_lines_while_loading_is_one_line(tmp_path, boosted, inputs, monkeypatch):
+    """XGBoost's own errors carry a stack of several lines (found by the fuzz tier: a booster whose bytes
+    XGBoost refused); only the first line of such a message is quoted."""
+    from classifiers import trees
+
+    path = saved(tmp_path / "boosted.skops", boosted)
+
+    def refuse(raw, n_features, n_classes):
+        raise ValueError("[20:13:49] json.h:88: Invalid cast, from Null to I32Array\nStack trace:\n  [bt] (0) ...")
+    monkeypatch.setattr(trees, "check_xgboost_ubj", refuse)
+    assert refused(path, inputs, "Invalid cast").endswith("(ValueError: [20:13:49] json.h:88: Invalid cast, from "
+                                                           "Null to I32Array)")

@@ -186,3 +186,19 @@ def test_columns_that_are_not_the_configurations_are_refused_before_training(tmp
                                 catch_exceptions=False)
     assert result.exit_code == 1 and result.stderr.startswith(f"error: {path}: ") and "columns" in result.stderr
     assert "Fitting" not in result.output and not (tmp_path / "m.skops").exists()
+
+
+def test_usable_rows_holding_nan_or_infinity_are_refused(tmp_path):
+    """Extraction never writes them (a face whose features are not finite is left out); scikit-learn's
+    refusal was a ValueError of several lines. A failed row's values are never read."""
+    data, meta = arrays()
+    data["status"][0] = "no_face"
+    data["X"][0, :] = np.nan  # a failed row: ignored
+    load_table(write(tmp_path / "failed.npz", data, meta))
+    data["X"][3, 5], data["X"][7, 0] = np.nan, -np.inf
+    path = write(tmp_path / "nan.npz", data, meta)
+    for command, args in ((train_cli.main, [path, "-o", tmp_path / "model.skops", "--quick", "-q"]),
+                          (benchmark_cli.main, [path, "-o", tmp_path / "report", "--quick", "-q", "--models", "logreg"])):
+        result = CliRunner().invoke(command, [str(a) for a in args], catch_exceptions=False)
+        assert result.exit_code == 1 and result.stderr == f"error: {path}: 2 usable rows hold NaN or infinity " \
+            "(extraction never writes them: a damaged or foreign table)\n", result.output
