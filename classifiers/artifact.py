@@ -33,7 +33,7 @@ import numpy as np
 from features.describe import FeatureConfig
 from common.errors import IncompatibleModelError, ModelFileError
 from common.files import atomic_path
-from common.limits import loads_bounded
+from common.limits import check_npy, loads_bounded
 
 from .linear import LinearForm, NonFiniteError
 from .trees import sklearn_tree_problems
@@ -392,8 +392,12 @@ def _pipeline_schema(path, blob):
     """The skops schema (JSON) of the pipeline, its zip bounded like the file's (nothing imported)."""
     try:
         with zipfile.ZipFile(io.BytesIO(blob)) as inner:
-            return loads_bounded(_read_members(inner, path, "the pipeline")["schema.json"], MEMBER_BYTES["schema.json"],
-                                 SCHEMA_DEPTH, "the pipeline's schema")
+            members = _read_members(inner, path, "the pipeline")
+        for name, data in members.items():
+            if name.endswith(".npy"):
+                check_npy(data, f"{name[:40]} in the pipeline")
+        return loads_bounded(members["schema.json"], MEMBER_BYTES["schema.json"], SCHEMA_DEPTH,
+                             "the pipeline's schema")
     except ModelFileError:
         raise
     except _READ_ERRORS as exc:
@@ -425,7 +429,10 @@ def _linear_form(path, meta, members, labels, n_features):
     _check_sha256(path, members[LINEAR], meta["linear_sha256"], "the numeric form")
     try:
         with zipfile.ZipFile(io.BytesIO(members[LINEAR])) as zf:
-            linear = LinearForm.from_npy(_read_members(zf, path, "the numeric form"))
+            arrays = _read_members(zf, path, "the numeric form")
+        for name, data in arrays.items():
+            check_npy(data, f"{name[:40]} in the numeric form")
+        linear = LinearForm.from_npy(arrays)
     except ModelFileError:
         raise
     except NonFiniteError as exc:

@@ -9,6 +9,7 @@ import numpy as np
 
 from common.errors import DatasetError
 from common.files import atomic_path
+from common.limits import loads_bounded, npy_header
 
 TABLE_FORMAT = 1
 
@@ -91,12 +92,7 @@ def _read_array(zf, name, path):
         raise DatasetError(f"{path}: {name} unpacks to {info.file_size:,} bytes from {info.compress_size:,} "
                            f"(not a feature table)")
     with zf.open(info) as fh:
-        version = np.lib.format.read_magic(fh)
-        if version not in ((1, 0), (2, 0)):
-            raise DatasetError(f"{path}: {name} is stored in .npy format {version} (not a feature table)")
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-            np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read_header(fh)
+        shape, dtype = npy_header(fh, name)
         data_bytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
         if dtype.hasobject or data_bytes > info.file_size:
             raise DatasetError(f"{path}: {name} declares {data_bytes:,} bytes of {dtype} data in a "
@@ -138,8 +134,6 @@ def load_table(path):
     MAX_RATIO times their size, all of it must fit in the memory available, the description is
     bounded JSON, and the arrays must fit together (:func:`_check_table`). Raises DatasetError.
     """
-    from common.limits import loads_bounded
-
     try:
         with zipfile.ZipFile(path) as zf:
             present = {name[:-4] for name in zf.namelist() if name.endswith(".npy")}

@@ -427,3 +427,27 @@ def test_a_library_error_of_several_lines_while_loading_is_one_line(tmp_path, bo
     monkeypatch.setattr(trees, "check_xgboost_ubj", refuse)
     assert refused(path, inputs, "Invalid cast").endswith("(ValueError: [20:13:49] json.h:88: Invalid cast, from "
                                                            "Null to I32Array)")
+
+
+@pytest.mark.parametrize("member", ["pipeline", "numeric form"])
+def test_an_array_declaring_more_than_it_holds_is_refused_before_numpy_allocates_it(tmp_path, rows, inputs, member):
+    """numpy allocates what a .npy header declares before reading: 10**12 float64 (8 TB) from a few bytes."""
+    path = saved(tmp_path / "declared.skops", fitted("logreg", rows, model__C=0.1))
+    huge = io.BytesIO()
+    np.lib.format.write_array_header_1_0(huge, {"descr": "<f8", "fortran_order": False, "shape": (10**6, 10**6)})
+    huge = huge.getvalue() + bytes(64)
+    with zipfile.ZipFile(path) as zf:
+        outer = {name: zf.read(name) for name in zf.namelist()}
+    key = "pipeline.skops" if member == "pipeline" else "linear.npz"
+    with zipfile.ZipFile(io.BytesIO(outer[key])) as zf:
+        inner = {name: zf.read(name) for name in zf.namelist()}
+    name = sorted(n for n in inner if n.endswith(".npy"))[0]
+    inner[name] = huge
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for n, data in inner.items():
+            zf.writestr(n, data)
+    meta = json.loads(outer["meta.json"])
+    meta["linear_sha256"] = hashlib.sha256(buffer.getvalue() if key == "linear.npz" else outer["linear.npz"]).hexdigest()
+    rewritten(path, lambda m: m.update(linear_sha256=meta["linear_sha256"]), members={key: buffer.getvalue()})
+    assert "declares 8,000,000,000,000 bytes" in refused(path, inputs)
