@@ -17,6 +17,12 @@ pipeline names only the types of such a linear pipeline (:data:`LINEAR_NODES`, r
 pipeline's schema without skops) predicts with numpy alone; its pipeline is loaded, with every
 check, when first used (explanations). A feature configuration that does not give the
 recorded columns, and parameters holding NaN or infinity, are refused.
+
+What a file declares is bounded before it is parsed or allocated: each member's size
+(:data:`MEMBER_BYTES`), the nesting of meta.json and the schema, every .npy header against its
+bytes, the SHAP background (:data:`MAX_BACKGROUND_ROWS`). Every decision tree is checked before native code walks it
+(:mod:`classifiers.trees`; an XGBoost booster before XGBoost reads it), and a rebuilt pipeline
+must turn a row of zeros into one probability per class.
 """
 
 import functools

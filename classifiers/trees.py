@@ -165,8 +165,8 @@ def sklearn_tree_problems(estimator, root="pipeline"):
 # ---- XGBoost ----------------------------------------------------------------------------------------
 
 _UBJ_NUMBERS = {b"i": ">i1", b"U": "u1", b"I": ">i2", b"l": ">i4", b"L": ">i8", b"d": ">f4", b"D": ">f8"}
-_UBJ_STRUCTS = {m: struct.Struct({"i": ">b", "U": ">B", "I": ">h", "l": ">i", "L": ">q", "d": ">f", "D": ">d"}[m.decode()])
-                for m in _UBJ_NUMBERS}
+_UBJ_STRUCTS = {m: struct.Struct(f">{code}") for m, code in
+                zip(_UBJ_NUMBERS, ("b", "B", "h", "i", "q", "f", "d"))}
 #: Nesting of an XGBoost model document (measured: 6).
 UBJ_DEPTH = 32
 
@@ -332,8 +332,9 @@ def check_xgboost_document(doc, n_features, n_classes):
         if arrays["parents"].dtype.kind not in "iu":
             raise TreeError(f"{where}: parents that are not node indices")
         checked.append(arrays)
-    check_trees([(a["left_children"], a["right_children"], a["split_indices"], (a["split_conditions"], a["base_weights"]))
-                 for a in checked], n_features, [f"XGBoost tree {t}" for t in range(len(checked))])
+    check_trees([(a["left_children"], a["right_children"], a["split_indices"],
+                  (a["split_conditions"], a["base_weights"])) for a in checked],
+                n_features, [f"XGBoost tree {t}" for t in range(len(checked))])
     if checked:  # the structure is sound: every inner node's children name it as their parent
         sizes = np.array([len(a["parents"]) for a in checked])
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])

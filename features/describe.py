@@ -84,8 +84,8 @@ class FeatureConfig:
         data = dict(data)
         version = data.get("version")
         if version != FEATURES_VERSION:
-            raise IncompatibleModelError(
-                f"features were made by feature version {repr(version)[:40]}, this code makes version {FEATURES_VERSION}")
+            raise IncompatibleModelError(f"features were made by feature version {repr(version)[:40]}, this code "
+                                         f"makes version {FEATURES_VERSION}")
         known = set(cls.__dataclass_fields__)
         extra = set(data) - known
         if extra:

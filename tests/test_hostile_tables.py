@@ -30,7 +30,8 @@ def arrays():
     rng = np.random.default_rng(0)
     names, slices = CONFIG.columns()
     out = {"X": rng.normal(size=(N, D)).astype(np.float32), "columns": np.array(names),
-           "labels": np.array(["angry", "happy", "sad"] * (N // 3)), "subjects": np.array([f"s{i % 6}" for i in range(N)]),
+           "labels": np.array(["angry", "happy", "sad"] * (N // 3)),
+           "subjects": np.array([f"s{i % 6}" for i in range(N)]),
            "sources": np.array([f"img{i}.png" for i in range(N)]), "splits": np.array([""] * N),
            "status": np.array(["ok"] * N), "n_faces": np.ones(N, np.int32), "augmented": np.zeros(N, bool)}
     meta = {"format": 1, "config": CONFIG.to_dict(), "dataset": "synthetic", "preset": "",
@@ -58,7 +59,8 @@ def refused(path, tmp_path, match):
     message = str(info.value)
     assert message.startswith(f"{path}: ") and "\n" not in message, message
     for command, args in ((train_cli.main, [path, "-o", tmp_path / "model.skops", "--quick", "-q"]),
-                          (benchmark_cli.main, [path, "-o", tmp_path / "report", "--quick", "-q", "--models", "logreg"])):
+                          (benchmark_cli.main, [path, "-o", tmp_path / "report", "--quick", "-q",
+                                                "--models", "logreg"])):
         result = CliRunner().invoke(command, [str(a) for a in args], catch_exceptions=False)
         lines = result.stderr.strip().splitlines()
         assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith(f"error: {path}: "), result.output
@@ -198,7 +200,8 @@ def test_usable_rows_holding_nan_or_infinity_are_refused(tmp_path):
     data["X"][3, 5], data["X"][7, 0] = np.nan, -np.inf
     path = write(tmp_path / "nan.npz", data, meta)
     for command, args in ((train_cli.main, [path, "-o", tmp_path / "model.skops", "--quick", "-q"]),
-                          (benchmark_cli.main, [path, "-o", tmp_path / "report", "--quick", "-q", "--models", "logreg"])):
+                          (benchmark_cli.main, [path, "-o", tmp_path / "report", "--quick", "-q",
+                                                "--models", "logreg"])):
         result = CliRunner().invoke(command, [str(a) for a in args], catch_exceptions=False)
         assert result.exit_code == 1 and result.stderr == f"error: {path}: 2 usable rows hold NaN or infinity " \
             "(extraction never writes them: a damaged or foreign table)\n", result.output
