@@ -74,7 +74,7 @@ def check_trees(trees, n_features, names):
     children = local + start[parents]
     bad = parents[(local < 0) | (children <= parents) | (children >= end[parents])]
     if len(bad):
-        fail(bad, f"a child index before its parent or outside the tree's nodes")
+        fail(bad, "a child index before its parent or outside the tree's nodes")
     is_child = np.zeros(total, dtype=np.int64)
     np.add.at(is_child, children, 1)
     root = np.zeros(total, dtype=bool)
