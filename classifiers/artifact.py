@@ -53,7 +53,7 @@ MEMBERS = (META, PIPELINE)
 #: members unpack to more than this in all (a small compressed file can hold gigabytes).
 MAX_BYTES = 500_000_000
 #: Bounds of each member, checked on the sizes the zip declares and again while unpacking: a
-#: meta.json is a few kB (up to 1 MB with a background sample of 20 rows of every default
+#: meta.json is a few kB (about 1.4 MB with a background sample of 20 rows of every default
 #: feature), a numeric form a few hundred kB, a skops schema up to about 10 MB (a 300-tree forest).
 MEMBER_BYTES = {"meta.json": 4_000_000, "linear.npz": 50_000_000, "schema.json": 64_000_000}
 #: How deeply meta.json and the skops schema may nest (measured: 3-5 and at most 34, an ensemble).
