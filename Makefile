@@ -24,13 +24,14 @@ MODEL_NAME     ?= logreg
 MODEL_ARGS     ?= --quick
 DEMO_IMAGE     ?= $(shell $(PY) -c "import matplotlib.cbook as c; print(c.get_sample_data('grace_hopper.jpg', asfileobj=False))" 2>/dev/null)
 
-.PHONY: install install-browser test test-fast features benchmark model demo clean help
+.PHONY: install install-browser test test-fast fuzz features benchmark model demo clean help
 
 help:
 	@echo "make install     create $(VENV) and install the project with its dependencies"
 	@echo "make install-browser  install Debian's chromium for the browser tests (as root, when /usr/bin/chromium is missing)"
 	@echo "make test        run the test suite: the unit tier, then the integration tier (real datasets from $(DATASETS))"
 	@echo "make test-fast   run the unit tier only (no dataset needed)"
+	@echo "make fuzz        the fuzz tier with a large budget: FUZZ_EXAMPLES mutated model files and images per test (default 1000)"
 	@echo "make features    extract a feature table: DATASET=dir [PRESET=ckplus48|jaffe|fer2013|folder] -> $(FEATURES)"
 	@echo "make benchmark   compare the classical models on FEATURES -> REPORT: FEATURES=data/ckplus48.npz REPORT=reports/ckplus48 [MODELS=rf,svm_rbf] [QUICK=1] [SCHEME=each]"
 	@echo "make model       train the shipped default model ($(MODEL_NAME) on $(MODEL_TABLES)) -> $(DEFAULT_MODEL)"
@@ -56,6 +57,11 @@ test-fast:
 
 test: test-fast
 	$(PY) -m pytest -q -m integration
+
+# the fuzz tier runs 15 examples per test in `make test`; this is the large run (BENCHMARKS.md, Fuzzing)
+FUZZ_EXAMPLES ?= 1000
+fuzz:
+	FER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q tests/test_fuzz.py
 
 features:
 	$(PY) -m features.extract $(DATASET) -o $(FEATURES) $(if $(PRESET),--preset $(PRESET)) --detector $(DETECTOR) --jobs $(JOBS)

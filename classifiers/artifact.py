@@ -17,6 +17,12 @@ pipeline names only the types of such a linear pipeline (:data:`LINEAR_NODES`, r
 pipeline's schema without skops) predicts with numpy alone; its pipeline is loaded, with every
 check, when first used (explanations). A feature configuration that does not give the
 recorded columns, and parameters holding NaN or infinity, are refused.
+
+What a file declares is bounded before it is parsed or allocated: each member's size
+(:data:`MEMBER_BYTES`), the nesting of meta.json and the schema, every .npy header against its
+bytes, the SHAP background (:data:`MAX_BACKGROUND_ROWS`). Every decision tree is checked before native code walks it
+(:mod:`classifiers.trees`; an XGBoost booster before XGBoost reads it), and a rebuilt pipeline
+must turn a row of zeros into one probability per class.
 """
 
 import functools
@@ -33,8 +39,10 @@ import numpy as np
 from features.describe import FeatureConfig
 from common.errors import IncompatibleModelError, ModelFileError
 from common.files import atomic_path
+from common.limits import check_npy, loads_bounded
 
 from .linear import LinearForm, NonFiniteError
+from .trees import sklearn_tree_problems
 
 FORMAT = "facial-expressions-model"
 #: 2: linear.npz and features_sha256 (format 1 files: :func:`upgrade_model`).
@@ -44,6 +52,15 @@ MEMBERS = (META, PIPELINE)
 #: Refuse files bigger than this before reading them (a model is a few MB), and zips whose
 #: members unpack to more than this in all (a small compressed file can hold gigabytes).
 MAX_BYTES = 500_000_000
+#: Bounds of each member, checked on the sizes the zip declares and again while unpacking: a
+#: meta.json is a few kB (about 1.4 MB with a background sample of 20 rows of every default
+#: feature), a numeric form a few hundred kB, a skops schema up to about 10 MB (a 300-tree forest).
+MEMBER_BYTES = {"meta.json": 4_000_000, "linear.npz": 50_000_000, "schema.json": 64_000_000}
+#: How deeply meta.json and the skops schema may nest (measured: 3-5 and at most 34, an ensemble).
+META_DEPTH, SCHEMA_DEPTH = 32, 100
+#: Rows of the SHAP background sample a model file may hold (training keeps 20, or one per class):
+#: every explained face mixes each of them into up to 2**10 faces.
+MAX_BACKGROUND_ROWS = 64
 #: Read errors of a damaged or hostile zip (RuntimeError: an encrypted member; RecursionError,
 #: a RuntimeError too: absurdly nested JSON; zlib.error: a damaged deflate stream).
 _READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, UnicodeDecodeError, ValueError,
@@ -269,26 +286,44 @@ def read_meta(path):
 
 
 def _read_members(zf, path, what):
-    """{name: bytes} of every member of ``zf``, never unpacking more than MAX_BYTES in all
-    (whatever sizes the zip declares) and never holding more than one chunk beyond that."""
+    """{name: bytes} of every member of ``zf``, never unpacking more than MAX_BYTES in all, nor more
+    than MEMBER_BYTES of a member named there (whatever sizes the zip declares), and never holding
+    more than one chunk beyond that."""
     infos = zf.infolist()
     if sum(info.file_size for info in infos) > MAX_BYTES:
         raise ModelFileError(f"{path}: {what} unpacks to more than {MAX_BYTES // 10**6} MB (not a model file)")
+
+    def too_large(info):
+        return ModelFileError(f"{path}: {info.filename[:40]!r} in {what} unpacks to more than "
+                              f"{MEMBER_BYTES[info.filename]:,} bytes (not a model file)")
+
+    for info in infos:
+        if info.file_size > MEMBER_BYTES.get(info.filename, MAX_BYTES):
+            raise too_large(info)
     out, budget = {}, MAX_BYTES
     for info in infos:
-        parts = []
+        parts, limit = [], MEMBER_BYTES.get(info.filename, MAX_BYTES)
         with zf.open(info) as fh:
             while True:
-                chunk = fh.read(min(1 << 20, budget + 1))
+                chunk = fh.read(min(1 << 20, budget + 1, limit + 1))
                 if not chunk:
                     break
                 parts.append(chunk)
                 budget -= len(chunk)
+                limit -= len(chunk)
                 if budget < 0:
                     raise ModelFileError(f"{path}: {what} unpacks to more than {MAX_BYTES // 10**6} MB "
                                          f"(not a model file)")
+                if limit < 0:
+                    raise too_large(info)
         out[info.filename] = b"".join(parts)
     return out
+
+
+def _shown(value, limit=40):
+    """A value read from a file, for a one-line message: its repr, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _open(path, versions=(FORMAT_VERSION,)):
@@ -304,16 +339,16 @@ def _open(path, versions=(FORMAT_VERSION,)):
             if sorted(names) not in (sorted(MEMBERS), sorted(MEMBERS + (LINEAR,))):
                 raise ModelFileError(f"{path}: not a model file of this project (members {names[:5]})")
             members = _read_members(zf, path, "the file")
-        meta = json.loads(members[META].decode("utf-8"))
+        meta = loads_bounded(members[META], MEMBER_BYTES[META], META_DEPTH, "meta.json")
     except ModelFileError:
         raise
     except _READ_ERRORS as exc:
-        raise ModelFileError(f"{path}: not a readable model file ({str(exc)[:100] or type(exc).__name__})") from None
+        raise ModelFileError(f"{path}: not a readable model file ({_reason(exc)})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a model file of this project")
     if meta.get("format_version") not in versions:
         hint = " (classifiers.artifact.upgrade_model re-saves it)" if meta.get("format_version") == 1 else ""
-        raise IncompatibleModelError(f"{path}: model file format {meta.get('format_version')}, "
+        raise IncompatibleModelError(f"{path}: model file format {_shown(meta.get('format_version'))}, "
                                      f"this code reads {FORMAT_VERSION}{hint}")
     if not isinstance(meta.get("feature_config"), dict) or not isinstance(meta.get("labels"), list):
         raise ModelFileError(f"{path}: the model description is damaged (no feature configuration or labels)")
@@ -330,8 +365,8 @@ def _check_config(path, config):
     if not (config.detector in DETECTORS and whole(config.upsample, 0, 3) and whole(config.upscale_to, 0, 4096)
             and whole(config.align_size, 16, 1024)):
         raise IncompatibleModelError(f"{path}: feature settings this code cannot use: detector "
-                                     f"{config.detector!r}, upsample {config.upsample!r}, upscale_to "
-                                     f"{config.upscale_to!r}, align_size {config.align_size!r}")
+                                     f"{_shown(config.detector)}, upsample {_shown(config.upsample)}, upscale_to "
+                                     f"{_shown(config.upscale_to)}, align_size {_shown(config.align_size)}")
 
 
 def _feature_config(path, meta, pinned=True):
@@ -342,12 +377,15 @@ def _feature_config(path, meta, pinned=True):
     except IncompatibleModelError as exc:
         raise IncompatibleModelError(f"{path}: {exc}") from None
     except (TypeError, ValueError) as exc:
-        raise IncompatibleModelError(f"{path}: feature configuration not reproducible ({str(exc)[:100]})") from None
+        raise IncompatibleModelError(f"{path}: feature configuration not reproducible ({_reason(exc)})") from None
     _check_config(path, config)
     names = config.columns()[0]
     if pinned and features_digest(config, names) != meta.get("features_sha256"):
         raise IncompatibleModelError(f"{path}: the feature configuration in meta.json is not the one the model was "
                                      f"trained on (its columns, their order or the detector settings differ)")
+    problem = config.unsupported()
+    if problem:
+        raise IncompatibleModelError(f"{path}: feature settings this code cannot use: {problem}")
     return config, names
 
 
@@ -360,11 +398,16 @@ def _pipeline_schema(path, blob):
     """The skops schema (JSON) of the pipeline, its zip bounded like the file's (nothing imported)."""
     try:
         with zipfile.ZipFile(io.BytesIO(blob)) as inner:
-            return json.loads(_read_members(inner, path, "the pipeline")["schema.json"])
+            members = _read_members(inner, path, "the pipeline")
+        for name, data in members.items():
+            if name.endswith(".npy"):
+                check_npy(data, f"{name[:40]} in the pipeline")
+        return loads_bounded(members["schema.json"], MEMBER_BYTES["schema.json"], SCHEMA_DEPTH,
+                             "the pipeline's schema")
     except ModelFileError:
         raise
     except _READ_ERRORS as exc:
-        raise ModelFileError(f"{path}: the pipeline cannot be read ({str(exc)[:100] or type(exc).__name__})") from None
+        raise ModelFileError(f"{path}: the pipeline cannot be read ({_reason(exc)})") from None
 
 
 def _names_only_linear_nodes(schema):
@@ -392,13 +435,16 @@ def _linear_form(path, meta, members, labels, n_features):
     _check_sha256(path, members[LINEAR], meta["linear_sha256"], "the numeric form")
     try:
         with zipfile.ZipFile(io.BytesIO(members[LINEAR])) as zf:
-            linear = LinearForm.from_npy(_read_members(zf, path, "the numeric form"))
+            arrays = _read_members(zf, path, "the numeric form")
+        for name, data in arrays.items():
+            check_npy(data, f"{name[:40]} in the numeric form")
+        linear = LinearForm.from_npy(arrays)
     except ModelFileError:
         raise
     except NonFiniteError as exc:
         raise _non_finite_error(path, exc.args[0]) from None
     except _READ_ERRORS as exc:
-        raise ModelFileError(f"{path}: the numeric form cannot be read ({str(exc)[:100] or type(exc).__name__})") \
+        raise ModelFileError(f"{path}: the numeric form cannot be read ({_reason(exc)})") \
             from None
     if [str(c) for c in linear.classes] != labels:
         raise ModelFileError(f"{path}: the numeric form does not match its description")
@@ -406,6 +452,50 @@ def _linear_form(path, meta, members, labels, n_features):
         raise IncompatibleModelError(f"{path}: the model expects {linear.n_features_in} features, "
                                      f"its feature configuration gives {n_features}")
     return linear
+
+
+def _reason(exc):
+    """The first line of an exception's message, at most 100 characters (or its type's name)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:100] if text else type(exc).__name__
+
+
+def _first_line(exc):
+    """``Type: first line of the message`` of an exception, at most about 100 characters."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:100]}" if text else type(exc).__name__
+
+
+def _check_background(path, meta, n_features):
+    """The SHAP background sample of meta.json (``explain_background``) is absent, empty, or at most
+    MAX_BACKGROUND_ROWS rows of ``n_features`` finite numbers."""
+    rows = meta.get("explain_background")
+    if rows is None or rows == []:
+        return
+    fits = False
+    if isinstance(rows, list) and len(rows) <= MAX_BACKGROUND_ROWS and all(isinstance(r, list) for r in rows):
+        try:
+            values = np.asarray(rows, dtype=np.float64)
+            fits = values.shape == (len(rows), n_features) and bool(np.all(np.isfinite(values)))
+        except (TypeError, ValueError):
+            pass
+    if not fits:
+        raise ModelFileError(f"{path}: the explanation background in meta.json is not a list of at most "
+                             f"{MAX_BACKGROUND_ROWS} rows of {n_features} finite numbers")
+
+
+def _check_predicts(path, pipeline, labels, n_features):
+    """The pipeline turns a row of ``n_features`` zeros into one probability per label (a model whose
+    fitted parts do not fit together, e.g. a column selection beyond its input, fails here, on
+    load, in one line)."""
+    try:
+        proba = np.asarray(pipeline.predict_proba(np.zeros((1, n_features), dtype=np.float32)), dtype=np.float64)
+    except Exception as exc:  # a damaged estimator raises whatever its code meets
+        raise ModelFileError(f"{path}: the pipeline cannot predict ({_first_line(exc)})") from None
+    if proba.shape != (1, len(labels)) or not np.all(np.isfinite(proba)) or np.any(proba < -1e-6) \
+            or abs(proba.sum() - 1) > 1e-3:
+        raise ModelFileError(f"{path}: the pipeline's probabilities are not probabilities of its {len(labels)} "
+                             f"classes (shape {proba.shape}, sum {float(np.nansum(proba)):.3g})")
 
 
 def _load_pipeline(path, blob, labels, n_features, linear=None):
@@ -416,7 +506,7 @@ def _load_pipeline(path, blob, labels, n_features, linear=None):
         # skops reads the type names the file holds without importing or calling anything
         untrusted = sio.get_untrusted_types(data=blob)
     except Exception as exc:  # skops raises assorted errors on foreign data
-        raise ModelFileError(f"{path}: the pipeline cannot be read ({str(exc)[:100] or type(exc).__name__})") from None
+        raise ModelFileError(f"{path}: the pipeline cannot be read ({_reason(exc)})") from None
     refused = sorted(set(untrusted) - trusted_types())
     if refused:
         raise ModelFileError(f"{path}: the model names types that are not trusted: {refused[:5]}")
@@ -425,7 +515,7 @@ def _load_pipeline(path, blob, labels, n_features, linear=None):
         classes = [str(c) for c in getattr(pipeline, "classes_", [])]
         n_in = getattr(pipeline, "n_features_in_", None)
     except Exception as exc:
-        raise ModelFileError(f"{path}: the pipeline cannot be loaded ({type(exc).__name__}: {str(exc)[:100]})") from None
+        raise ModelFileError(f"{path}: the pipeline cannot be loaded ({_first_line(exc)})") from None
     if classes != labels or not hasattr(pipeline, "predict_proba"):
         raise ModelFileError(f"{path}: the pipeline does not match its description")
     if n_in is not None and n_in != n_features:
@@ -434,6 +524,10 @@ def _load_pipeline(path, blob, labels, n_features, linear=None):
     bad = non_finite_parameters(pipeline)
     if bad:
         raise _non_finite_error(path, bad)
+    broken = sklearn_tree_problems(pipeline)
+    if broken:
+        raise ModelFileError(f"{path}: a decision tree of the model is malformed ({broken[0][:150]})")
+    _check_predicts(path, pipeline, labels, n_features)  # only now: the trees are safe to walk
     if linear is not None:
         from .linear import linear_form
 
@@ -457,6 +551,7 @@ def load_model(path=None):
     _check_sha256(path, blob, meta.get("pipeline_sha256"), "the pipeline")
     schema = _pipeline_schema(path, blob)
     labels = [str(c) for c in meta["labels"]]
+    _check_background(path, meta, len(names))
     linear = _linear_form(path, meta, members, labels, len(names))
     model = Model(labels=labels, config=config, meta=meta, path=path, linear=linear,
                   load_pipeline=functools.partial(_load_pipeline, path, blob, labels, len(names), linear))

@@ -14,7 +14,7 @@ import os
 import click
 import numpy as np
 
-from common.cli import backend_options, command, jobs_option, quiet_option, scheme_option
+from common.cli import backend_options, command, jobs_option, one_line, quiet_option, scheme_option
 from common.files import output_lock
 from common.parallel import compute_backend
 
@@ -128,7 +128,7 @@ def main(features_file, report_dir, models, quick, seed, jobs, scheme, calibrate
                 write_scheme_summary(runs, report_dir)
                 click.echo(f"{os.path.join(report_dir, 'schemes.md')}: {len(runs)} label schemes compared")
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(one_line(exc)) from None
 
 
 def _echo_results(folder, results):

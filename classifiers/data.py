@@ -80,6 +80,16 @@ def _same_layout(a, b):
             and {k: (s.start, s.stop) for k, s in a.groups.items()} == {k: (s.start, s.stop) for k, s in b.groups.items()})
 
 
+def _non_finite_rows(X, rows, chunk=4096):
+    """How many of the ``rows`` (mask) of ``X`` hold NaN or infinity, a few thousand rows at a time."""
+    found = 0
+    for start in range(0, len(X), chunk):
+        part = rows[start:start + chunk]
+        if part.any():
+            found += int((~np.isfinite(X[start:start + chunk][part])).any(axis=1).sum())
+    return found
+
+
 def load_training_data(paths, labels=None, scheme=None):
     """Join the ok rows of the feature tables at ``paths`` (they must share one feature config).
 
@@ -103,9 +113,13 @@ def load_training_data(paths, labels=None, scheme=None):
                                f"({table.config} vs {first.config}); re-extract with the same settings")
     several = len(tables) > 1
     parts, excluded, dropped = [], collections.Counter(), collections.Counter()
-    for table in tables:
+    for path, table in zip(paths, tables):
         excluded.update(table.status[~table.ok].tolist())
         keep = table.ok.copy()
+        bad = _non_finite_rows(table.X, keep)
+        if bad:
+            raise DatasetError(f"{path}: {bad} usable rows hold NaN or infinity (extraction never writes them: "
+                               f"a damaged or foreign table)")
         if labels is not None:
             outside = keep & ~np.isin(table.labels, list(labels))
             dropped.update(table.labels[outside].tolist())

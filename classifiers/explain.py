@@ -166,6 +166,23 @@ EXACT_UNITS = 10
 #: Random orders of the units averaged by the estimate (each order is walked forwards and
 #: backwards); seeded, so an explanation is repeatable.
 PERMUTATIONS = 10
+#: Feature values of the mixed faces built at a time (16 M float32: 64 MB), whatever the
+#: number of coalitions SHAP asks for at once (up to 2**EXACT_UNITS) and the background's size.
+MIXED_VALUES = 16_000_000
+
+
+def coalition_values(model, x, background, keep, k):
+    """Mean probability of class ``k`` over the faces that take ``x``'s values where ``keep`` (m,
+    columns) is true and each background row's elsewhere: (m,). Built a batch of coalitions at a
+    time, never more than MIXED_VALUES feature values at once."""
+    out = np.empty(len(keep))
+    step = max(1, MIXED_VALUES // max(1, background.size))
+    for start in range(0, len(keep), step):
+        part = keep[start:start + step]
+        mixed = np.where(part[:, None, :], x[None, None, :], background[None])  # (m', B, columns)
+        proba = model.predict_proba(mixed.reshape(-1, mixed.shape[-1]))[:, k]
+        out[start:start + step] = proba.reshape(len(part), len(background)).mean(axis=1)
+    return out
 
 
 def _unit_shapley(model, X, classes, unit_of_column, n_units):
@@ -198,9 +215,7 @@ def _unit_shapley(model, X, classes, unit_of_column, n_units):
         for r, (x, k) in enumerate(zip(selected, classes)):
             def value(present, x=x, k=k):  # (m, n_units) 0/1 -> mean probability of class k
                 keep = np.asarray(present, dtype=bool)[:, unit_of_column]               # (m, columns)
-                mixed = np.where(keep[:, None, :], x[None, None, :], background[None])  # (m, B, columns)
-                proba = rest.predict_proba(mixed.reshape(-1, mixed.shape[-1]))[:, k]
-                return proba.reshape(len(keep), len(background)).mean(axis=1)
+                return coalition_values(rest, x, background, keep, k)
 
             if n_units <= EXACT_UNITS:
                 result = shap.explainers.Exact(value, masker)(np.ones((1, n_units)), silent=True)

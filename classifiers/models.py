@@ -164,6 +164,8 @@ class XGBoostModel(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X):
         check_is_fitted(self, "booster_")
         X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"XGBoostModel: X has shape {X.shape}, fitted on {self.n_features_in_} columns")
         proba = np.asarray(self.booster_.inplace_predict(X), dtype=np.float64)
         return proba.reshape(len(X), len(self.classes_))
 
@@ -178,11 +180,20 @@ class XGBoostModel(ClassifierMixin, BaseEstimator):
         return state
 
     def __setstate__(self, state):
+        """Rebuild the booster from its UBJSON, once its trees have passed
+        :func:`classifiers.trees.check_xgboost_ubj` (a model file may come from anywhere)."""
         state = dict(state)
         raw = state.pop("booster_ubj_", None)
         if raw is not None:
             import xgboost as xgb
 
+            from .trees import TreeError, check_xgboost_ubj
+
+            n_features, classes = state.get("n_features_in_"), state.get("classes_")
+            if not isinstance(n_features, (int, np.integer)) or not isinstance(classes, np.ndarray) \
+                    or classes.ndim != 1:
+                raise TreeError("XGBoostModel: a booster without its feature count or classes")
+            check_xgboost_ubj(raw, int(n_features), len(classes))
             booster = xgb.Booster()
             booster.load_model(bytearray(raw))
             state["booster_"] = booster

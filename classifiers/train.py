@@ -14,8 +14,8 @@ import click
 import numpy as np
 from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedGroupKFold
 
-from common.cli import backend_options, command, jobs_option, quiet_option, scheme_option
-from common.errors import FacialExpressionError
+from common.cli import backend_options, command, jobs_option, one_line, quiet_option, scheme_option
+from common.errors import DatasetError, FacialExpressionError, IncompatibleModelError
 from common.files import output_lock
 from common.labels import EMOTIONS
 
@@ -64,6 +64,20 @@ def _train_model(data, name, quick, seed, jobs, cv_folds, progress):
                               f"StratifiedGroupKFold {grouped}, scoring balanced accuracy")
     summary["training_seconds"] = round(time.perf_counter() - started, 1)
     return model, summary
+
+
+def check_configuration(data, path):
+    """The tables' feature configuration is one this code makes, and gives the tables' columns: what
+    save_model requires, checked before the grid search rather than after it. Raises DatasetError."""
+    from features.describe import FeatureConfig
+
+    try:
+        config = FeatureConfig.from_dict(data.config)
+    except (IncompatibleModelError, TypeError, ValueError) as exc:
+        raise DatasetError(f"{path}: {one_line(exc)[:150]}") from None
+    if list(config.columns()[0]) != [str(c) for c in data.columns]:
+        raise DatasetError(f"{path}: the table's columns are not the ones its feature configuration gives "
+                           f"(re-extract it)")
 
 
 #: Training rows kept in the model file as SHAP's background sample, for models without
@@ -176,6 +190,7 @@ def main(features_files, output, name, quick, labels, scheme, backend, scheduler
     label_list = parse_labels(labels)
     try:
         data = load_training_data(features_files, label_list, scheme=None if scheme == "all" else scheme)
+        check_configuration(data, features_files[0])
         if backend == "dask" and name != "xgboost":
             raise FacialExpressionError("--backend dask trains --model xgboost (XGBoost's own Dask interface)")
         if len(np.unique(data.y)) < 2:
@@ -193,7 +208,7 @@ def main(features_files, output, name, quick, labels, scheme, backend, scheduler
                     "label_scheme": scheme, "explain_background": explain_background(model, data, seed)}
             save_model(output, model, data.config, meta, columns=data.columns)
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(one_line(exc)) from None
     size = os.path.getsize(output)
     click.echo(f"{output}: {name} on {len(data.y)} faces ({', '.join(f'{k} {v}' for k, v in data.class_counts().items())}); "
                f"best {summary['best_params']}"

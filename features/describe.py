@@ -35,6 +35,9 @@ class FeatureGroup:
     name: str
     describe: Callable  # landmarks.Face -> 1-D float vector
     columns: Callable   # () -> tuple of features.columns.Column, in the order ``describe`` writes the values
+    #: reads the aligned face's pixels: its columns are declared for faces aligned at ALIGN_SIZE only
+    #: (patch and cell sizes scale with the face, and so would the number of values)
+    pixels: bool = False
 
 
 #: group name -> FeatureGroup
@@ -43,10 +46,13 @@ GROUPS = {group.name: group for group in (
     FeatureGroup("landmarks", lambda f: geometry.landmarks_of_normalised(_normalised(f)), geometry.landmark_columns),
     FeatureGroup("action_units", lambda f: action_units.action_units_of_normalised(_normalised(f)),
                  action_units.columns),
-    FeatureGroup("parts_hog", lambda f: patches.part_hog(f.aligned, f.aligned_points), patches.part_hog_columns),
-    FeatureGroup("parts_lbp", lambda f: patches.part_lbp(f.aligned, f.aligned_points), patches.part_lbp_columns),
-    FeatureGroup("face_hog", lambda f: patches.face_hog(f.aligned), patches.face_hog_columns),
-    FeatureGroup("gabor", lambda f: gabor.gabor_jets(f.aligned, f.aligned_points), gabor.gabor_columns),
+    FeatureGroup("parts_hog", lambda f: patches.part_hog(f.aligned, f.aligned_points), patches.part_hog_columns,
+                 pixels=True),
+    FeatureGroup("parts_lbp", lambda f: patches.part_lbp(f.aligned, f.aligned_points), patches.part_lbp_columns,
+                 pixels=True),
+    FeatureGroup("face_hog", lambda f: patches.face_hog(f.aligned), patches.face_hog_columns, pixels=True),
+    FeatureGroup("gabor", lambda f: gabor.gabor_jets(f.aligned, f.aligned_points), gabor.gabor_columns,
+                 pixels=True),
 )}
 #: LBP is opt-in (--groups): 0.3 ms per face for a gain within noise. Gabor jets (0.4 ms per
 #: face) are in: they gain 1-4 points on CK+48 and JAFFE (BENCHMARKS.md).
@@ -78,16 +84,25 @@ class FeatureConfig:
         data = dict(data)
         version = data.get("version")
         if version != FEATURES_VERSION:
-            raise IncompatibleModelError(
-                f"features were made by feature version {version}, this code makes version {FEATURES_VERSION}")
+            raise IncompatibleModelError(f"features were made by feature version {repr(version)[:40]}, this code "
+                                         f"makes version {FEATURES_VERSION}")
         known = set(cls.__dataclass_fields__)
         extra = set(data) - known
         if extra:
-            raise IncompatibleModelError(f"unknown feature settings {sorted(extra)}")
+            raise IncompatibleModelError(f"unknown feature settings {repr(sorted(extra))[:100]}")
         try:
             return cls(**{k: tuple(v) if k == "groups" else v for k, v in data.items()})
         except (TypeError, ValueError) as exc:
-            raise IncompatibleModelError(f"feature configuration not reproducible: {exc}") from None
+            raise IncompatibleModelError(f"feature configuration not reproducible: {repr(str(exc))[1:-1][:150]}") \
+                from None
+
+    def unsupported(self):
+        """Why describe_face cannot write the declared columns under this configuration, or None."""
+        pixels = [g for g in self.groups if GROUPS[g].pixels]
+        if pixels and self.align_size != ALIGN_SIZE:
+            return (f"the feature groups {pixels} are defined for faces aligned at {ALIGN_SIZE} px, "
+                    f"not {self.align_size!r}")
+        return None
 
     def declared_columns(self):
         """Every column's declaration (features.columns.Column), in the order describe_face writes them."""

@@ -2,12 +2,14 @@
 
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from common.errors import DatasetError
 from common.files import atomic_path
+from common.limits import loads_bounded, npy_header
 
 TABLE_FORMAT = 1
 
@@ -63,20 +65,107 @@ class FeatureTable:
                      meta=np.array(json.dumps(meta)))
 
 
+#: The arrays of a table file: name -> (numpy dtype kinds it may have, its dimensions), "n" rows
+#: and "d" columns.
+ARRAYS = {"X": ("f", ("n", "d")), "columns": ("U", ("d",)), "labels": ("U", ("n",)), "subjects": ("U", ("n",)),
+          "sources": ("U", ("n",)), "splits": ("U", ("n",)), "status": ("U", ("n",)), "n_faces": ("iu", ("n",)),
+          "augmented": ("b", ("n",))}
+OPTIONAL = ("augmented",)
+#: A table's description (meta.npy): a few hundred bytes of JSON, nested 3 levels.
+META_BYTES, META_DEPTH = 1_000_000, 16
+#: np.savez stores tables uncompressed; a compressed member may unpack to at most this many times
+#: its size (zeros of failed rows compress well; a zip bomb, thousands of times).
+MAX_RATIO = 50
+
+
+def _available_memory():
+    import psutil
+
+    return psutil.virtual_memory().available
+
+
+def _read_array(zf, name, path):
+    """One array of the table's zip, its header checked before anything is allocated: its data must
+    be what the member holds, and a compressed member must not unpack to far more than it takes."""
+    info = zf.getinfo(f"{name}.npy")
+    if info.compress_type != zipfile.ZIP_STORED and info.file_size > MAX_RATIO * max(info.compress_size, 1 << 20):
+        raise DatasetError(f"{path}: {name} unpacks to {info.file_size:,} bytes from {info.compress_size:,} "
+                           f"(not a feature table)")
+    with zf.open(info) as fh:
+        shape, dtype = npy_header(fh, name)
+        data_bytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if dtype.hasobject or data_bytes > info.file_size:
+            raise DatasetError(f"{path}: {name} declares {data_bytes:,} bytes of {dtype} data in a "
+                               f"{info.file_size:,}-byte member (not a feature table)")
+    with zf.open(info) as fh:
+        return np.lib.format.read_array(fh, allow_pickle=False)
+
+
+def _check_table(path, arrays, meta):
+    """The arrays and description of a table fit together: X is 2-D, every per-row array has its rows,
+    the columns its columns, groups are column ranges inside them."""
+    X = arrays["X"]
+    if X.ndim != 2:
+        raise DatasetError(f"{path}: X has shape {X.shape}, not (rows, columns)")
+    sizes = {"n": X.shape[0], "d": X.shape[1]}
+    for name, array in arrays.items():
+        kinds, dims = ARRAYS[name]
+        if array.dtype.kind not in kinds or array.shape != tuple(sizes[k] for k in dims):
+            raise DatasetError(f"{path}: {name} has shape {array.shape} and type {array.dtype}, the table has "
+                               f"{sizes['n']} rows of {sizes['d']} columns")
+    groups = meta.get("groups")
+    if not isinstance(groups, dict) or not isinstance(meta.get("config"), dict):
+        raise DatasetError(f"{path}: the table's description has no feature groups or configuration")
+    for group, bounds in groups.items():
+        if not (isinstance(bounds, list) and len(bounds) == 2 and all(type(b) is int for b in bounds)
+                and 0 <= bounds[0] < bounds[1] <= sizes["d"]):
+            raise DatasetError(f"{path}: feature group {str(group)[:40]!r} spans {str(bounds)[:40]}, the table "
+                               f"has {sizes['d']} columns")
+    for key in ("dataset", "preset"):
+        if not isinstance(meta.get(key, ""), str):
+            raise DatasetError(f"{path}: the table's {key} is not a name")
+
+
 def load_table(path):
-    """Read a feature table written by ``features.extract`` (no pickle involved)."""
+    """Read a feature table written by ``features.extract`` (no pickle involved).
+
+    Untrusted files are read within bounds: every array's header is checked against the bytes
+    its member holds before anything is allocated, compressed members may not unpack to more than
+    MAX_RATIO times their size, all of it must fit in the memory available, the description is
+    bounded JSON, and the arrays must fit together (:func:`_check_table`). Raises DatasetError.
+    """
     try:
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            if meta.get("format") != TABLE_FORMAT:
-                raise DatasetError(f"{path}: feature table format {meta.get('format')} (expected {TABLE_FORMAT})")
-            return FeatureTable(
-                X=data["X"], columns=data["columns"], labels=data["labels"], subjects=data["subjects"],
-                sources=data["sources"], splits=data["splits"], status=data["status"], n_faces=data["n_faces"],
-                groups={g: slice(a, b) for g, (a, b) in meta["groups"].items()}, config=meta["config"],
-                dataset=meta.get("dataset", ""), preset=meta.get("preset", ""),
-                augmented=data["augmented"] if "augmented" in data.files else None)
+        with zipfile.ZipFile(path) as zf:
+            present = {name[:-4] for name in zf.namelist() if name.endswith(".npy")}
+            missing = sorted(set(ARRAYS) - set(OPTIONAL) - present) + ([] if "meta" in present else ["meta"])
+            if missing:
+                raise DatasetError(f"{path}: not a feature table (no {', '.join(missing[:3])})")
+            names = [name for name in ARRAYS if name in present]
+            total = sum(zf.getinfo(f"{name}.npy").file_size for name in names)
+            if total > _available_memory():
+                raise DatasetError(f"{path}: the table unpacks to {total / 1e9:.1f} GB, more than the "
+                                   f"{_available_memory() / 1e9:.1f} GB of memory available")
+            if zf.getinfo("meta.npy").file_size > META_BYTES:
+                raise DatasetError(f"{path}: the table's description is larger than {META_BYTES:,} bytes")
+            description = _read_array(zf, "meta", path)
+            if description.shape != () or description.dtype.kind != "U":
+                raise DatasetError(f"{path}: the table's description is not text")
+            meta = loads_bounded(str(description), META_BYTES, META_DEPTH, "the table's description")
+            if not isinstance(meta, dict) or meta.get("format") != TABLE_FORMAT:
+                found = meta.get("format") if isinstance(meta, dict) else None
+                raise DatasetError(f"{path}: feature table format {str(found)[:20]} (expected {TABLE_FORMAT})")
+            arrays = {name: _read_array(zf, name, path) for name in names}
+        _check_table(path, arrays, meta)
+        return FeatureTable(
+            X=arrays["X"], columns=arrays["columns"], labels=arrays["labels"], subjects=arrays["subjects"],
+            sources=arrays["sources"], splits=arrays["splits"], status=arrays["status"], n_faces=arrays["n_faces"],
+            groups={g: slice(a, b) for g, (a, b) in meta["groups"].items()}, config=meta["config"],
+            dataset=meta.get("dataset", ""), preset=meta.get("preset", ""), augmented=arrays.get("augmented"))
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such feature table (run `make features` first)") from None
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
-        raise DatasetError(f"{path}: not a feature table ({str(exc)[:100]})") from None
+    except IsADirectoryError:
+        raise DatasetError(f"{path}: a folder, not a feature table") from None
+    except (OSError, ValueError, KeyError, EOFError, RuntimeError, zipfile.BadZipFile, zipfile.LargeZipFile,
+            NotImplementedError, zlib.error) as exc:
+        text = str(exc).strip().splitlines()[0][:100] if str(exc).strip() else type(exc).__name__
+        raise DatasetError(f"{path}: not a feature table ({text})") from None
