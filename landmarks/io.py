@@ -54,14 +54,18 @@ def _check_file(path):
 #: A JPEG with more scans than this is refused before decoding: progressive JPEGs have about
 #: ten; each extra scan costs a full pass over the image (libjpeg-turbo's -maxscans guard).
 MAX_JPEG_SCANS = 100
+#: Decoding work allowed for one JPEG, in pixels x scans: a progressive scan is a pass over the
+#: whole image (about 2.5-5 ms per megapixel on this project's 2-core benchmark machine), so
+#: this bounds one image's decoding to a few seconds: 100 MP with 20 scans, or 20 MP with 100.
+MAX_JPEG_WORK = 2_000_000_000
 
 
 def _check_jpeg_scans(path):
-    """Refuse a JPEG whose start-of-scan markers (FF DA; never inside entropy-coded data, where
-    FF is always followed by 00 or a restart marker) exceed MAX_JPEG_SCANS."""
+    """Count a JPEG's start-of-scan markers (FF DA; never inside entropy-coded data, where FF is
+    always followed by 00 or a restart marker), refusing more than MAX_JPEG_SCANS; 0 for other files."""
     with open(path, "rb") as fh:
         if fh.read(3) != b"\xff\xd8\xff":
-            return
+            return 0
         fh.seek(0)
         scans, tail = 0, b""
         while chunk := fh.read(1 << 20):
@@ -70,6 +74,7 @@ def _check_jpeg_scans(path):
             tail = data[-1:]
             if scans > MAX_JPEG_SCANS:
                 raise CorruptImageError(path, f"more than {MAX_JPEG_SCANS} JPEG scans: refused before decoding")
+    return scans
 
 
 #: Rows converted at a time from 16-bit, 32-bit or float samples (bounds the temporary arrays).
@@ -138,7 +143,7 @@ def read_image(path, mode="gray", max_pixels=MAX_PIXELS):
     path = os.fspath(path)
     _check_file(path)
     try:
-        _check_jpeg_scans(path)
+        scans = _check_jpeg_scans(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's EXIF/truncation chatter: errors are raised instead
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -148,6 +153,9 @@ def read_image(path, mode="gray", max_pixels=MAX_PIXELS):
                     raise ImageTooLargeError(path, f"{w}x{h}")
                 if min(w, h) < MIN_SIDE:
                     raise ImageTooSmallError(path, f"{w}x{h}")
+                if w * h * scans > MAX_JPEG_WORK:
+                    raise ImageTooLargeError(path, f"{w}x{h} x {scans} scans: over {MAX_JPEG_WORK:.0e} pixel-scans "
+                                                   "of decoding, refused before decoding")
                 img.load()
                 if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
                     img = ImageOps.exif_transpose(img)

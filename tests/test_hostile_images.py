@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.errors import CorruptImageError
+from common.errors import CorruptImageError, ImageTooLargeError
 from conftest import PROJECT_DIR
 from landmarks.io import read_image
 from landmarks.shape import find_faces
@@ -93,3 +93,12 @@ def test_a_jpeg_with_thousands_of_scans_is_refused_before_decoding(face, tmp_pat
     bomb = _many_scans(face, tmp_path / "scans.jpg", 2000)
     with pytest.raises(CorruptImageError, match="more than 100 JPEG scans: refused before decoding"):
         read_image(bomb)  # (decoding it would take minutes: each scan is a pass over the image)
+
+
+def test_a_large_jpeg_with_many_scans_is_refused_by_its_decoding_work(face, tmp_path):
+    """pixels x scans bounds the decoding time: 100 scans of a small face read, 90 of 23 MP do not."""
+    small = _many_scans(face, tmp_path / "small.jpg", 100)
+    assert read_image(small).shape == face.shape
+    large = _many_scans(np.asarray(Image.fromarray(face).resize((4800, 4800))), tmp_path / "large.jpg", 90)
+    with pytest.raises(ImageTooLargeError, match=r"4800x4800 x 90 scans: over 2e\+09 pixel-scans of decoding"):
+        read_image(large)
