@@ -163,8 +163,9 @@ def detector_options(detectors, default=None):
         return click.option("--detector", type=click.Choice(detectors), default=default,
                             show_default=default is not None,
                             help="hog: dlib's HOG detector (photos); cnn: dlib's MMOD CNN (slower, more poses); "
-                                 "whole: the image is the face (tight crops); auto: whole for images up to 128 px, "
-                                 f"else hog.{whose}")(fn)
+                                 "whole: the image is the face (tight crops); auto: hog, upsampling small images "
+                                 "until a face is found; the whole image when that face fills it, or when "
+                                 f"nothing is found in a small square crop.{whose}")(fn)
     return decorate
 
 
