@@ -96,7 +96,7 @@ def ferplus_relabel(table, votes, weights=False):
     """(labels, splits, keep, row weights) of ``table`` with FER+ labels: FER-2013 rows (found
     in ``votes``, :func:`landmarks.datasets.load_ferplus_votes`) take their FER+ majority label
     and FER+ usage; those without one are not kept. Tables with no FER-2013 row are unchanged.
-    ``weights``: a row weighs its majority's share of the emotion votes (0.4-1), else 1.
+    ``weights``: a row weighs its majority's share of the emotion votes (0.3-1, median 0.8), else 1.
     """
     from common.labels import ferplus_distribution, ferplus_majority
     from landmarks.datasets import ferplus_key

@@ -173,7 +173,7 @@ def ferplus_options(fn):
     """``--ferplus CSV`` (FER+ majority labels for FER-2013 rows) and ``--ferplus-weights``."""
     fn = click.option("--ferplus-weights", is_flag=True,
                       help="With --ferplus: weigh each FER-2013 face by its majority's share of the annotators' "
-                           "emotion votes (0.4-1; other rows weigh 1).")(fn)
+                           "emotion votes (0.3-1, median 0.8; other rows weigh 1).")(fn)
     return click.option("--ferplus", type=click.Path(exists=True, dir_okay=False), default=None,
                         help="A ferplus.csv: FER-2013 rows take their FER+ majority label (10 annotators) and "
                              "FER+ split; rows whose winner is unknown, not-a-face or a tie are dropped. "
