@@ -78,3 +78,52 @@ def test_ferplus_preset_and_weighted_fit(fer_dir):
     weighted = pipe.fit(data.X, data.y, **data.fit_params()).predict_proba(data.X)
     unweighted = make_pipeline("logreg", data.groups).fit(data.X, data.y).predict_proba(data.X)
     assert not np.allclose(weighted, unweighted)               # the weights reach the classifier
+
+
+def test_extract_benchmark_and_train_with_ferplus_labels(fer_dir, tmp_path):
+    """The whole path on 90 real FER-2013 images: one table, FER+ labels at benchmark and train time."""
+    import json
+    import os
+
+    from click.testing import CliRunner
+
+    from classifiers import benchmark as benchmark_cli
+    from classifiers import train as train_cli
+    from classifiers.artifact import load_model
+    from features.extract import extract_dataset
+
+    rows = [r for r in _ferplus_rows(fer_dir, 4000)
+            if r["image"].split("/")[1] in ("happy", "surprise", "neutral")]
+    chosen = [r for r in rows if r["ferplus_usage"] == "PrivateTest"][:30]
+    train_rows = [r for r in _ferplus_rows(fer_dir, 40000) if r["ferplus_usage"] == "Training"
+                  and r["image"].split("/")[1] in ("happy", "surprise", "neutral")][:60]
+    root = tmp_path / "fer"
+    for r in chosen + train_rows:
+        link = root / r["image"]
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(fer_dir / r["image"], link)
+    table_path = tmp_path / "fer.npz"
+    extract_dataset(root, table_path, preset="fer2013", jobs=1, progress=False)
+
+    ferplus = str(fer_dir / "ferplus.csv")
+    result = CliRunner().invoke(benchmark_cli.main, [str(table_path), "-o", str(tmp_path / "report"), "--models",
+                                                     "logreg", "--quick", "-j", "1", "-q", "--ferplus", ferplus],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "official FER-2013 split" in result.output
+    report = json.loads((tmp_path / "report" / "results.json").read_text())
+    majority = {r["image"]: ferplus_majority([int(r[c]) for c in ("neutral", "happiness", "surprise", "sadness",
+                                                                   "anger", "disgust", "fear", "contempt", "unknown",
+                                                                   "NF")]) for r in chosen + train_rows}
+    kept = [label for label in majority.values() if label is not None]
+    assert report["protocol"] == "fer2013_split" and report["n_samples"] == len(kept)
+    assert report["class_counts"] == {c: kept.count(c) for c in sorted(set(kept))}   # FER+'s labels, not the folders'
+
+    model_path = tmp_path / "ferplus.skops"
+    result = CliRunner().invoke(train_cli.main, [str(table_path), "-o", str(model_path), "--model", "logreg",
+                                                 "--quick", "-j", "1", "-q", "--ferplus", ferplus,
+                                                 "--ferplus-weights"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    model = load_model(model_path)
+    assert model.meta["label_source"] == "FER+ majority, vote-share weights"
+    assert set(model.labels) == set(kept)
