@@ -4,8 +4,11 @@
 
 1. dlib's HOG detector, at the caller's ``upsample`` and then one more upsampling step at a
    time while nothing is found and the enlarged image's longer side stays within
-   :data:`AUTO_MAX_SIDE` (HOG finds faces of about 80 px, 40 px after one step, 20 px after
-   two: small photos get the steps they need, large ones cost no more than ``hog``).
+   :data:`AUTO_MAX_SIDE`, at most :data:`AUTO_MAX_STEPS` steps (HOG finds faces of about
+   80 px, 40 px after one step, 20 px after two: small photos get the steps they need, large
+   ones cost no more than ``hog``). A box near the detector's smallest size at its step
+   (:data:`REFINE_BELOW`) is a coarse, weak response and is looked at again one step finer,
+   in a region around it only.
 2. A face that covers most of the image (IoU with the whole image at least
    :data:`TIGHT_CROP_IOU`) means the image is a tight face crop: the box is the whole image,
    as for the ``whole`` detector (CK+48 and FER-2013 are trained that way).
