@@ -14,7 +14,7 @@ import os
 import click
 import numpy as np
 
-from common.cli import backend_options, command, jobs_option, one_line, quiet_option, scheme_option
+from common.cli import backend_options, command, ferplus_options, jobs_option, one_line, quiet_option, scheme_option
 from common.files import output_lock
 from common.parallel import compute_backend
 
@@ -85,9 +85,11 @@ def parse_models(text):
               help="subject: centre every face's features on the mean of its person's faces (test persons "
                    "included, labels unused). A different, transductive setting: it needs several faces of "
                    "each person at prediction time. Reported separately, never as the per-image figure.")
+@ferplus_options
 @backend_options(help="Run the (model, fold) fits on this machine's cores or on a Dask cluster.")
 @quiet_option
-def main(features_file, report_dir, models, quick, seed, jobs, scheme, calibrate, backend, scheduler, quiet):
+def main(features_file, report_dir, models, quick, seed, jobs, scheme, calibrate, ferplus, ferplus_weights, backend,
+         scheduler, quiet):
     """Compare classical expression classifiers on FEATURES_FILE, the same folds for every model.
 
     \b
@@ -114,7 +116,8 @@ def main(features_file, report_dir, models, quick, seed, jobs, scheme, calibrate
         with output_lock(lock_path, "benchmark"), compute_backend(backend, scheduler):
             runs = []
             for one in scheme:
-                data = load_training_data(features_file, scheme=None if one == "all" else one)
+                data = load_training_data(features_file, scheme=None if one == "all" else one, ferplus=ferplus,
+                                          ferplus_weights=ferplus_weights)
                 results = run_benchmark(apply_calibration(data, calibrate), names, quick=quick, seed=seed,
                                         jobs=jobs, progress=not quiet, backend=backend)
                 results.label_scheme = one

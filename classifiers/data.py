@@ -25,6 +25,7 @@ class TrainingData:
     dropped_labels: dict = field(default_factory=dict)  # label -> rows left out by a label filter
     sources: np.ndarray = None    # str (n,) image path or csv#row ("#flip" appended for mirrored copies)
     augmented: np.ndarray = None  # bool (n,) mirrored copies (training only, never tested)
+    weights: np.ndarray = None    # float (n,) sample weights for fitting (None: every row weighs 1)
 
     def __post_init__(self):
         if self.sources is None:
@@ -54,7 +55,14 @@ class TrainingData:
     def select(self, rows):
         return TrainingData(self.X[rows], self.y[rows], self.subjects[rows], self.splits[rows], self.datasets[rows],
                             self.groups, self.columns, self.config, dict(self.excluded), dict(self.dropped_labels),
-                            self.sources[rows], self.augmented[rows])
+                            self.sources[rows], self.augmented[rows],
+                            None if self.weights is None else self.weights[rows])
+
+    def fit_params(self, rows=None, step="model"):
+        """``fit`` keyword arguments of a Pipeline whose last step is ``step``: its sample weights."""
+        if self.weights is None:
+            return {}
+        return {f"{step}__sample_weight": self.weights if rows is None else self.weights[rows]}
 
 
 def centre_by_subject(data):
@@ -90,7 +98,39 @@ def _non_finite_rows(X, rows, chunk=4096):
     return found
 
 
-def load_training_data(paths, labels=None, scheme=None):
+#: dropped_labels key of FER-2013 rows that FER+ drops (no row, or no majority emotion).
+NO_FERPLUS_MAJORITY = "no FER+ majority"
+
+
+def ferplus_relabel(table, votes, weights=False):
+    """(labels, splits, keep, row weights) of ``table`` with FER+ labels: FER-2013 rows (found
+    in ``votes``, :func:`landmarks.datasets.load_ferplus_votes`) take their FER+ majority label
+    and FER+ usage; those without one are not kept. Tables with no FER-2013 row are unchanged.
+    ``weights``: a row weighs its majority's share of the emotion votes (0.3-1, median 0.8), else 1.
+    """
+    from common.labels import ferplus_distribution, ferplus_majority
+    from landmarks.datasets import ferplus_key
+
+    labels, splits = table.labels.astype(object).copy(), table.splits.astype(object).copy()
+    keep, row_weights = np.ones(len(labels), dtype=bool), np.ones(len(labels))
+    keys = [ferplus_key(str(s)[:-len("#flip")] if str(s).endswith("#flip") else str(s)) for s in table.sources]
+    is_fer = np.array([k in votes or k.split("/")[-1].startswith(("Training_", "PublicTest_", "PrivateTest_"))
+                       for k in keys])
+    if not is_fer.any():
+        return table.labels, table.splits, keep, row_weights
+    for i in np.flatnonzero(is_fer):
+        usage, counts = votes.get(keys[i], (None, None))
+        label = ferplus_majority(counts) if counts is not None else None
+        if label is None:
+            keep[i] = False
+            continue
+        labels[i], splits[i] = label, usage
+        if weights:
+            row_weights[i] = ferplus_distribution(counts)[label]
+    return labels.astype(str), splits.astype(str), keep, row_weights
+
+
+def load_training_data(paths, labels=None, scheme=None, ferplus=None, ferplus_weights=False):
     """Join the ok rows of the feature tables at ``paths`` (they must share one feature config).
 
     ``paths`` may also hold already loaded :class:`~features.table.FeatureTable` objects.
@@ -98,6 +138,9 @@ def load_training_data(paths, labels=None, scheme=None):
     ``labels``: keep only these canonical labels (others are counted in ``dropped_labels``).
     ``scheme``: map labels through a label scheme of :data:`common.labels.SCHEMES` (7 basic emotions,
     6 without neutral, 3-class valence); rows outside it are dropped and counted.
+    ``ferplus``: a ferplus.csv path: FER-2013 rows take their FER+ majority label and usage
+    (:func:`ferplus_relabel`), before ``labels`` and ``scheme``; ``ferplus_weights`` also
+    weighs every row by its majority's share of the votes (``TrainingData.weights``).
     Raises DatasetError for unreadable tables or tables made under different configs.
     """
     single = isinstance(paths, (str, bytes, FeatureTable)) or hasattr(paths, "__fspath__")
@@ -112,6 +155,11 @@ def load_training_data(paths, labels=None, scheme=None):
             raise DatasetError(f"{path}: made with another feature configuration than {paths[0]} "
                                f"({table.config} vs {first.config}); re-extract with the same settings")
     several = len(tables) > 1
+    votes = None
+    if ferplus is not None:
+        from landmarks.datasets import load_ferplus_votes
+
+        votes = load_ferplus_votes(ferplus)
     parts, excluded, dropped = [], collections.Counter(), collections.Counter()
     for path, table in zip(paths, tables):
         excluded.update(table.status[~table.ok].tolist())
@@ -120,22 +168,30 @@ def load_training_data(paths, labels=None, scheme=None):
         if bad:
             raise DatasetError(f"{path}: {bad} usable rows hold NaN or infinity (extraction never writes them: "
                                f"a damaged or foreign table)")
+        table_labels, table_splits, row_weights = table.labels, table.splits, np.ones(len(table.labels))
+        if votes is not None:
+            table_labels, table_splits, majority, row_weights = ferplus_relabel(table, votes, ferplus_weights)
+            dropped[NO_FERPLUS_MAJORITY] += int((keep & ~majority).sum())
+            keep &= majority
         if labels is not None:
-            outside = keep & ~np.isin(table.labels, list(labels))
-            dropped.update(table.labels[outside].tolist())
+            outside = keep & ~np.isin(table_labels, list(labels))
+            dropped.update(table_labels[outside].tolist())
             keep &= ~outside
-        mapped, in_scheme = apply_scheme(table.labels, scheme)
-        dropped.update(table.labels[keep & ~in_scheme].tolist())
+        mapped, in_scheme = apply_scheme(table_labels, scheme)
+        dropped.update(table_labels[keep & ~in_scheme].tolist())
         keep &= in_scheme
         name = table.dataset or "table"
         subjects = table.subjects[keep].astype(str)
         if several:
             subjects = np.array([f"{name}:{s}" if s else "" for s in subjects])
-        parts.append((table.X[keep], mapped[keep].astype(str), subjects, table.splits[keep].astype(str),
-                      np.full(int(keep.sum()), name), table.sources[keep].astype(str), table.augmented[keep]))
-    X, y, subjects, splits, datasets, sources, augmented = (np.concatenate(cols) for cols in zip(*parts))
+        parts.append((table.X[keep], mapped[keep].astype(str), subjects, table_splits[keep].astype(str),
+                      np.full(int(keep.sum()), name), table.sources[keep].astype(str), table.augmented[keep],
+                      row_weights[keep]))
+    X, y, subjects, splits, datasets, sources, augmented, weights = (np.concatenate(cols) for cols in zip(*parts))
+    if not dropped.get(NO_FERPLUS_MAJORITY, 1):
+        del dropped[NO_FERPLUS_MAJORITY]
     if len(y) == 0:
         raise DatasetError("no usable rows (every row failed or was filtered out)")
     return TrainingData(X.astype(np.float32, copy=False), y, subjects, splits, datasets, first.groups,
                         first.columns, first.config, dict(sorted(excluded.items())), dict(sorted(dropped.items())),
-                        sources, augmented.astype(bool))
+                        sources, augmented.astype(bool), weights if ferplus_weights else None)

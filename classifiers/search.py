@@ -42,15 +42,16 @@ def fit_search(name, data, train, protocol, quick, seed, jobs=1, probability=Fal
     pipe = make_pipeline(name, data.groups, seed, probability=probability)
     grid = param_grid(name, quick, probability=probability, groups=data.groups)
     X, y = data.X[train], data.y[train]
+    weights = data.fit_params(train) if hasattr(data, "fit_params") else {}
     started = time.perf_counter()
     if len(ParameterGrid(grid)) == 1:
         best = ParameterGrid(grid)[0]
-        model = _set_threads(pipe.set_params(**best), jobs).fit(X, y)
+        model = _set_threads(pipe.set_params(**best), jobs).fit(X, y, **weights)
     else:
         groups = protocol.groups[train] if protocol.groups is not None else None
         search = GridSearchCV(pipe, grid, scoring="balanced_accuracy", cv=protocol.inner_cv(y, groups),
                               n_jobs=jobs, refit=True, error_score="raise")
-        search.fit(X, y, groups=groups)
+        search.fit(X, y, groups=groups, **weights)
         model, best = search.best_estimator_, search.best_params_
     return model, best, time.perf_counter() - started
 

@@ -14,7 +14,7 @@ import click
 import numpy as np
 from sklearn.model_selection import GridSearchCV, ParameterGrid, StratifiedGroupKFold
 
-from common.cli import backend_options, command, jobs_option, one_line, quiet_option, scheme_option
+from common.cli import backend_options, command, ferplus_options, jobs_option, one_line, quiet_option, scheme_option
 from common.errors import DatasetError, FacialExpressionError, IncompatibleModelError
 from common.files import output_lock
 from common.labels import EMOTIONS
@@ -46,7 +46,7 @@ def _train_model(data, name, quick, seed, jobs, cv_folds, progress):
     summary = {"model": name, "description": describe(name), "quick": bool(quick), "seed": int(seed)}
     if len(ParameterGrid(grid)) == 1:
         best = ParameterGrid(grid)[0]
-        model = _set_threads(pipe.set_params(**best), jobs).fit(data.X, data.y)
+        model = _set_threads(pipe.set_params(**best), jobs).fit(data.X, data.y, **data.fit_params())
         summary.update(best_params=_params_text(best), search="one candidate: fitted directly, no CV")
     else:
         groups = data.cv_groups()
@@ -54,9 +54,9 @@ def _train_model(data, name, quick, seed, jobs, cv_folds, progress):
         cv = StratifiedGroupKFold(n, shuffle=True, random_state=seed)
         search = GridSearchCV(pipe, grid, scoring="balanced_accuracy", cv=cv, n_jobs=jobs, refit=False,
                               verbose=1 if progress else 0, error_score="raise")
-        search.fit(data.X, data.y, groups=groups)
+        search.fit(data.X, data.y, groups=groups, **data.fit_params())
         best = search.best_params_
-        model = _set_threads(pipe.set_params(**best), jobs).fit(data.X, data.y)
+        model = _set_threads(pipe.set_params(**best), jobs).fit(data.X, data.y, **data.fit_params())
         grouped = "by subject (rows without one are their own group)" if np.any(data.subjects != "") else \
             "stratified (no subjects known)"
         summary.update(best_params=_params_text(best), cv_balanced_accuracy=round(float(search.best_score_), 4),
@@ -171,11 +171,12 @@ def parse_labels(text):
 @jobs_option(default=2, help="Worker processes.")
 @click.option("--cv-folds", type=click.IntRange(2, 20), default=3, show_default=True,
               help="Folds of the grouped grid-search CV.")
+@ferplus_options
 @click.option("--benchmark", "benchmarks", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="A benchmark results.json whose figures for this model go into the model file (repeatable).")
 @quiet_option
-def main(features_files, output, name, quick, labels, scheme, backend, scheduler, seed, jobs, cv_folds, benchmarks,
-         quiet):
+def main(features_files, output, name, quick, labels, scheme, backend, scheduler, seed, jobs, cv_folds, ferplus,
+         ferplus_weights, benchmarks, quiet):
     """Fit one expression classifier on FEATURES_FILE(s) and save it as one model file.
 
     The tables must come from the same feature configuration; their usable rows (status
@@ -189,7 +190,8 @@ def main(features_files, output, name, quick, labels, scheme, backend, scheduler
     """
     label_list = parse_labels(labels)
     try:
-        data = load_training_data(features_files, label_list, scheme=None if scheme == "all" else scheme)
+        data = load_training_data(features_files, label_list, scheme=None if scheme == "all" else scheme,
+                                  ferplus=ferplus, ferplus_weights=ferplus_weights)
         check_configuration(data, features_files[0])
         if backend == "dask" and name != "xgboost":
             raise FacialExpressionError("--backend dask trains --model xgboost (XGBoost's own Dask interface)")
@@ -205,7 +207,10 @@ def main(features_files, output, name, quick, labels, scheme, backend, scheduler
                 model, summary = train_model(data, name, quick, seed, jobs, cv_folds, progress=not quiet)
             meta = {"model": summary, "training_data": training_summary(data), "versions": versions(),
                     "feature_tables": [os.path.basename(p) for p in features_files], "benchmarks": figures,
-                    "label_scheme": scheme, "explain_background": explain_background(model, data, seed)}
+                    "label_scheme": scheme,
+                    "label_source": ("FER+ majority" + (", vote-share weights" if ferplus_weights else "")) if ferplus
+                    else "dataset labels",
+                    "explain_background": explain_background(model, data, seed)}
             save_model(output, model, data.config, meta, columns=data.columns)
     except ValueError as exc:
         raise click.ClickException(one_line(exc)) from None

@@ -163,9 +163,21 @@ def detector_options(detectors, default=None):
         return click.option("--detector", type=click.Choice(detectors), default=default,
                             show_default=default is not None,
                             help="hog: dlib's HOG detector (photos); cnn: dlib's MMOD CNN (slower, more poses); "
-                                 "whole: the image is the face (tight crops); auto: whole for images up to 128 px, "
-                                 f"else hog.{whose}")(fn)
+                                 "whole: the image is the face (tight crops); auto: hog, upsampling small images "
+                                 "until a face is found; the whole image when that face fills it, or when "
+                                 f"nothing is found in a small square crop.{whose}")(fn)
     return decorate
+
+
+def ferplus_options(fn):
+    """``--ferplus CSV`` (FER+ majority labels for FER-2013 rows) and ``--ferplus-weights``."""
+    fn = click.option("--ferplus-weights", is_flag=True,
+                      help="With --ferplus: weigh each FER-2013 face by its majority's share of the annotators' "
+                           "emotion votes (0.3-1, median 0.8; other rows weigh 1).")(fn)
+    return click.option("--ferplus", type=click.Path(exists=True, dir_okay=False), default=None,
+                        help="A ferplus.csv: FER-2013 rows take their FER+ majority label (10 annotators) and "
+                             "FER+ split; rows whose winner is unknown, not-a-face or a tie are dropped. "
+                             "FER+ adds contempt: use --scheme basic7 for 7 classes.")(fn)
 
 
 def recommend_options(help):

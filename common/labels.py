@@ -48,3 +48,28 @@ def apply_scheme(labels, scheme):
     mapping = SCHEMES[scheme]
     keep = np.isin(labels, list(mapping))
     return np.array([mapping.get(str(v), "") for v in labels]), keep
+
+
+#: FER+ (ferplus.csv) vote columns, in the file's order; the first eight are emotions.
+FERPLUS_VOTES = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
+                 "unknown", "NF")
+#: FER+ emotion column -> canonical label.
+FERPLUS_LABELS = {name: canonical_label(name) for name in FERPLUS_VOTES[:8]}
+
+
+def ferplus_majority(votes):
+    """FER+ majority label of one image's 10 vote counts (FERPLUS_VOTES order), or None when the
+    winner is unknown or not-a-face, or when two columns tie for the most votes (the common
+    majority protocol drops those images)."""
+    votes = np.asarray(votes)
+    best = int(np.argmax(votes))
+    if votes[best] <= 0 or int(np.sum(votes == votes[best])) > 1 or best >= 8:
+        return None
+    return FERPLUS_LABELS[FERPLUS_VOTES[best]]
+
+
+def ferplus_distribution(votes):
+    """{canonical label: share of the emotion votes} of one image (unknown and NF left out)."""
+    votes = np.asarray(votes, dtype=np.float64)[:8]
+    total = votes.sum()
+    return {FERPLUS_LABELS[n]: v / total for n, v in zip(FERPLUS_VOTES, votes) if v > 0} if total else {}

@@ -23,6 +23,7 @@ SUBJECT_PATTERNS = {
     "ckplus48": r"^(S\d+)_",
     "jaffe": r"^([A-Z]{2})\.",
     "fer2013": None,
+    "ferplus": None,
     "folder": None,
 }
 PRESETS = tuple(SUBJECT_PATTERNS)
@@ -138,6 +139,58 @@ def load_fer2013_csv(path):
     return samples
 
 
+def ferplus_key(path):
+    """The key of a FER-2013 image in ferplus.csv: ``train|test/<class>/<file>`` for the folder
+    release, ``fer2013.csv#<row>`` for a row of the original csv (FER+ numbers its images by row)."""
+    path = os.fspath(path)
+    if re.search(r"\.csv#\d+$", path):
+        return "fer2013.csv#" + path.rsplit("#", 1)[1]
+    return "/".join(os.path.normpath(path).replace(os.sep, "/").split("/")[-3:])
+
+
+def load_ferplus_votes(path):
+    """{image key (:func:`ferplus_key`): (FER+ usage, int array of the 10 vote counts)} of ferplus.csv."""
+    from common.labels import FERPLUS_VOTES
+
+    votes = {}
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = {"image", "ferplus_usage", *FERPLUS_VOTES} - set(reader.fieldnames or ())
+            if missing:
+                raise DatasetError(f"{path}: not a ferplus.csv (missing columns {sorted(missing)})")
+            for row in reader:
+                entry = (row["ferplus_usage"], np.array([int(row[c]) for c in FERPLUS_VOTES]))
+                votes[ferplus_key(row["image"])] = entry
+                number = re.fullmatch(r"fer(\d+)\.png", row.get("ferplus_image") or "")
+                if number:
+                    votes[f"fer2013.csv#{int(number.group(1))}"] = entry
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
+        raise DatasetError(f"{path}: cannot read as ferplus.csv ({exc})") from None
+    if not votes:
+        raise DatasetError(f"{path}: no rows")
+    return votes
+
+
+def load_ferplus(root, votes_path=None):
+    """FER-2013 folder images with their FER+ majority label and FER+ usage as the split.
+
+    Images without a FER+ row, or whose FER+ winner is unknown, not-a-face or a tie, are left
+    out. ``votes_path`` defaults to ``root/ferplus.csv``.
+    """
+    from common.labels import ferplus_majority
+
+    votes = load_ferplus_votes(votes_path or os.path.join(root, "ferplus.csv"))
+    samples = []
+    for sample in load_fer2013_folders(root):
+        usage, counts = votes.get(ferplus_key(sample.path), (None, None))
+        label = ferplus_majority(counts) if counts is not None else None
+        if label is not None:
+            sample.label, sample.split = label, usage
+            samples.append(sample)
+    return samples
+
+
 def write_fer2013_csv(samples_and_pixels, path):
     """Write ``(label, usage, pixels)`` rows in the original fer2013.csv format."""
     from common.files import atomic_path
@@ -172,6 +225,10 @@ def load_dataset(path, preset=None):
         raise DatasetError(f"unknown preset {preset!r}; choose from {PRESETS}")
     if not os.path.exists(path):
         raise DatasetError(f"{path}: no such file or folder")
+    if preset == "ferplus":
+        if os.path.isfile(path):
+            raise DatasetError(f"{path}: the ferplus preset reads the FER-2013 folder release beside ferplus.csv")
+        return load_ferplus(path)
     if preset == "fer2013":
         if os.path.isfile(path):
             return load_fer2013_csv(path)

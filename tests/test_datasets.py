@@ -94,7 +94,7 @@ def test_guess_preset(datasets_dir, tmp_path):
     csv_path.write_text("emotion,pixels\n")
     assert guess_preset(csv_path) == "fer2013"
     assert guess_preset(tmp_path) == "folder"
-    assert set(PRESETS) == {"ckplus48", "jaffe", "fer2013", "folder"}
+    assert set(PRESETS) == {"ckplus48", "jaffe", "fer2013", "ferplus", "folder"}  # ferplus: chosen, never guessed
 
 
 # --- fer2013.csv ---------------------------------------------------------------------------------
