@@ -64,7 +64,6 @@ def test_whole_handles_every_ckplus_image(ckplus_samples):
         # landmarks of a tight crop stay (roughly) on the crop
         assert face.points.min() > -8 and face.points.max() < 56, sample.path
         assert face.aligned.shape == (ALIGN_SIZE, ALIGN_SIZE) and face.aligned.dtype == np.uint8
-    assert elapsed < 20, f"'whole' over CK+48 took {elapsed:.1f} s (expected a few seconds)"
 
 
 def test_auto_levels_add_upsampling_steps_for_small_images_only():
