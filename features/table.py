@@ -27,10 +27,16 @@ class FeatureTable:
     dataset: str = ""
     preset: str = ""
     augmented: np.ndarray = None  # bool (n,): mirrored copies (extract --flip); never test rows
+    #: float32 (n,): a numeric target beside the labels (UTKFace: age in years, labels the gender),
+    #: NaN where unknown; tables written before it existed read as all NaN
+    targets: np.ndarray = None
+    target_name: str = ""         # what ``targets`` holds ("age"), "" for none
 
     def __post_init__(self):
         if self.augmented is None:
             self.augmented = np.zeros(len(self.labels), dtype=bool)
+        if self.targets is None:
+            self.targets = np.full(len(self.labels), np.nan, dtype=np.float32)
 
     @property
     def ok(self):
@@ -43,7 +49,8 @@ class FeatureTable:
         """A new table with only ``rows`` (mask or indices)."""
         return FeatureTable(self.X[rows], self.columns, self.groups, self.labels[rows], self.subjects[rows],
                             self.sources[rows], self.splits[rows], self.status[rows], self.n_faces[rows],
-                            self.config, self.dataset, self.preset, self.augmented[rows])
+                            self.config, self.dataset, self.preset, self.augmented[rows], self.targets[rows],
+                            self.target_name)
 
     def group_columns(self, groups):
         """Column indices of the named groups, in table order."""
@@ -55,12 +62,16 @@ class FeatureTable:
     def save(self, path):
         meta = {"format": TABLE_FORMAT, "config": self.config, "dataset": self.dataset, "preset": self.preset,
                 "groups": {g: [s.start, s.stop] for g, s in self.groups.items()}}
+        extra = {}
+        if self.target_name:  # a table without a numeric target is written as before
+            meta["target_name"] = self.target_name
+            extra["targets"] = self.targets.astype(np.float32)
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, X=self.X, columns=self.columns.astype(str), labels=self.labels.astype(str),
                      subjects=self.subjects.astype(str), sources=self.sources.astype(str),
                      splits=self.splits.astype(str), status=self.status.astype(str),
                      n_faces=self.n_faces.astype(np.int32), augmented=self.augmented.astype(bool),
-                     meta=np.array(json.dumps(meta)))
+                     meta=np.array(json.dumps(meta)), **extra)
 
 
 def load_table(path):
@@ -75,7 +86,9 @@ def load_table(path):
                 sources=data["sources"], splits=data["splits"], status=data["status"], n_faces=data["n_faces"],
                 groups={g: slice(a, b) for g, (a, b) in meta["groups"].items()}, config=meta["config"],
                 dataset=meta.get("dataset", ""), preset=meta.get("preset", ""),
-                augmented=data["augmented"] if "augmented" in data.files else None)
+                augmented=data["augmented"] if "augmented" in data.files else None,
+                targets=data["targets"] if "targets" in data.files else None,
+                target_name=str(meta.get("target_name", "")) if "targets" in data.files else "")
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such feature table (run `make features` first)") from None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
