@@ -8,13 +8,13 @@ import numpy as np
 
 from features.table import FeatureTable, load_table
 from common.errors import DatasetError
-from common.labels import apply_scheme
+from common.labels import AGE_GROUP_NAMES, GENDERS, TARGETS, age_group, apply_scheme
 
 
 @dataclass
 class TrainingData:
     X: np.ndarray            # float32 (n, d), ok rows only
-    y: np.ndarray            # str (n,) canonical labels
+    y: np.ndarray            # str (n,) canonical labels; float (n,) years for the target "age"
     subjects: np.ndarray     # str (n,), "" where unknown (prefixed by dataset when several tables)
     splits: np.ndarray       # str (n,)
     datasets: np.ndarray     # str (n,) dataset name of each row
@@ -25,15 +25,28 @@ class TrainingData:
     dropped_labels: dict = field(default_factory=dict)  # label -> rows left out by a label filter
     sources: np.ndarray = None    # str (n,) image path or csv#row ("#flip" appended for mirrored copies)
     augmented: np.ndarray = None  # bool (n,) mirrored copies (training only, never tested)
+    ages: np.ndarray = None       # float (n,) age in years where the table has it (UTKFace), else NaN
+    target: str = "label"         # what y is (common.labels.TARGETS): class labels, gender, or age in years
 
     def __post_init__(self):
         if self.sources is None:
             self.sources = np.array([f"#row{i}" for i in range(len(self.y))])
         if self.augmented is None:
             self.augmented = np.zeros(len(self.y), dtype=bool)
+        if self.ages is None:
+            self.ages = np.full(len(self.y), np.nan)
 
     def __len__(self):
         return len(self.y)
+
+    @property
+    def regression(self):
+        """True when y is a number to estimate (age), False when it holds class labels."""
+        return self.target == "age"
+
+    def age_groups(self):
+        """str (n,): the age group (common.labels.AGE_GROUPS) of each row, "" where the age is unknown."""
+        return age_group(self.ages)
 
     @property
     def subjects_known(self):
@@ -49,12 +62,16 @@ class TrainingData:
         return source[:-len("#flip")] if source.endswith("#flip") else source
 
     def class_counts(self):
+        """{class: rows}; for the target age, {age group: rows} in the groups' order."""
+        if self.regression:
+            counts = collections.Counter(self.age_groups().tolist())
+            return {g: counts[g] for g in AGE_GROUP_NAMES if counts[g]}
         return dict(sorted(collections.Counter(self.y.tolist()).items()))
 
     def select(self, rows):
         return TrainingData(self.X[rows], self.y[rows], self.subjects[rows], self.splits[rows], self.datasets[rows],
                             self.groups, self.columns, self.config, dict(self.excluded), dict(self.dropped_labels),
-                            self.sources[rows], self.augmented[rows])
+                            self.sources[rows], self.augmented[rows], self.ages[rows], self.target)
 
 
 def centre_by_subject(data):
@@ -80,7 +97,21 @@ def _same_layout(a, b):
             and {k: (s.start, s.stop) for k, s in a.groups.items()} == {k: (s.start, s.stop) for k, s in b.groups.items()})
 
 
-def load_training_data(paths, labels=None, scheme=None):
+def _check_target(target, path, table, scheme):
+    """DatasetError unless ``table`` has what ``target`` (common.labels.TARGETS) learns from."""
+    if target not in TARGETS:
+        raise DatasetError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+    if target != "label" and scheme not in (None, "all"):
+        raise DatasetError(f"a label scheme regroups emotions; --target {target} takes none")
+    if target == "age" and table.target_name != "age":
+        raise DatasetError(f"{path}: the table holds no ages (--target age needs a table extracted with "
+                           f"--preset utkface)")
+    if target == "gender" and not set(table.labels[table.ok].tolist()) <= set(GENDERS):
+        raise DatasetError(f"{path}: the labels are not {' and '.join(GENDERS)} (--target gender needs a table "
+                           f"extracted with --preset utkface)")
+
+
+def load_training_data(paths, labels=None, scheme=None, target="label"):
     """Join the ok rows of the feature tables at ``paths`` (they must share one feature config).
 
     ``paths`` may also hold already loaded :class:`~features.table.FeatureTable` objects.
@@ -88,7 +119,12 @@ def load_training_data(paths, labels=None, scheme=None):
     ``labels``: keep only these canonical labels (others are counted in ``dropped_labels``).
     ``scheme``: map labels through a label scheme of :data:`common.labels.SCHEMES` (7 basic emotions,
     6 without neutral, 3-class valence); rows outside it are dropped and counted.
-    Raises DatasetError for unreadable tables or tables made under different configs.
+    ``target`` (:data:`common.labels.TARGETS`): ``label`` learns the class labels; ``gender`` the
+    labels of a UTKFace table (female, male); ``age`` its numeric target, the age in years, as a
+    float ``y`` (rows without an age are dropped and counted under "no age"). Tables with ages
+    also fill ``ages``, so gender figures can be given per age group.
+    Raises DatasetError for unreadable tables, tables made under different configs, or tables
+    that lack what ``target`` learns from.
     """
     single = isinstance(paths, (str, bytes, FeatureTable)) or hasattr(paths, "__fspath__")
     paths = [paths] if single else list(paths)
@@ -101,11 +137,17 @@ def load_training_data(paths, labels=None, scheme=None):
         if not _same_layout(first, table):
             raise DatasetError(f"{path}: made with another feature configuration than {paths[0]} "
                                f"({table.config} vs {first.config}); re-extract with the same settings")
+    for path, table in zip(paths, tables):
+        _check_target(target, path, table, scheme)
     several = len(tables) > 1
     parts, excluded, dropped = [], collections.Counter(), collections.Counter()
     for table in tables:
         excluded.update(table.status[~table.ok].tolist())
         keep = table.ok.copy()
+        if target == "age":
+            unknown = keep & ~np.isfinite(table.targets)
+            dropped.update({"no age": int(unknown.sum())} if unknown.any() else {})
+            keep &= ~unknown
         if labels is not None:
             outside = keep & ~np.isin(table.labels, list(labels))
             dropped.update(table.labels[outside].tolist())
@@ -117,11 +159,12 @@ def load_training_data(paths, labels=None, scheme=None):
         subjects = table.subjects[keep].astype(str)
         if several:
             subjects = np.array([f"{name}:{s}" if s else "" for s in subjects])
+        ages = table.targets[keep].astype(np.float64) if table.target_name == "age" else np.full(int(keep.sum()), np.nan)
         parts.append((table.X[keep], mapped[keep].astype(str), subjects, table.splits[keep].astype(str),
-                      np.full(int(keep.sum()), name), table.sources[keep].astype(str), table.augmented[keep]))
-    X, y, subjects, splits, datasets, sources, augmented = (np.concatenate(cols) for cols in zip(*parts))
+                      np.full(int(keep.sum()), name), table.sources[keep].astype(str), table.augmented[keep], ages))
+    X, y, subjects, splits, datasets, sources, augmented, ages = (np.concatenate(cols) for cols in zip(*parts))
     if len(y) == 0:
         raise DatasetError("no usable rows (every row failed or was filtered out)")
-    return TrainingData(X.astype(np.float32, copy=False), y, subjects, splits, datasets, first.groups,
-                        first.columns, first.config, dict(sorted(excluded.items())), dict(sorted(dropped.items())),
-                        sources, augmented.astype(bool))
+    return TrainingData(X.astype(np.float32, copy=False), ages if target == "age" else y, subjects, splits, datasets,
+                        first.groups, first.columns, first.config, dict(sorted(excluded.items())),
+                        dict(sorted(dropped.items())), sources, augmented.astype(bool), ages, target)

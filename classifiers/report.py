@@ -55,42 +55,118 @@ def plot_comparison(results, path):
     import matplotlib.pyplot as plt
 
     names = [m.name for m in results.models]
-    metrics = ("accuracy", "balanced_accuracy", "macro_f1")
+    if results.regression:  # age: MAE per age group, the mean-age estimate's as a line
+        metrics, labels = list(results.classes), list(results.classes)
+        values_of = {g: [m.per_age_group.get(g, {}).get("mae", 0.0) for m in results.models] for g in metrics}
+        reference, reference_label = results.baseline.mae, "mean-age estimate, MAE"
+    else:
+        metrics = ("accuracy", "balanced_accuracy", "macro_f1")
+        labels = [metric.replace("_", " ") for metric in metrics]
+        values_of = {metric: [getattr(m, metric) for m in results.models] for metric in metrics}
+        reference, reference_label = results.baseline.accuracy, "majority-class accuracy"
     fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(names), 4))
     width = 0.8 / len(metrics)
-    for k, metric in enumerate(metrics):
-        values = [getattr(m, metric) for m in results.models]
-        ax.bar(np.arange(len(names)) + (k - 1) * width, values, width, label=metric.replace("_", " "))
-    ax.axhline(results.baseline.accuracy, color="grey", linestyle="--", linewidth=1,
-               label="majority-class accuracy")
+    for k, (metric, label) in enumerate(zip(metrics, labels)):
+        ax.bar(np.arange(len(names)) + (k - (len(metrics) - 1) / 2) * width, values_of[metric], width, label=label)
+    ax.axhline(reference, color="grey", linestyle="--", linewidth=1, label=reference_label)
     ax.set_xticks(range(len(names)), names)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("score")
+    if results.regression:
+        ax.set_ylabel("mean absolute error, years (lower is better)")
+    else:
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("score")
     ax.set_title(f"{results.dataset}: {results.protocol}", fontsize=9)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _save_figure(fig, path)
 
 
+def _report_head(results, counted):
+    """report.md's title, protocol and data lines (``counted``: what class_counts counts)."""
+    return [f"# Benchmark: {results.dataset}" + (f", {results.target}" if results.target else ""), "",
+            f"Protocol: {results.protocol_description}.", "",
+            f"Faces: {results.n_samples} used, {results.n_tested} tested; rows excluded (no usable face): "
+            f"{results.n_excluded}" + (f" ({', '.join(f'{k} {v}' for k, v in results.excluded_rows.items())})"
+                                        if results.excluded_rows else "") + ".",
+            f"{counted}: {', '.join(f'{c} {n}' for c, n in results.class_counts.items())}.",
+            f"Run: {'quick grids' if results.quick else 'full grids'}, seed {results.seed}"
+            + ("" if results.regression else f", label scheme {results.label_scheme or 'all'}")
+            + (f", {results.n_augmented} mirrored training faces" if results.n_augmented else "") + ".", ""]
+
+
+def _params_words(model):
+    return ", ".join(f"{k.split('__', 1)[-1]}={v}" for k, v in model.best_params.items())
+
+
+def _top_feature_lines(results, what):
+    explained = [m for m in results.models if m.top_features]
+    if not explained:
+        return []
+    lines = ["", f"## Most important features per {'age group' if results.regression else 'class'}", "", what, ""]
+    for m in explained:
+        lines.append(f"- **{m.name}**: " + "; ".join(
+            f"{label}: {', '.join(f'{u} ({v:+.2f})' for u, v in items[:3])}"
+            for label, items in m.top_features.items()))
+    return lines
+
+
+def _age_group_lines(results):
+    """The per-age-group accuracy table of a classifier benchmark on a table with ages (gender)."""
+    rows = [m for m in [results.baseline] + list(results.models) if m.per_age_group]
+    if not rows:
+        return []
+    groups = list(rows[0].per_age_group)
+    lines = ["", "## Per age group (accuracy / balanced accuracy)", "",
+             "| model | " + " | ".join(f"{g} ({rows[0].per_age_group[g]['n']})" for g in groups) + " |",
+             "|---|" + "---|" * len(groups)]
+    for m in rows:
+        name = "majority class" if m is results.baseline else m.name
+        lines.append(f"| {name} | " + " | ".join(
+            f"{m.per_age_group[g]['accuracy']:.3f} / {m.per_age_group[g]['balanced_accuracy']:.3f}"
+            if g in m.per_age_group else "" for g in groups) + " |")
+    return lines
+
+
+def format_age_report(results):
+    """report.md of the age target: MAE, RMSE, CS(5) and bias per model and per age group."""
+    lines = _report_head(results, "Age groups") + [
+        "| model | MAE (years) | RMSE | CS(5) | bias | fold MAE (mean ± sd) | fit s/fold | predict ms/face | "
+        "best params (most common) |",
+        "|---|---|---|---|---|---|---|---|---|"]
+    b = results.baseline
+    lines.append(f"| mean age | {b.mae:.2f} | {b.rmse:.2f} | {b.cs5:.3f} | {b.bias:+.2f} | | | | |")
+    for m in sorted(results.models, key=lambda m: m.mae):
+        lines.append(f"| {m.name} | {m.mae:.2f} | {m.rmse:.2f} | {m.cs5:.3f} | {m.bias:+.2f} | "
+                     f"{m.fold_mae_mean:.2f} ± {m.fold_mae_std:.2f} | {m.fit_seconds:.2f} | "
+                     f"{m.predict_ms_per_face:.3f} | {_params_words(m)} |")
+    lines += ["", "## Per age group (MAE / CS(5) / bias, years)", "",
+              "| model | " + " | ".join(f"{g} ({n})" for g, n in results.class_counts.items()) + " |",
+              "|---|" + "---|" * len(results.class_counts)]
+    for m in [b] + sorted(results.models, key=lambda m: m.mae):
+        name = "mean age" if m is b else m.name
+        lines.append(f"| {name} | " + " | ".join(
+            f"{m.per_age_group[g]['mae']:.2f} / {m.per_age_group[g]['cs5']:.2f} / {m.per_age_group[g]['bias']:+.1f}"
+            if g in m.per_age_group else "" for g in results.class_counts) + " |")
+    lines += _top_feature_lines(results, "Mean contribution to the age estimates of the test faces of each age "
+                                         "group, in years (ridge: coefficient x standardised value; XGBoost: its "
+                                         "per-prediction contributions); charts `features_<model>.png`.")
+    lines += ["", "Figures: `comparison.png` (MAE per age group). The age groups are those of the labelled age.",
+              f"Times: {results.fit_seconds_note}; {results.predict_ms_note}.", ""]
+    return "\n".join(lines)
+
+
 def format_report(results):
     """report.md: the protocol, the data, one row per model, per-class recall, top features."""
-    lines = [f"# Benchmark: {results.dataset}", "",
-             f"Protocol: {results.protocol_description}.", "",
-             f"Faces: {results.n_samples} used, {results.n_tested} tested; rows excluded (no usable face): "
-             f"{results.n_excluded}" + (f" ({', '.join(f'{k} {v}' for k, v in results.excluded_rows.items())})"
-                                         if results.excluded_rows else "") + ".",
-             f"Classes: {', '.join(f'{c} {n}' for c, n in results.class_counts.items())}.",
-             f"Run: {'quick grids' if results.quick else 'full grids'}, seed {results.seed}, label scheme "
-             f"{results.label_scheme or 'all'}"
-             + (f", {results.n_augmented} mirrored training faces" if results.n_augmented else "") + ".", "",
+    if results.regression:
+        return format_age_report(results)
+    lines = _report_head(results, "Classes") + [
              "| model | accuracy | balanced acc. | macro F1 | fold acc. (mean ± sd) | fit s/fold | predict ms/face | best params (most common) |",
              "|---|---|---|---|---|---|---|---|"]
     b = results.baseline
     lines.append(f"| majority class | {b.accuracy:.3f} | {b.balanced_accuracy:.3f} | {b.macro_f1:.3f} | | | | |")
     for m in sorted(results.models, key=lambda m: -m.accuracy):
-        params = ", ".join(f"{k.split('__', 1)[-1]}={v}" for k, v in m.best_params.items())
         lines.append(f"| {m.name} | {m.accuracy:.3f} | {m.balanced_accuracy:.3f} | {m.macro_f1:.3f} | "
                      f"{m.fold_accuracy_mean:.3f} ± {m.fold_accuracy_std:.3f} | {m.fit_seconds:.2f} | "
-                     f"{m.predict_ms_per_face:.3f} | {params} |")
+                     f"{m.predict_ms_per_face:.3f} | {_params_words(m)} |")
     for subset, size in (results.subsets or {}).items():
         what = {"PrivateTest": "PrivateTest alone",
                 "test_without_train_duplicates": "Test part without the images that also occur (byte-identical) "
@@ -102,22 +178,18 @@ def format_report(results):
               "|---|" + "---|" * len(results.classes)]
     for m in results.models:
         lines.append(f"| {m.name} | " + " | ".join(f"{m.per_class_recall[c]:.2f}" for c in results.classes) + " |")
-    explained = [m for m in results.models if m.top_features]
-    if explained:
-        lines += ["", "## Most important features per class", "",
-                  "Mean contribution toward the true class on test faces (logit/margin for logreg and "
-                  "XGBoost, probability for Random Forest); charts `features_<model>.png`.", ""]
-        for m in explained:
-            lines.append(f"- **{m.name}**: " + "; ".join(
-                f"{label}: {', '.join(f'{u} ({v:+.2f})' for u, v in items[:3])}"
-                for label, items in m.top_features.items()))
+    lines += _age_group_lines(results)
+    lines += _top_feature_lines(results, "Mean contribution toward the true class on test faces (logit/margin for "
+                                         "logreg and XGBoost, probability for Random Forest); charts "
+                                         "`features_<model>.png`.")
     lines += ["", "Figures: `comparison.png`; confusion matrices `confusion_<model>.png` (rows: true class).",
               f"Times: {results.fit_seconds_note}; {results.predict_ms_note}.", ""]
     return "\n".join(lines)
 
 
-def plot_top_features(entry, path):
-    """Per class, the features that pushed most toward (green) or against (red) the true class."""
+def plot_top_features(entry, path, regression=False):
+    """Per class, the features that pushed most toward (green) or against (red) the true class;
+    ``regression``: per age group, the features that pushed the age estimates up (green) or down (red)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,7 +209,9 @@ def plot_top_features(entry, path):
         ax.tick_params(axis="x", labelsize=7)
     for ax in axes.ravel()[len(classes):]:
         ax.axis("off")
-    fig.suptitle(f"{entry.name}: mean contribution toward the true class (test faces)", fontsize=10)
+    fig.suptitle(f"{entry.name}: " + ("mean contribution to the age estimate, years (test faces by age group)"
+                                       if regression else "mean contribution toward the true class (test faces)"),
+                 fontsize=10)
     fig.tight_layout()
     _save_figure(fig, path)
 
@@ -147,8 +221,8 @@ def write_report(results, folder):
     os.makedirs(folder, exist_ok=True)
     for m in results.models:
         if m.top_features:
-            plot_top_features(m, os.path.join(folder, f"features_{m.name}.png"))
-    for m in results.models:
+            plot_top_features(m, os.path.join(folder, f"features_{m.name}.png"), results.regression)
+    for m in results.models if not results.regression else ():
         plot_confusion(m.confusion_matrix, results.classes,
                        f"{m.name} on {results.dataset}: accuracy {m.accuracy:.3f}",
                        os.path.join(folder, f"confusion_{m.name}.png"))
