@@ -70,14 +70,18 @@ class Scores:
 def scores_by_age_group(y_true, y_pred, ages):
     """{age group: {"n", "accuracy", "balanced_accuracy"}} of class predictions, grouped by the
     true age (common.labels.AGE_GROUPS); groups without faces are left out."""
+    import warnings
+
     groups = age_group(ages)
     out = {}
     for name in AGE_GROUP_NAMES:
         rows = groups == name
         if rows.any():
-            out[name] = {"n": int(rows.sum()),
-                         "accuracy": round(float(accuracy_score(y_true[rows], y_pred[rows])), 4),
-                         "balanced_accuracy": round(float(balanced_accuracy_score(y_true[rows], y_pred[rows])), 4)}
+            with warnings.catch_warnings():  # a small group may hold one class only: its recall is the mean
+                warnings.simplefilter("ignore", UserWarning)
+                balanced = balanced_accuracy_score(y_true[rows], y_pred[rows])
+            out[name] = {"n": int(rows.sum()), "accuracy": round(float(accuracy_score(y_true[rows], y_pred[rows])), 4),
+                         "balanced_accuracy": round(float(balanced), 4)}
     return out
 
 
