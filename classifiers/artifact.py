@@ -41,6 +41,7 @@ TRUSTED_TYPES = (
     "classifiers.models.CappedPCA",
     "classifiers.models.GroupSelector",
     "classifiers.models.XGBoostModel",
+    "classifiers.models.XGBoostRegressor",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
     "sklearn.feature_selection._univariate_selection.f_classif",  # the score of logreg's ANOVA filter
@@ -90,8 +91,21 @@ class Model:
         return self.pipeline.predict_proba(X)
 
     def predict(self, X):
+        """The label of each row; for a regressor (:attr:`regression`) its estimate (float)."""
+        if self.regression:
+            return np.asarray(self.pipeline.predict(np.atleast_2d(np.asarray(X, dtype=np.float32))), dtype=np.float64)
         proba = self.predict_proba(X)
         return np.asarray(self.labels)[np.argmax(proba, axis=1)]
+
+    @property
+    def target(self):
+        """What the model learned (common.labels.TARGETS): "label" (emotions), "gender" or "age"."""
+        return self.meta.get("target", "label")
+
+    @property
+    def regression(self):
+        """True for a model that estimates a number (age in years) instead of a class."""
+        return self.target == "age"
 
 
 def _json_default(value):
@@ -107,12 +121,13 @@ def _json_default(value):
 
 
 def save_model(path, pipeline, config, meta=None):
-    """Write ``pipeline`` (fitted, with predict_proba) and its description to ``path``, atomically."""
+    """Write ``pipeline`` (fitted, with predict_proba; a regressor, with predict, when ``meta`` says
+    target "age") and its description to ``path``, atomically."""
     import skops.io as sio
 
     if isinstance(config, dict):
         config = FeatureConfig.from_dict(config)
-    labels = [str(c) for c in pipeline.classes_]
+    labels = [str(c) for c in getattr(pipeline, "classes_", [])]  # a regressor (meta target "age") has none
     blob = sio.dumps(pipeline, compression=zipfile.ZIP_DEFLATED)
     untrusted = set(sio.get_untrusted_types(data=blob)) - trusted_types()
     if untrusted:
@@ -239,7 +254,8 @@ def load_model(path=None):
         n_in = getattr(pipeline, "n_features_in_", None)
     except Exception as exc:
         raise ModelFileError(f"{path}: the pipeline cannot be loaded ({type(exc).__name__}: {str(exc)[:100]})") from None
-    if labels != [str(c) for c in meta["labels"]] or not hasattr(pipeline, "predict_proba"):
+    predicts = "predict" if meta.get("target") == "age" else "predict_proba"  # a regressor estimates a number
+    if labels != [str(c) for c in meta["labels"]] or not hasattr(pipeline, predicts):
         raise ModelFileError(f"{path}: the pipeline does not match its description")
     n_features = len(config.columns()[0])
     if n_in is not None and n_in != n_features:
