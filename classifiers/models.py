@@ -417,7 +417,7 @@ REGRESSORS = {
                 {"select__groups": [ALL], "model__C": [10, 30, 100], "model__gamma": ["scale", 2e-4]},
                 {"select__groups": [ALL], "model__C": [30], "model__gamma": [2e-4]}),
     "xgboost_reg": ("XGBoost regression, hist trees, squared error (400 rounds, learning rate 0.05)",
-                    {"select__groups": [SHAPE_PARTS, ALL], "model__max_depth": [3, 5]},
+                    {"select__groups": [ALL], "model__max_depth": [3, 5]},
                     {"select__groups": [ALL], "model__max_depth": [4]}),
 }
 REGRESSOR_NAMES = tuple(REGRESSORS)
