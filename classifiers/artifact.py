@@ -73,6 +73,9 @@ def trusted_types():
 
 #: The shipped default model.
 DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "default.skops")
+#: The shipped apparent-age and apparent-gender models (UTKFace; ``recognise(..., age_gender=True)``).
+AGE_MODEL = os.path.join(os.path.dirname(DEFAULT_MODEL), "age.skops")
+GENDER_MODEL = os.path.join(os.path.dirname(DEFAULT_MODEL), "gender.skops")
 
 
 @dataclass
