@@ -276,7 +276,9 @@ def main(features_files, output, name, quick, labels, scheme, target, holdout, b
                 scores, baseline = holdout_figures(model, data, train_rows, test_rows, meta.get("age_range"))
                 meta["holdout"] = {"fraction": holdout, "seed": seed,
                                    "n_train": int((~data.augmented[train_rows]).sum()), "n_test": len(test_rows),
-                                   "figures": scores, "baseline": baseline}
+                                   "figures": scores, "baseline": baseline,
+                                   # which faces the figures are of (and the model never saw)
+                                   "images": sorted(os.path.basename(s) for s in data.sources[test_rows])}
             save_model(output, model, data.config, meta)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
