@@ -117,6 +117,12 @@ class _SerialisedBooster:
     UBJSON format when the model is serialised (``__getstate__``), so a saved model holds data,
     never code."""
 
+    def _keep(self, params):
+        """Store the ``__init__`` arguments ``params`` (its ``locals()``) untouched, each under its own name."""
+        for name, value in params.items():
+            if name not in ("self", "__class__"):
+                setattr(self, name, value)
+
     def _tree_params(self):
         return {
             "tree_method": "hist", "max_depth": int(self.max_depth), "eta": float(self.learning_rate),
@@ -164,17 +170,7 @@ class XGBoostModel(_SerialisedBooster, ClassifierMixin, BaseEstimator):
     def __init__(self, n_estimators=200, max_depth=4, learning_rate=0.1, subsample=0.8,
                  colsample_bytree=0.3, min_child_weight=1.0, reg_lambda=1.0, max_bin=64,
                  class_weight="balanced", n_jobs=1, random_state=0):
-        self.n_estimators = n_estimators
-        self.max_depth = max_depth
-        self.learning_rate = learning_rate
-        self.subsample = subsample
-        self.colsample_bytree = colsample_bytree
-        self.min_child_weight = min_child_weight
-        self.reg_lambda = reg_lambda
-        self.max_bin = max_bin
-        self.class_weight = class_weight
-        self.n_jobs = n_jobs
-        self.random_state = random_state
+        self._keep(locals())
 
     def _params(self, n_classes):
         return {"objective": "multi:softprob", "num_class": int(n_classes), **self._tree_params(),
@@ -207,16 +203,7 @@ class XGBoostRegressor(_SerialisedBooster, RegressorMixin, BaseEstimator):
 
     def __init__(self, n_estimators=400, max_depth=4, learning_rate=0.05, subsample=0.8, colsample_bytree=0.3,
                  min_child_weight=1.0, reg_lambda=1.0, max_bin=64, n_jobs=1, random_state=0):
-        self.n_estimators = n_estimators
-        self.max_depth = max_depth
-        self.learning_rate = learning_rate
-        self.subsample = subsample
-        self.colsample_bytree = colsample_bytree
-        self.min_child_weight = min_child_weight
-        self.reg_lambda = reg_lambda
-        self.max_bin = max_bin
-        self.n_jobs = n_jobs
-        self.random_state = random_state
+        self._keep(locals())
 
     def fit(self, X, y, sample_weight=None):
         params = {"objective": "reg:squarederror", **self._tree_params(), "eval_metric": "mae"}

@@ -97,60 +97,74 @@ def _params_words(model):
     return ", ".join(f"{k.split('__', 1)[-1]}={v}" for k, v in model.best_params.items())
 
 
-def _top_feature_lines(results, what):
+def _model_table(columns, baseline, models, scores, fold):
+    """report.md's main table: the ``columns`` of ``scores(result)``, then the fold figure
+    ``fold = (column, mean attribute, sd attribute, digits)``, fit and predict times and the best
+    parameters; the trivial predictor's row ``baseline = (name, result)`` holds its scores only."""
+    name, trivial = baseline
+    column, mean, sd, digits = fold
+    columns = list(columns) + [column, "fit s/fold", "predict ms/face", "best params (most common)"]
+    lines = ["| model | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns),
+             f"| {name} | " + " | ".join(scores(trivial)) + " |" + " |" * 4]
+    return lines + [f"| {m.name} | " + " | ".join(
+        scores(m) + [f"{getattr(m, mean):.{digits}f} ± {getattr(m, sd):.{digits}f}", f"{m.fit_seconds:.2f}",
+                     f"{m.predict_ms_per_face:.3f}", _params_words(m)]) + " |" for m in models]
+
+
+def _report_tail(results, what, figures):
+    """The end of report.md: the most important features (``what`` says what their numbers are),
+    the ``figures`` line and the times."""
     explained = [m for m in results.models if m.top_features]
-    if not explained:
-        return []
-    lines = ["", f"## Most important features per {'age group' if results.regression else 'class'}", "", what, ""]
-    for m in explained:
-        lines.append(f"- **{m.name}**: " + "; ".join(
-            f"{label}: {', '.join(f'{u} ({v:+.2f})' for u, v in items[:3])}"
-            for label, items in m.top_features.items()))
+    lines = []
+    if explained:
+        lines += ["", f"## Most important features per {'age group' if results.regression else 'class'}", "",
+                  what, ""]
+        for m in explained:
+            lines.append(f"- **{m.name}**: " + "; ".join(
+                f"{label}: {', '.join(f'{u} ({v:+.2f})' for u, v in items[:3])}"
+                for label, items in m.top_features.items()))
+    return lines + ["", figures, f"Times: {results.fit_seconds_note}; {results.predict_ms_note}.", ""]
+
+
+def _per_group_table(title, rows, cell):
+    """A markdown table of figures per age group: ``rows`` are (name, result with per_age_group),
+    one column per age group of the first, each cell ``cell(figures of the group)``."""
+    groups = rows[0][1].per_age_group
+    lines = ["", title, "", "| model | " + " | ".join(f"{g} ({v['n']})" for g, v in groups.items()) + " |",
+             "|---|" + "---|" * len(groups)]
+    for name, m in rows:
+        lines.append(f"| {name} | " + " | ".join(cell(m.per_age_group[g]) if g in m.per_age_group else ""
+                                                 for g in groups) + " |")
     return lines
 
 
 def _age_group_lines(results):
     """The per-age-group accuracy table of a classifier benchmark on a table with ages (gender)."""
-    rows = [m for m in [results.baseline] + list(results.models) if m.per_age_group]
+    rows = [("majority class" if m is results.baseline else m.name, m)
+            for m in [results.baseline] + list(results.models) if m.per_age_group]
     if not rows:
         return []
-    groups = list(rows[0].per_age_group)
-    lines = ["", "## Per age group (accuracy / balanced accuracy)", "",
-             "| model | " + " | ".join(f"{g} ({rows[0].per_age_group[g]['n']})" for g in groups) + " |",
-             "|---|" + "---|" * len(groups)]
-    for m in rows:
-        name = "majority class" if m is results.baseline else m.name
-        lines.append(f"| {name} | " + " | ".join(
-            f"{m.per_age_group[g]['accuracy']:.3f} / {m.per_age_group[g]['balanced_accuracy']:.3f}"
-            if g in m.per_age_group else "" for g in groups) + " |")
-    return lines
+    return _per_group_table("## Per age group (accuracy / balanced accuracy)", rows,
+                            lambda v: f"{v['accuracy']:.3f} / {v['balanced_accuracy']:.3f}")
 
 
 def format_age_report(results):
     """report.md of the age target: MAE, RMSE, CS(5) and bias per model and per age group."""
-    lines = _report_head(results, "Age groups") + [
-        "| model | MAE (years) | RMSE | CS(5) | bias | fold MAE (mean ± sd) | fit s/fold | predict ms/face | "
-        "best params (most common) |",
-        "|---|---|---|---|---|---|---|---|---|"]
     b = results.baseline
-    lines.append(f"| mean age | {b.mae:.2f} | {b.rmse:.2f} | {b.cs5:.3f} | {b.bias:+.2f} | | | | |")
-    for m in sorted(results.models, key=lambda m: m.mae):
-        lines.append(f"| {m.name} | {m.mae:.2f} | {m.rmse:.2f} | {m.cs5:.3f} | {m.bias:+.2f} | "
-                     f"{m.fold_mae_mean:.2f} ± {m.fold_mae_std:.2f} | {m.fit_seconds:.2f} | "
-                     f"{m.predict_ms_per_face:.3f} | {_params_words(m)} |")
-    lines += ["", "## Per age group (MAE / CS(5) / bias, years)", "",
-              "| model | " + " | ".join(f"{g} ({n})" for g, n in results.class_counts.items()) + " |",
-              "|---|" + "---|" * len(results.class_counts)]
-    for m in [b] + sorted(results.models, key=lambda m: m.mae):
-        name = "mean age" if m is b else m.name
-        lines.append(f"| {name} | " + " | ".join(
-            f"{m.per_age_group[g]['mae']:.2f} / {m.per_age_group[g]['cs5']:.2f} / {m.per_age_group[g]['bias']:+.1f}"
-            if g in m.per_age_group else "" for g in results.class_counts) + " |")
-    lines += _top_feature_lines(results, "Mean contribution to the age estimates of the test faces of each age "
-                                         "group, in years (ridge: coefficient x standardised value; XGBoost: its "
-                                         "per-prediction contributions); charts `features_<model>.png`.")
-    lines += ["", "Figures: `comparison.png` (MAE per age group). The age groups are those of the labelled age.",
-              f"Times: {results.fit_seconds_note}; {results.predict_ms_note}.", ""]
+
+    def scores(m):
+        return [f"{m.mae:.2f}", f"{m.rmse:.2f}", f"{m.cs5:.3f}", f"{m.bias:+.2f}"]
+
+    lines = _report_head(results, "Age groups") + _model_table(
+        ["MAE (years)", "RMSE", "CS(5)", "bias"], ("mean age", b), sorted(results.models, key=lambda m: m.mae),
+        scores, ("fold MAE (mean ± sd)", "fold_mae_mean", "fold_mae_std", 2))
+    lines += _per_group_table("## Per age group (MAE / CS(5) / bias, years)",
+                              [("mean age", b)] + [(m.name, m) for m in sorted(results.models, key=lambda m: m.mae)],
+                              lambda v: f"{v['mae']:.2f} / {v['cs5']:.2f} / {v['bias']:+.1f}")
+    lines += _report_tail(results, "Mean contribution to the age estimates of the test faces of each age group, in "
+                                   "years (ridge: coefficient x standardised value; XGBoost: its per-prediction "
+                                   "contributions); charts `features_<model>.png`.",
+                          "Figures: `comparison.png` (MAE per age group). The age groups are those of the labelled age.")
     return "\n".join(lines)
 
 
@@ -158,15 +172,14 @@ def format_report(results):
     """report.md: the protocol, the data, one row per model, per-class recall, top features."""
     if results.regression:
         return format_age_report(results)
-    lines = _report_head(results, "Classes") + [
-             "| model | accuracy | balanced acc. | macro F1 | fold acc. (mean ± sd) | fit s/fold | predict ms/face | best params (most common) |",
-             "|---|---|---|---|---|---|---|---|"]
-    b = results.baseline
-    lines.append(f"| majority class | {b.accuracy:.3f} | {b.balanced_accuracy:.3f} | {b.macro_f1:.3f} | | | | |")
-    for m in sorted(results.models, key=lambda m: -m.accuracy):
-        lines.append(f"| {m.name} | {m.accuracy:.3f} | {m.balanced_accuracy:.3f} | {m.macro_f1:.3f} | "
-                     f"{m.fold_accuracy_mean:.3f} ± {m.fold_accuracy_std:.3f} | {m.fit_seconds:.2f} | "
-                     f"{m.predict_ms_per_face:.3f} | {_params_words(m)} |")
+
+    def scores(m):
+        return [f"{m.accuracy:.3f}", f"{m.balanced_accuracy:.3f}", f"{m.macro_f1:.3f}"]
+
+    lines = _report_head(results, "Classes") + _model_table(
+        ["accuracy", "balanced acc.", "macro F1"], ("majority class", results.baseline),
+        sorted(results.models, key=lambda m: -m.accuracy), scores,
+        ("fold acc. (mean ± sd)", "fold_accuracy_mean", "fold_accuracy_std", 3))
     for subset, size in (results.subsets or {}).items():
         what = {"PrivateTest": "PrivateTest alone",
                 "test_without_train_duplicates": "Test part without the images that also occur (byte-identical) "
@@ -179,11 +192,9 @@ def format_report(results):
     for m in results.models:
         lines.append(f"| {m.name} | " + " | ".join(f"{m.per_class_recall[c]:.2f}" for c in results.classes) + " |")
     lines += _age_group_lines(results)
-    lines += _top_feature_lines(results, "Mean contribution toward the true class on test faces (logit/margin for "
-                                         "logreg and XGBoost, probability for Random Forest); charts "
-                                         "`features_<model>.png`.")
-    lines += ["", "Figures: `comparison.png`; confusion matrices `confusion_<model>.png` (rows: true class).",
-              f"Times: {results.fit_seconds_note}; {results.predict_ms_note}.", ""]
+    lines += _report_tail(results, "Mean contribution toward the true class on test faces (logit/margin for logreg "
+                                   "and XGBoost, probability for Random Forest); charts `features_<model>.png`.",
+                          "Figures: `comparison.png`; confusion matrices `confusion_<model>.png` (rows: true class).")
     return "\n".join(lines)
 
 

@@ -186,12 +186,17 @@ def test_age_and_gender_need_a_table_that_has_them(tables):
 
 # ---- benchmark and training ----------------------------------------------------------------------
 
+def _quick_benchmark(table, report, target, models):
+    """(command output, BenchmarkResult) of a quick benchmark of ``models`` on ``target``."""
+    result = run(benchmark_cli.main, [table, "--target", target, "--models", models, "--quick", "-o", report,
+                                      "-j", "2", "-q"])
+    assert result.exit_code == 0, result.output
+    return result, BenchmarkResult.read(report / "results.json")
+
+
 def test_quick_age_benchmark_beats_the_mean_age_by_a_wide_margin(utk_table, tmp_path):
     report = tmp_path / "age"
-    result = run(benchmark_cli.main, [utk_table, "--target", "age", "--models", "ridge,svr_pca", "--quick",
-                                      "-o", report, "-j", "2", "-q"])
-    assert result.exit_code == 0, result.output
-    results = BenchmarkResult.read(report / "results.json")
+    result, results = _quick_benchmark(utk_table, report, "age", "ridge,svr_pca")
     assert results.target == "age" and results.protocol == "seeded_kfold" and results.n_folds == 5
     assert results.classes == list(AGE_GROUP_NAMES) and results.baseline.name == "mean_age"
     assert results.baseline.mae > 12
@@ -209,10 +214,7 @@ def test_quick_age_benchmark_beats_the_mean_age_by_a_wide_margin(utk_table, tmp_
 
 def test_quick_gender_benchmark_beats_the_majority_class(utk_table, tmp_path):
     report = tmp_path / "gender"
-    result = run(benchmark_cli.main, [utk_table, "--target", "gender", "--models", "logreg", "--quick",
-                                      "-o", report, "-j", "2", "-q"])
-    assert result.exit_code == 0, result.output
-    results = BenchmarkResult.read(report / "results.json")
+    result, results = _quick_benchmark(utk_table, report, "gender", "logreg")
     assert results.target == "gender" and results.classes == ["female", "male"]
     logreg = results.models[0]
     assert logreg.accuracy > results.baseline.accuracy + 0.2
