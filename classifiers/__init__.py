@@ -7,6 +7,7 @@
 * :mod:`classifiers.api`       THE public API: ``recognise`` (image -> list[FacePrediction]),
   ``recognise_many`` (many images, all cores), ``load_model`` (cached)
 * :mod:`classifiers.artifact`  the model file: skops pipeline + meta.json in a zip, loaded without pickle
+* :mod:`classifiers.linear`    a linear model's numeric form: its probabilities with numpy alone (fast start)
 * :mod:`classifiers.explain`   signed contributions of named features, per face
 * :mod:`classifiers.models`    scikit-learn Pipelines (GroupSelector -> scaling -> model) and their grids
 * :mod:`classifiers.benchmark` compare models on one table: the orchestration and its command, built on

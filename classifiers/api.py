@@ -191,7 +191,7 @@ def _age_gender_fields(faces, X, config, explain=0):
 
 
 def recognise(image, *, model=None, explain=0, detector=None, upsample=None, max_faces=None, boxes=None,
-              age_gender=False):
+              age_gender=False, adjust=None):
     """The expression of every face in ``image``, largest face first.
 
     ``image``: a path, a PIL image, or a numpy uint8 array ((h, w) gray or (h, w, 3) RGB).
@@ -199,7 +199,10 @@ def recognise(image, *, model=None, explain=0, detector=None, upsample=None, max
     shipped model. ``explain=N`` adds the N features that pushed most toward each face's
     label and the N that pushed most against it. ``detector`` (auto, hog, cnn, whole) and
     ``upsample`` override the model's; ``boxes`` ((x, y, w, h) each, e.g. faces tracked in a
-    video) skips detection and keeps their order. ``age_gender=True`` adds each face's apparent
+    video) skips detection and keeps their order. ``adjust`` (a function: float32 feature rows, one
+    per face, in ``model.config.columns()`` order -> rows of the same shape) changes the features
+    before the classifier sees them, e.g. a tracked person's calibration against their own
+    baseline (:mod:`facial_expressions.video`). ``age_gender=True`` adds each face's apparent
     age (with a plausible range) and apparent gender (with its probability) from the shipped
     age and gender models, from the same landmarks and features. Returns a list of
     :class:`FacePrediction` (empty when no face is found). Raises
@@ -217,9 +220,12 @@ def recognise(image, *, model=None, explain=0, detector=None, upsample=None, max
     faces, X, _ = describe_image(pixels, model.config, detector, upsample, max_faces, boxes)
     if not faces:
         return []
+    # age and gender read the faces as described: a per-person calibration is for the expression only
+    extras = _age_gender_fields(faces, X, model.config, explain) if age_gender else [{}] * len(faces)
+    if adjust is not None:
+        X = adjust(X)
     proba = model.predict_proba(X)
     explanations = _explanations(model, X, explain)
-    extras = _age_gender_fields(faces, X, model.config, explain) if age_gender else [{}] * len(faces)
     out = []
     for face, p, e, extra in zip(faces, proba, explanations, extras):
         probabilities = {c: float(v) for c, v in zip(model.labels, p)}

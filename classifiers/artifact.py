@@ -1,23 +1,32 @@
-"""One model file: a zip holding the pipeline in skops format and a JSON description.
+"""One model file: a zip holding the pipeline in skops format, its numeric form if it is linear,
+and a JSON description.
 
     model.skops (zip)
-      meta.json        format, label names, FeatureConfig, versions, training summary,
-                       sha256 of pipeline.skops
+      meta.json        format, label names, FeatureConfig, versions, training summary, sha256 of
+                       pipeline.skops and linear.npz, and features_sha256: a digest of the
+                       FeatureConfig and of the column names the pipeline was trained on
       pipeline.skops   the fitted scikit-learn Pipeline (skops: data only, no pickle);
                        an XGBoost booster sits inside it in XGBoost's own UBJSON format
+      linear.npz       only for an exactly linear pipeline (column selection, StandardScaler,
+                       LogisticRegression): its arrays (:mod:`classifiers.linear`), no pickle
 
 Loading executes no code from the file: skops rebuilds only the types in
 :func:`trusted_types` (plus skops' own defaults: scikit-learn estimators, numpy arrays,
-builtins) and refuses a file that names any other type.
+builtins) and refuses a file that names any other type. A file with ``linear.npz`` whose
+pipeline names only the types of such a linear pipeline (:data:`LINEAR_NODES`, read from the
+pipeline's schema without skops) predicts with numpy alone; its pipeline is loaded, with every
+check, when first used (explanations). A feature configuration that does not give the
+recorded columns, and parameters holding NaN or infinity, are refused.
 """
 
+import functools
 import hashlib
 import io
 import json
 import os
+import threading
 import zipfile
 import zlib
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,9 +34,13 @@ from features.describe import FeatureConfig
 from common.errors import IncompatibleModelError, ModelFileError
 from common.files import atomic_path
 
+from .linear import LinearForm, NonFiniteError
+
 FORMAT = "facial-expressions-model"
-FORMAT_VERSION = 1
-MEMBERS = ("meta.json", "pipeline.skops")
+#: 2: linear.npz and features_sha256 (format 1 files: :func:`upgrade_model`).
+FORMAT_VERSION = 2
+META, PIPELINE, LINEAR = "meta.json", "pipeline.skops", "linear.npz"
+MEMBERS = (META, PIPELINE)
 #: Refuse files bigger than this before reading them (a model is a few MB), and zips whose
 #: members unpack to more than this in all (a small compressed file can hold gigabytes).
 MAX_BYTES = 500_000_000
@@ -78,19 +91,70 @@ AGE_MODEL = os.path.join(os.path.dirname(DEFAULT_MODEL), "age.skops")
 GENDER_MODEL = os.path.join(os.path.dirname(DEFAULT_MODEL), "gender.skops")
 
 
-@dataclass
-class Model:
-    """A loaded model: the pipeline and everything needed to use it on new images."""
+#: What the skops schema of an exactly linear pipeline holds: node loader -> the types it may
+#: name. A file whose pipeline names only these predicts through its numeric form and loads the
+#: pipeline when first asked for it; any other pipeline is loaded (and checked by skops) at once.
+_JSON_TYPES = frozenset({"builtins.str", "builtins.int", "builtins.float", "builtins.bool", "builtins.NoneType"})
+LINEAR_NODES = {
+    "DictNode": {"builtins.dict"}, "ListNode": {"builtins.list"}, "TupleNode": {"builtins.tuple"},
+    "JsonNode": _JSON_TYPES, "TypeNode": _JSON_TYPES,
+    "NdArrayNode": {"numpy.ndarray", "numpy.float64", "numpy.float32", "numpy.int64", "numpy.int32"},
+    "ObjectNode": {"sklearn.pipeline.Pipeline", "classifiers.models.GroupSelector",
+                   "sklearn.preprocessing._data.StandardScaler",
+                   "sklearn.feature_selection._univariate_selection.SelectPercentile",
+                   "sklearn.linear_model._logistic.LogisticRegression"},
+    "FunctionNode": {"sklearn.feature_selection._univariate_selection.f_classif"},
+}
+#: Fitted arrays that describe the training data, not the model: NaN in them is legitimate
+#: (the ANOVA F of a constant column).
+_DIAGNOSTICS = frozenset({"scores_", "pvalues_"})
 
-    pipeline: object
-    labels: list
-    config: FeatureConfig
-    meta: dict = field(default_factory=dict)
-    path: str = ""
+
+class Model:
+    """A loaded model: how a face becomes features (``config``), the class ``labels``, and the
+    fitted scikit-learn ``pipeline``.
+
+    A model file with a numeric form (``linear``: :mod:`classifiers.linear`) predicts with it,
+    numpy alone; its ``pipeline`` is then loaded from the file, with every check of
+    :func:`load_model`, the first time it is asked for (explanations), and may raise
+    ModelFileError there.
+    """
+
+    def __init__(self, pipeline=None, labels=(), config=None, meta=None, path="", linear=None, load_pipeline=None):
+        self._pipeline, self._load_pipeline, self._lock = pipeline, load_pipeline, threading.Lock()
+        self.labels = list(labels)
+        self.config = config
+        self.meta = {} if meta is None else meta
+        self.path = path
+        self.linear = linear
+
+    @property
+    def pipeline(self):
+        if self._pipeline is None and self._load_pipeline is not None:
+            with self._lock:
+                if self._pipeline is None:
+                    self._pipeline = self._load_pipeline()
+        return self._pipeline
+
+    @pipeline.setter
+    def pipeline(self, value):
+        self._pipeline, self._load_pipeline = value, None
+
+    def __getstate__(self):  # picklable (worker processes): the lock is not
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __repr__(self):
+        return f"Model(path={self.path!r}, labels={self.labels}, linear={self.linear is not None})"
 
     def predict_proba(self, X):
         """(n, len(labels)) probabilities, columns in ``labels`` order."""
         X = np.atleast_2d(np.asarray(X, dtype=np.float32))
+        if self.linear is not None:
+            return self.linear.predict_proba(X)
         return self.pipeline.predict_proba(X)
 
     def predict(self, X):
@@ -123,28 +187,97 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def save_model(path, pipeline, config, meta=None):
+def features_digest(config, columns=None):
+    """sha256 of a FeatureConfig and of the column names it gives (or ``columns``): everything a
+    pipeline trained on its features expects, down to the order of the columns and the detector."""
+    names = config.columns()[0] if columns is None else columns
+    text = json.dumps({"feature_config": config.to_dict(), "columns": [str(c) for c in names]}, sort_keys=True,
+                      default=_json_default)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def non_finite_parameters(estimator, root="pipeline"):
+    """Where the parameters of ``estimator`` hold NaN or infinity (attribute paths such as
+    ``pipeline.steps[2][1].coef_``): every float attribute of it and of the estimators, trees and
+    XGBoost boosters inside it, fitted diagnostics (:data:`_DIAGNOSTICS`) aside."""
+    found, seen, stack = [], set(), [(root, estimator)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, (float, np.floating, np.ndarray)):
+            values = np.asarray(item)
+            if values.dtype.kind in "fc" and not np.all(np.isfinite(values)):
+                found.append(where)
+            continue
+        if isinstance(item, (str, bytes, int, type(None))) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        kind = type(item)
+        if isinstance(item, dict):
+            stack.extend((f"{where}[{k!r}]", v) for k, v in item.items())
+        elif isinstance(item, (list, tuple)):
+            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(item))
+        elif kind.__name__ == "Tree" and kind.__module__.startswith("sklearn."):
+            stack.extend((f"{where}.{name}", getattr(item, name)) for name in ("threshold", "value"))
+        elif kind.__name__ == "Booster" and kind.__module__.startswith("xgboost"):
+            tokens = []  # XGBoost's JSON writes non-finite numbers as NaN, Infinity, -Infinity
+            json.loads(bytes(item.save_raw("json")), parse_constant=tokens.append)
+            if tokens:
+                found.append(f"{where} (trees)")
+        elif kind.__module__.split(".")[0] in ("sklearn", "classifiers") and hasattr(item, "__dict__"):
+            stack.extend((f"{where}.{k}", v) for k, v in vars(item).items() if k not in _DIAGNOSTICS)
+    return sorted(found)
+
+
+def _non_finite_error(path, where):
+    return ModelFileError(f"{path}: the model's parameters hold NaN or infinity ({', '.join(where[:3])})")
+
+
+def save_model(path, pipeline, config, meta=None, columns=None):
     """Write ``pipeline`` (fitted, with predict_proba; a regressor, with predict, when ``meta`` says
-    target "age") and its description to ``path``, atomically."""
+    target "age") and its description to ``path``, atomically.
+
+    ``columns``: the names of the columns the pipeline was trained on (a feature table's); they
+    must be the ones ``config`` gives. A linear pipeline also gets its numeric form. Refuses a
+    pipeline whose parameters hold NaN or infinity.
+    """
     import skops.io as sio
+
+    from .linear import linear_form
 
     if isinstance(config, dict):
         config = FeatureConfig.from_dict(config)
+    names = list(config.columns()[0])
+    if columns is not None and [str(c) for c in columns] != names:
+        raise IncompatibleModelError("the pipeline was trained on other columns than its feature configuration gives")
+    n_in = getattr(pipeline, "n_features_in_", None)
+    if n_in is not None and n_in != len(names):
+        raise IncompatibleModelError(f"the pipeline expects {n_in} features, its feature configuration gives "
+                                     f"{len(names)}")
+    bad = non_finite_parameters(pipeline)
+    if bad:
+        raise ModelFileError(f"the pipeline's parameters hold NaN or infinity ({', '.join(bad[:3])})")
     labels = [str(c) for c in getattr(pipeline, "classes_", [])]  # a regressor (meta target "age") has none
     blob = sio.dumps(pipeline, compression=zipfile.ZIP_DEFLATED)
     untrusted = set(sio.get_untrusted_types(data=blob)) - trusted_types()
     if untrusted:
         raise ModelFileError(f"the pipeline holds types a model file may not contain: {sorted(untrusted)}")
+    members = {PIPELINE: blob}
     description = dict(meta or {})
     description.update({
         "format": FORMAT, "format_version": FORMAT_VERSION, "labels": labels,
-        "feature_config": config.to_dict(), "n_features": len(config.columns()[0]),
-        "pipeline_sha256": hashlib.sha256(blob).hexdigest(),
+        "feature_config": config.to_dict(), "n_features": len(names),
+        "features_sha256": features_digest(config, names), "pipeline_sha256": hashlib.sha256(blob).hexdigest(),
     })
+    description.pop("linear_sha256", None)
+    linear = linear_form(pipeline)
+    if linear is not None:
+        members[LINEAR] = linear.to_bytes()
+        description["linear_sha256"] = hashlib.sha256(members[LINEAR]).hexdigest()
     with atomic_path(path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
-            zf.writestr("meta.json", json.dumps(description, indent=2, default=_json_default))
-            zf.writestr("pipeline.skops", blob)
+            zf.writestr(META, json.dumps(description, indent=2, default=_json_default))
+            for name, data in members.items():
+                zf.writestr(name, data)
     return description
 
 
@@ -176,7 +309,8 @@ def _read_members(zf, path, what):
     return out
 
 
-def _open(path):
+def _open(path, versions=(FORMAT_VERSION,)):
+    """(meta dict, {member: bytes}) of a model file of one of the format ``versions``."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ModelFileError(f"{path}: no such model file")
@@ -185,23 +319,23 @@ def _open(path):
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
-            if sorted(names) != sorted(MEMBERS):
+            if sorted(names) not in (sorted(MEMBERS), sorted(MEMBERS + (LINEAR,))):
                 raise ModelFileError(f"{path}: not a model file of this project (members {names[:5]})")
             members = _read_members(zf, path, "the file")
-        meta = json.loads(members["meta.json"].decode("utf-8"))
-        blob = members["pipeline.skops"]
+        meta = json.loads(members[META].decode("utf-8"))
     except ModelFileError:
         raise
     except _READ_ERRORS as exc:
         raise ModelFileError(f"{path}: not a readable model file ({str(exc)[:100] or type(exc).__name__})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a model file of this project")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in versions:
+        hint = " (classifiers.artifact.upgrade_model re-saves it)" if meta.get("format_version") == 1 else ""
         raise IncompatibleModelError(f"{path}: model file format {meta.get('format_version')}, "
-                                     f"this code reads {FORMAT_VERSION}")
+                                     f"this code reads {FORMAT_VERSION}{hint}")
     if not isinstance(meta.get("feature_config"), dict) or not isinstance(meta.get("labels"), list):
         raise ModelFileError(f"{path}: the model description is damaged (no feature configuration or labels)")
-    return meta, blob
+    return meta, members
 
 
 def _check_config(path, config):
@@ -218,17 +352,9 @@ def _check_config(path, config):
                                      f"{config.upscale_to!r}, align_size {config.align_size!r}")
 
 
-def load_model(path=None):
-    """Load a model file (default: the shipped model) without executing code from it.
-
-    Raises ModelFileError for a missing, truncated, foreign or tampered file and
-    IncompatibleModelError for a model whose feature configuration this code cannot
-    reproduce.
-    """
-    import skops.io as sio
-
-    path = os.fspath(path or DEFAULT_MODEL)
-    meta, blob = _open(path)
+def _feature_config(path, meta, pinned=True):
+    """(FeatureConfig, column names) of meta.json; ``pinned``: they must be the ones the model was
+    trained on (features_sha256)."""
     try:
         config = FeatureConfig.from_dict(meta["feature_config"])
     except IncompatibleModelError as exc:
@@ -236,16 +362,78 @@ def load_model(path=None):
     except (TypeError, ValueError) as exc:
         raise IncompatibleModelError(f"{path}: feature configuration not reproducible ({str(exc)[:100]})") from None
     _check_config(path, config)
-    if hashlib.sha256(blob).hexdigest() != meta.get("pipeline_sha256"):
-        raise ModelFileError(f"{path}: the pipeline does not match its checksum (modified or damaged file)")
+    names = config.columns()[0]
+    if pinned and features_digest(config, names) != meta.get("features_sha256"):
+        raise IncompatibleModelError(f"{path}: the feature configuration in meta.json is not the one the model was "
+                                     f"trained on (its columns, their order or the detector settings differ)")
+    return config, names
+
+
+def _check_sha256(path, data, recorded, what):
+    if hashlib.sha256(data).hexdigest() != recorded:
+        raise ModelFileError(f"{path}: {what} does not match its checksum (modified or damaged file)")
+
+
+def _pipeline_schema(path, blob):
+    """The skops schema (JSON) of the pipeline, its zip bounded like the file's (nothing imported)."""
     try:
-        # the pipeline is a zip too: bound what it unpacks to before skops reads it
         with zipfile.ZipFile(io.BytesIO(blob)) as inner:
-            _read_members(inner, path, "the pipeline")
-        # skops reads the type names the file holds without importing or calling anything
-        untrusted = sio.get_untrusted_types(data=blob)
+            return json.loads(_read_members(inner, path, "the pipeline")["schema.json"])
     except ModelFileError:
         raise
+    except _READ_ERRORS as exc:
+        raise ModelFileError(f"{path}: the pipeline cannot be read ({str(exc)[:100] or type(exc).__name__})") from None
+
+
+def _names_only_linear_nodes(schema):
+    """Whether every node of a skops schema is one that :data:`LINEAR_NODES` allows."""
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "__loader__" in node or "__class__" in node or "__module__" in node:
+                name = f"{node.get('__module__')}.{node.get('__class__')}"
+                if name not in LINEAR_NODES.get(node.get("__loader__"), ()):
+                    return False
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return True
+
+
+def _linear_form(path, meta, members, labels, n_features):
+    """The numeric form of the model file (None if it has none), checked."""
+    if (LINEAR in members) != ("linear_sha256" in meta):
+        raise ModelFileError(f"{path}: the model description and its members disagree (damaged file)")
+    if LINEAR not in members:
+        return None
+    _check_sha256(path, members[LINEAR], meta["linear_sha256"], "the numeric form")
+    try:
+        with zipfile.ZipFile(io.BytesIO(members[LINEAR])) as zf:
+            linear = LinearForm.from_npy(_read_members(zf, path, "the numeric form"))
+    except ModelFileError:
+        raise
+    except NonFiniteError as exc:
+        raise _non_finite_error(path, exc.args[0]) from None
+    except _READ_ERRORS as exc:
+        raise ModelFileError(f"{path}: the numeric form cannot be read ({str(exc)[:100] or type(exc).__name__})") \
+            from None
+    if [str(c) for c in linear.classes] != labels:
+        raise ModelFileError(f"{path}: the numeric form does not match its description")
+    if linear.n_features_in != n_features:
+        raise IncompatibleModelError(f"{path}: the model expects {linear.n_features_in} features, "
+                                     f"its feature configuration gives {n_features}")
+    return linear
+
+
+def _load_pipeline(path, blob, labels, n_features, linear=None, regression=False):
+    """The pipeline of a model file, rebuilt by skops from the trusted types only, and checked
+    (``regression``: a regressor, meta target "age", which has predict and no classes)."""
+    import skops.io as sio
+
+    try:
+        # skops reads the type names the file holds without importing or calling anything
+        untrusted = sio.get_untrusted_types(data=blob)
     except Exception as exc:  # skops raises assorted errors on foreign data
         raise ModelFileError(f"{path}: the pipeline cannot be read ({str(exc)[:100] or type(exc).__name__})") from None
     refused = sorted(set(untrusted) - trusted_types())
@@ -253,15 +441,65 @@ def load_model(path=None):
         raise ModelFileError(f"{path}: the model names types that are not trusted: {refused[:5]}")
     try:
         pipeline = sio.loads(blob, trusted=list(untrusted))
-        labels = [str(c) for c in getattr(pipeline, "classes_", [])]
+        classes = [str(c) for c in getattr(pipeline, "classes_", [])]
         n_in = getattr(pipeline, "n_features_in_", None)
     except Exception as exc:
         raise ModelFileError(f"{path}: the pipeline cannot be loaded ({type(exc).__name__}: {str(exc)[:100]})") from None
-    predicts = "predict" if meta.get("target") == "age" else "predict_proba"  # a regressor estimates a number
-    if labels != [str(c) for c in meta["labels"]] or not hasattr(pipeline, predicts):
+    predicts = "predict" if regression else "predict_proba"  # a regressor estimates a number
+    if classes != labels or not hasattr(pipeline, predicts):
         raise ModelFileError(f"{path}: the pipeline does not match its description")
-    n_features = len(config.columns()[0])
     if n_in is not None and n_in != n_features:
         raise IncompatibleModelError(f"{path}: the model expects {n_in} features, "
                                      f"its feature configuration gives {n_features}")
-    return Model(pipeline=pipeline, labels=labels, config=config, meta=meta, path=path)
+    bad = non_finite_parameters(pipeline)
+    if bad:
+        raise _non_finite_error(path, bad)
+    if linear is not None:
+        from .linear import linear_form
+
+        if not linear.same_as(linear_form(pipeline)):
+            raise ModelFileError(f"{path}: the numeric form does not match the pipeline (modified file)")
+    return pipeline
+
+
+def load_model(path=None):
+    """Load a model file (default: the shipped model) without executing code from it.
+
+    Raises ModelFileError for a missing, truncated, foreign or tampered file and for NaN or
+    infinite parameters, and IncompatibleModelError for a model whose feature configuration
+    this code cannot reproduce or that is not the one it was trained on. A linear model's
+    pipeline is checked when first used (``model.pipeline``); every other one here.
+    """
+    path = os.fspath(path or DEFAULT_MODEL)
+    meta, members = _open(path)
+    config, names = _feature_config(path, meta)
+    blob = members[PIPELINE]
+    _check_sha256(path, blob, meta.get("pipeline_sha256"), "the pipeline")
+    schema = _pipeline_schema(path, blob)
+    labels = [str(c) for c in meta["labels"]]
+    linear = _linear_form(path, meta, members, labels, len(names))
+    model = Model(labels=labels, config=config, meta=meta, path=path, linear=linear,
+                  load_pipeline=functools.partial(_load_pipeline, path, blob, labels, len(names), linear,
+                                                  regression=meta.get("target") == "age"))
+    if linear is None or not _names_only_linear_nodes(schema):
+        model.pipeline  # noqa: B018 -- loaded and checked now
+    return model
+
+
+def upgrade_model(src, dest=None):
+    """Re-save a model file of format 1 (or this one) in this format, from its own pipeline: the
+    same pipeline and probabilities, plus the feature digest and, if linear, the numeric form.
+    A format 1 file recorded no digest: its feature configuration is taken as it stands.
+    Writes ``dest`` (default: over ``src``, atomically) and returns its description."""
+    src = os.fspath(src)
+    meta, members = _open(src, versions=(1, FORMAT_VERSION))
+    if meta["format_version"] == FORMAT_VERSION:
+        model = load_model(src)
+        config, pipeline = model.config, model.pipeline
+    else:
+        config, names = _feature_config(src, meta, pinned=False)
+        _check_sha256(src, members[PIPELINE], meta.get("pipeline_sha256"), "the pipeline")
+        _pipeline_schema(src, members[PIPELINE])
+        pipeline = _load_pipeline(src, members[PIPELINE], [str(c) for c in meta["labels"]], len(names),
+                                  regression=meta.get("target") == "age")
+    return save_model(dest or src, pipeline, config, meta)

@@ -17,7 +17,8 @@ import sys
 
 import click
 
-from common.cli import command, detector_options, jobs_option, one_line, printable, quiet_option, utf8_safe_output
+from common.cli import (command, detector_options, jobs_option, one_line, printable, quiet_option, recommend_options,
+                        utf8_safe_output)
 from common.errors import FacialExpressionError, ImageError
 from landmarks.datasets import IMAGE_EXTENSIONS
 from landmarks.detect import DETECTORS
@@ -51,15 +52,18 @@ def annotation_paths(out, paths, several):
     if not several and not (os.path.isdir(out) or out.endswith(os.sep)):
         chosen = [out] * len(paths)
     else:
-        chosen, taken = [], set()
+        chosen, taken, of_input = [], set(), {}
         for path in paths:
-            stem = os.path.splitext(os.path.basename(path))[0]
-            dest, k = os.path.join(out, f"{stem}.png"), 1
-            while dest in taken:
-                k += 1
-                dest = os.path.join(out, f"{stem}-{k}.png")
-            taken.add(dest)
-            chosen.append(dest)
+            real = os.path.realpath(path)
+            if real not in of_input:  # the same image given twice gets the same picture
+                stem = os.path.splitext(os.path.basename(path))[0]
+                dest, k = os.path.join(out, f"{stem}.png"), 1
+                while dest in taken:
+                    k += 1
+                    dest = os.path.join(out, f"{stem}-{k}.png")
+                taken.add(dest)
+                of_input[real] = dest
+            chosen.append(of_input[real])
     return {path: None if os.path.realpath(dest) in inputs else dest for path, dest in zip(paths, chosen)}
 
 
@@ -172,13 +176,7 @@ def _message(path, exc):
                    "labelled there; an estimate from appearance, not identity; research use only). Adds age, "
                    "age_range, gender, p_female to --json and age, age_low, age_high, gender, p_female to --csv; "
                    "with --explain, what pushed the age up or down and toward the gender.")
-@click.option("--recommend", "catalogue_path", type=click.Path(dir_okay=False), default=None,
-              help="Music catalogue CSV (artist, title, valence, arousal[, url]): after each image, tracks that "
-                   "fit the mood of its largest face (see --mode).")
-@click.option("--mode", type=click.Choice(["match", "lift"]), default="match", show_default=True,
-              help="With --recommend: match mirrors the mood; lift starts there and moves gradually to pleasant.")
-@click.option("--tracks", "n_tracks", type=click.IntRange(1, 100), default=10, show_default=True,
-              help="With --recommend: how many tracks.")
+@recommend_options("after each image, tracks that fit the mood of its largest face (see --mode).")
 @jobs_option()
 @quiet_option
 def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, explain_top, age_gender, catalogue_path,

@@ -279,7 +279,7 @@ def main(features_files, output, name, quick, labels, scheme, target, holdout, b
                                    "figures": scores, "baseline": baseline,
                                    # which faces the figures are of (and the model never saw)
                                    "images": sorted(os.path.basename(s) for s in data.sources[test_rows])}
-            save_model(output, model, data.config, meta)
+            save_model(output, model, data.config, meta, columns=data.columns)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     size = os.path.getsize(output)

@@ -175,6 +175,20 @@ def detector_options(detectors, default=None):
     return decorate
 
 
+def recommend_options(help):
+    """``--recommend CATALOGUE`` (``help`` says what it recommends for), ``--mode match|lift`` and
+    ``--tracks N`` (see :mod:`classifiers.recommend`)."""
+    def decorate(fn):
+        fn = click.option("--tracks", "n_tracks", type=click.IntRange(1, 100), default=10, show_default=True,
+                          help="With --recommend: how many tracks.")(fn)
+        fn = click.option("--mode", type=click.Choice(["match", "lift"]), default="match", show_default=True,
+                          help="With --recommend: match mirrors the mood; lift starts there and moves gradually "
+                               "to pleasant.")(fn)
+        return click.option("--recommend", "catalogue_path", type=click.Path(dir_okay=False), default=None,
+                            help=f"Music catalogue CSV (artist, title, valence, arousal[, url]): {help}")(fn)
+    return decorate
+
+
 def utf8_safe_output():
     """File names that are not valid UTF-8 print as they are instead of failing."""
     for stream in (sys.stdout, sys.stderr):

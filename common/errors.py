@@ -115,3 +115,7 @@ class CatalogueError(FacialExpressionError):
 
 class RecommendationError(FacialExpressionError, ValueError):
     """A recommendation request that cannot be served (unknown mode, n < 1, a point off the scale)."""
+
+
+class VideoError(FacialExpressionError):
+    """A video file, camera or stream that cannot be opened or read (missing, not a video, truncated, unreachable)."""

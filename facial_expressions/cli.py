@@ -20,6 +20,7 @@ COMMANDS = {
     "train": ("classifiers.train", "Fit one model on feature tables -> one model file."),
     "evaluate": ("classifiers.evaluate", "Score a model file on a labelled class-per-folder dataset."),
     "reference": ("features.reference", "Rebuild the neutral face the action units are measured against."),
+    "video": ("facial_expressions.video", "Per-face emotion timeline of a video file, folder, camera or stream."),
 }
 
 

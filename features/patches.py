@@ -2,14 +2,15 @@
 
 Patches are fixed-size windows centred on each part's landmarks in the aligned face, so
 every face gives vectors of the same length. HOG comes from OpenCV's HOGDescriptor (fast,
-C++); LBP from scikit-image (uniform patterns, histograms over a grid of cells).
+C++); LBP from scikit-image (uniform patterns, histograms over a grid of cells), imported only
+when LBP is computed: it pulls in SciPy, a third of a second at start-up that the default
+groups (no LBP) do not need.
 """
 
 import functools
 
 import cv2
 import numpy as np
-from skimage.feature import local_binary_pattern
 
 from landmarks.parts import points_of
 from landmarks.shape import ALIGN_SIZE
@@ -82,6 +83,8 @@ def part_lbp(aligned, aligned_points):
     Codes are computed once over the aligned face at half resolution (LBP_SCALE; most
     expression datasets are 48 px faces, and it keeps LBP cheap), then counted per patch.
     """
+    from skimage.feature import local_binary_pattern
+
     size = int(round(aligned.shape[0] * LBP_SCALE))
     small = cv2.resize(aligned, (size, size), interpolation=cv2.INTER_AREA)
     codes = local_binary_pattern(small, LBP_POINTS, LBP_RADIUS, "uniform").astype(np.int64)

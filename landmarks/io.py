@@ -51,6 +51,27 @@ def _check_file(path):
         raise EmptyImageError(path)
 
 
+#: A JPEG with more scans than this is refused before decoding: progressive JPEGs have about
+#: ten; each extra scan costs a full pass over the image (libjpeg-turbo's -maxscans guard).
+MAX_JPEG_SCANS = 100
+
+
+def _check_jpeg_scans(path):
+    """Refuse a JPEG whose start-of-scan markers (FF DA; never inside entropy-coded data, where
+    FF is always followed by 00 or a restart marker) exceed MAX_JPEG_SCANS."""
+    with open(path, "rb") as fh:
+        if fh.read(3) != b"\xff\xd8\xff":
+            return
+        fh.seek(0)
+        scans, tail = 0, b""
+        while chunk := fh.read(1 << 20):
+            data = tail + chunk
+            scans += data.count(b"\xff\xda")
+            tail = data[-1:]
+            if scans > MAX_JPEG_SCANS:
+                raise CorruptImageError(path, f"more than {MAX_JPEG_SCANS} JPEG scans: refused before decoding")
+
+
 #: Rows converted at a time from 16-bit, 32-bit or float samples (bounds the temporary arrays).
 _ROWS_PER_STEP = 512
 
@@ -117,6 +138,7 @@ def read_image(path, mode="gray", max_pixels=MAX_PIXELS):
     path = os.fspath(path)
     _check_file(path)
     try:
+        _check_jpeg_scans(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's EXIF/truncation chatter: errors are raised instead
             warnings.simplefilter("error", Image.DecompressionBombWarning)

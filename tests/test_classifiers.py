@@ -231,15 +231,16 @@ def test_model_file_records_what_it_needs(jaffe_model):
 
 def _rewrite(src, dest, meta_change=None, blob_change=None):
     with zipfile.ZipFile(src) as zf:
-        meta = json.loads(zf.read("meta.json"))
-        blob = zf.read("pipeline.skops")
+        members = {name: zf.read(name) for name in zf.namelist()}
+    meta = json.loads(members["meta.json"])
     if meta_change:
         meta_change(meta)
+    members["meta.json"] = json.dumps(meta).encode()
     if blob_change:
-        blob = blob_change(blob)
+        members["pipeline.skops"] = blob_change(members["pipeline.skops"])
     with zipfile.ZipFile(dest, "w") as zf:
-        zf.writestr("meta.json", json.dumps(meta))
-        zf.writestr("pipeline.skops", blob)
+        for name, data in members.items():
+            zf.writestr(name, data)
     return dest
 
 
@@ -302,7 +303,7 @@ def test_predict_json_on_real_faces(jaffe_model):
         assert set(obj) == {"image", "faces"} and os.path.exists(obj["image"])
         assert len(obj["faces"]) >= 1
         face = obj["faces"][0]
-        assert set(face) == {"box", "label", "probabilities", "landmarks"}
+        assert set(face) == {"box", "label", "probabilities", "landmarks", "valence", "arousal"}
         assert len(face["box"]) == 4 and all(isinstance(v, int) for v in face["box"])
         assert len(face["landmarks"]) == 68 and all(len(p) == 2 for p in face["landmarks"])
         assert set(face["probabilities"]) == {"angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"}

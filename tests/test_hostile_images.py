@@ -1,7 +1,6 @@
 """Images built to hurt (issue 24, items 6-9): float and 16-bit samples, huge sample depths, thin
 strips, endless progressive scans. Each gives pixels, no face or one clear error, in bounded memory."""
 
-import resource
 import subprocess
 import sys
 
@@ -45,12 +44,16 @@ def test_a_thin_strip_has_no_face_instead_of_a_detector_crash(shape, detector):
 
 
 def _rss_of(args):
-    """Peak resident memory (MB) of a fresh ``python args`` and its exit code."""
-    code = ("import resource, runpy, sys\n"
+    """Peak resident memory (MB) of a fresh ``python args`` and its exit code.
+
+    Read from /proc/self/status (VmHWM, this process's own memory): ru_maxrss would also count
+    the resident size of the pytest process it was forked from."""
+    code = ("import runpy, sys\n"
             f"sys.argv = {args!r}\n"
             "try:\n    runpy.run_module(sys.argv[0], run_name='__main__')\n"
             "except SystemExit as e:\n    code = e.code\n"
-            "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, code, file=sys.stderr)\n")
+            "peak = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
+            "print('RSS', peak // 1024, code, file=sys.stderr)\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_DIR, capture_output=True, text=True,
                             timeout=300)
     line = [x for x in result.stderr.splitlines() if x.startswith("RSS")][-1].split()
@@ -68,3 +71,25 @@ def test_an_88_megapixel_deep_tiff_stays_under_1_gb(tmp_path, kind):
     peak, code, result = _rss_of(["classifiers.predict", str(path)])
     assert code == "3" and "no face found" in result.stdout, result.stderr  # a gradient has no face
     assert peak < 1000, f"{peak} MB"
+
+
+def _many_scans(face, path, scans):
+    """A progressive JPEG of ``face`` whose last scan is repeated until it has ``scans`` scans."""
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(face).save(buffer, "JPEG", progressive=True, quality=90)
+    data = buffer.getvalue()
+    last = data.rindex(b"\xff\xda")
+    body, eoi = data[last:-2], data[-2:]
+    have = data.count(b"\xff\xda")
+    path.write_bytes(data[:-2] + body * max(0, scans - have) + eoi)
+    return path
+
+
+def test_a_jpeg_with_thousands_of_scans_is_refused_before_decoding(face, tmp_path):
+    ordinary = _many_scans(face, tmp_path / "ok.jpg", 0)
+    assert read_image(ordinary).shape == face.shape  # a normal progressive JPEG (about ten scans) reads
+    bomb = _many_scans(face, tmp_path / "scans.jpg", 2000)
+    with pytest.raises(CorruptImageError, match="more than 100 JPEG scans: refused before decoding"):
+        read_image(bomb)  # (decoding it would take minutes: each scan is a pass over the image)

@@ -40,12 +40,26 @@ def shipped():
         return json.loads(zf.read("meta.json")), zf.read("pipeline.skops"), data
 
 
-def model_file(path, meta, blob, checksum=True, members=None, compression=zipfile.ZIP_STORED):
-    """Write a model zip; ``checksum``: make meta.json's pipeline_sha256 match ``blob``."""
+def shipped_member(name):
+    with zipfile.ZipFile(artifact.DEFAULT_MODEL) as zf:
+        return zf.read(name)
+
+
+def model_file(path, meta, blob, checksum=True, members=None, compression=zipfile.ZIP_STORED, linear=None):
+    """Write a model zip; ``checksum``: make meta.json's pipeline_sha256 match ``blob`` (and
+    linear_sha256 the numeric form). The numeric form is ``linear``, by default the shipped model's
+    when ``meta`` names one."""
     meta = dict(meta)
+    if linear is None and "linear_sha256" in meta:
+        linear = shipped_member("linear.npz")
     if checksum:
         meta["pipeline_sha256"] = hashlib.sha256(blob).hexdigest()
-    members = members or {"meta.json": json.dumps(meta).encode(), "pipeline.skops": blob}
+        if linear is not None:
+            meta["linear_sha256"] = hashlib.sha256(linear).hexdigest()
+    if members is None:
+        members = {"meta.json": json.dumps(meta).encode(), "pipeline.skops": blob}
+        if linear is not None:
+            members["linear.npz"] = linear
     with zipfile.ZipFile(path, "w", compression=compression) as zf:
         for name, data in members.items():
             zf.writestr(name, data)
@@ -230,14 +244,16 @@ def test_truncated_model_files(tmp_path, shipped):
 
 
 def test_flipped_bytes(tmp_path, shipped):
-    """One byte changed in place anywhere: in meta.json, in the pipeline (the zip's CRC catches it), in
-    the pipeline with the zip rewritten around it (the checksum catches it), in the zip directory."""
+    """One byte changed in place anywhere: in meta.json, in the pipeline or the numeric form (the zip's
+    CRC catches it), in the pipeline with the zip rewritten around it (the checksum catches it), in the
+    zip directory (where the last member starts)."""
     meta, blob, data = shipped
     meta_start, meta_size = _data_offset(data, "meta.json")
     pipe_start, pipe_size = _data_offset(data, "pipeline.skops")
+    linear_start, linear_size = _data_offset(data, "linear.npz")
     places = {"meta": meta_start + meta_size // 2, "pipeline_start": pipe_start + 10,
               "pipeline_middle": pipe_start + pipe_size // 2, "pipeline_end": pipe_start + pipe_size - 5,
-              "directory": len(data) - 40}
+              "linear_middle": linear_start + linear_size // 2, "directory": data.rindex(b"PK\x01\x02") + 42}
     for name, where in places.items():
         damaged = bytearray(data)
         damaged[where] ^= 0x20
@@ -321,7 +337,8 @@ def test_zip_bombs_are_refused_before_they_unpack(tmp_path, shipped, monkeypatch
     meta, blob, _ = shipped
     monkeypatch.setattr(artifact, "MAX_BYTES", 2_000_000)
     zeros = bytes(20_000_000)
-    outer = model_file(tmp_path / "outer_bomb.skops", meta, zeros, compression=zipfile.ZIP_DEFLATED)
+    bare_meta = {k: v for k, v in meta.items() if k != "linear_sha256"}  # the bomb, no numeric form beside it
+    outer = model_file(tmp_path / "outer_bomb.skops", bare_meta, zeros, compression=zipfile.ZIP_DEFLATED)
     assert outer.stat().st_size < 100_000
     _refused_within(outer, "unpacks to more than 2 MB", 6_000_000)
 
@@ -348,3 +365,170 @@ def test_zip_bombs_are_refused_before_they_unpack(tmp_path, shipped, monkeypatch
 def test_the_shipped_model_still_loads():
     model = artifact.load_model()
     assert model.labels and model.config.detector in ("auto", "hog", "cnn", "whole")
+
+
+# --- the feature layout and the parameters ----------------------------------------------------------------
+
+def with_arrays(blob, edit):
+    """The skops blob with each .npy array replaced by ``edit(attribute name, array)`` where that
+    returns an array (the name is the key the array sits under in schema.json)."""
+    import numpy as np
+
+    inner = zipfile.ZipFile(io.BytesIO(blob))
+    keys, stack = {}, [(None, json.loads(inner.read("schema.json")))]
+    while stack:
+        key, node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("__loader__") == "NdArrayNode" and "file" in node:
+                keys[node["file"]] = key
+            stack.extend((key if k == "content" else k, v) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((key, v) for v in node)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for info in inner.infolist():
+            data = inner.read(info)
+            if info.filename in keys:
+                array = np.load(io.BytesIO(data), allow_pickle=False)
+                changed = edit(keys[info.filename], array.copy())
+                if changed is not None:
+                    buffer = io.BytesIO()
+                    np.save(buffer, changed, allow_pickle=False)
+                    data = buffer.getvalue()
+            zf.writestr(info.filename, data)
+    return out.getvalue()
+
+
+def with_linear_arrays(edit):
+    """The shipped numeric form with ``edit(arrays)`` applied to its {name: array}."""
+    import numpy as np
+
+    with np.load(io.BytesIO(shipped_member("linear.npz")), allow_pickle=False) as npz:
+        arrays = {name: npz[name].copy() for name in npz.files}
+    edit(arrays)
+    out = io.BytesIO()
+    np.savez_compressed(out, **arrays)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("change", ["reversed groups", "detector hog", "upsample 1", "align_size 112",
+                                    "no digest", "digest of other columns"])
+def test_the_feature_layout_is_pinned(tmp_path, shipped, change):
+    """meta.json's feature configuration must be the one the pipeline was trained on, to the column: groups
+    in another order (the same number of columns), another detector or upsampling (no column changes, but
+    not the faces the model learnt from) were loaded and gave confident nonsense ("angry 100%")."""
+    from features.describe import FeatureConfig
+
+    meta, blob, _ = shipped
+    meta = json.loads(json.dumps(meta))
+    config = meta["feature_config"]
+    if change == "reversed groups":
+        config["groups"] = config["groups"][::-1]
+    elif change == "detector hog":
+        config["detector"] = "hog"
+    elif change == "upsample 1":
+        config["upsample"] = 1
+    elif change == "align_size 112":
+        config["align_size"] = 112
+    elif change == "no digest":
+        del meta["features_sha256"]
+    else:
+        names = FeatureConfig.from_dict(config).columns()[0]
+        meta["features_sha256"] = artifact.features_digest(FeatureConfig.from_dict(config), names[::-1])
+    path = model_file(tmp_path / "moved.skops", meta, blob)
+    assert_refused(path, "not the one the model was trained on", IncompatibleModelError)
+
+
+@pytest.mark.parametrize("name, value", [("coef", "nan"), ("intercept", "inf"), ("scale", "inf"), ("mean", "-inf")])
+def test_non_finite_parameters_of_the_numeric_form_are_refused(tmp_path, shipped, name, value):
+    def spoil(arrays):
+        arrays[name].flat[len(arrays[name].flat) // 2] = float(value)
+
+    meta, blob, _ = shipped
+    path = model_file(tmp_path / "spoilt.skops", meta, blob, linear=with_linear_arrays(spoil))
+    message = assert_refused(path, "NaN or infinity")
+    assert name in message
+
+
+@pytest.mark.integration  # reads a JAFFE face
+def test_non_finite_parameters_of_the_pipeline_are_refused(tmp_path, shipped):
+    """An infinite scale in the shipped pipeline, its numeric form intact: with the numeric form the file
+    predicts (the pipeline is not loaded) and is refused, one line, when the pipeline is needed (--explain);
+    without it the pipeline is loaded, and refused, by load_model."""
+    meta, blob, _ = shipped
+    spoilt = with_arrays(blob, lambda key, array: (array.__setitem__(0, float("inf")) or array)
+                         if key == "scale_" else None)
+    path = model_file(tmp_path / "spoilt_pipeline.skops", meta, spoilt)
+    model = artifact.load_model(path)
+    with pytest.raises(ModelFileError, match="NaN or infinity") as info:
+        model.pipeline
+    assert str(info.value).startswith(f"{path}: ") and "scale_" in str(info.value)
+    line = one_line_cli_error(predict_cli.main, [FACE, "--model", path, "--explain"], f"error: {path}: ")
+    assert "NaN or infinity" in line
+
+    alone = model_file(tmp_path / "spoilt_alone.skops", {k: v for k, v in meta.items() if k != "linear_sha256"},
+                       spoilt)
+    assert_refused(alone, "NaN or infinity")
+
+
+def _spoil_a_threshold(name, pipe):
+    """One split threshold of the first tree of a fitted rf or xgboost pipeline -> NaN."""
+    model = pipe.named_steps["model"]
+    if name == "rf":
+        model.estimators_[0].tree_.threshold[0] = float("nan")
+        return
+    import xgboost as xgb
+
+    trees = json.loads(bytes(model.booster_.save_raw("json")))
+    trees["learner"]["gradient_booster"]["model"]["trees"][0]["split_conditions"][0] = float("nan")
+    model.booster_ = xgb.Booster()
+    model.booster_.load_model(bytearray(json.dumps(trees).encode()))
+
+
+@pytest.mark.parametrize("name", ["rf", "xgboost"])
+def test_tree_thresholds_that_are_not_finite_are_refused(tmp_path, tables, monkeypatch, name):
+    """A tree model (no numeric form: load_model rebuilds it) with a NaN split threshold: save_model
+    refuses it, and a file written without that check (as by an earlier version) is refused on load."""
+    from classifiers.data import load_training_data
+    from classifiers.models import make_pipeline
+
+    data = load_training_data(tables["jaffe"])
+    pipe = make_pipeline(name, data.groups, seed=0).set_params(model__n_estimators=3).fit(data.X, data.y)
+    _spoil_a_threshold(name, pipe)
+    with pytest.raises(ModelFileError, match="NaN or infinity"):
+        artifact.save_model(tmp_path / "never.skops", pipe, data.config)
+    assert not (tmp_path / "never.skops").exists()
+    monkeypatch.setattr(artifact, "non_finite_parameters", lambda estimator: [])
+    artifact.save_model(tmp_path / "unchecked.skops", pipe, data.config)
+    monkeypatch.undo()
+    with zipfile.ZipFile(tmp_path / "unchecked.skops") as zf:
+        assert sorted(zf.namelist()) == ["meta.json", "pipeline.skops"]
+    assert_refused(tmp_path / "unchecked.skops", "NaN or infinity")
+
+
+def test_a_numeric_form_that_disagrees_with_the_pipeline_is_refused_when_the_pipeline_is_used(tmp_path, shipped):
+    def nudge(arrays):
+        arrays["coef"][0, 0] += 0.5
+
+    meta, blob, _ = shipped
+    path = model_file(tmp_path / "nudged.skops", meta, blob, linear=with_linear_arrays(nudge))
+    model = artifact.load_model(path)
+    with pytest.raises(ModelFileError, match="does not match the pipeline"):
+        model.pipeline
+
+
+def test_a_format_1_file_is_refused_and_upgraded(tmp_path, shipped):
+    """Files of the format before the numeric form and the feature digest: refused with a hint; upgrade_model
+    re-saves one from its own pipeline, to the same probabilities."""
+    import numpy as np
+
+    meta, blob, _ = shipped
+    old = {k: v for k, v in meta.items() if k not in ("features_sha256", "linear_sha256")}
+    old["format_version"] = 1
+    path = model_file(tmp_path / "old.skops", old, blob)
+    assert_refused(path, "format 1, this code reads 2 .*upgrade_model", IncompatibleModelError)
+    artifact.upgrade_model(path, tmp_path / "new.skops")
+    new, shipped_model = artifact.load_model(tmp_path / "new.skops"), artifact.load_model()
+    assert new.linear is not None and new.meta["model"] == shipped_model.meta["model"]
+    X = np.random.default_rng(0).normal(size=(5, len(new.config.columns()[0]))).astype(np.float32)
+    assert np.array_equal(new.predict_proba(X), shipped_model.predict_proba(X))

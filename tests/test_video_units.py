@@ -1,0 +1,55 @@
+"""The video mode's bookkeeping, without a video: boxes, time options, bounded plot series, latencies."""
+
+import click
+import numpy as np
+import pytest
+
+from facial_expressions.tracking import CutDetector, iou
+from facial_expressions.video import LatencyStats, _seconds
+from facial_expressions.video_outputs import PLOT_POINTS, Series, timeline_columns
+
+
+def test_iou():
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (20, 0, 10, 10)) == 0.0
+    assert iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
+
+
+def test_times_in_seconds_or_minutes():
+    assert _seconds(None, None, "12.5") == 12.5
+    assert _seconds(None, None, "1:30") == 90.0
+    assert _seconds(None, None, "1:00:02") == 3602.0
+    for bad in ("abc", "-3", "1:2:3:4"):
+        with pytest.raises(click.BadParameter):
+            _seconds(None, None, bad)
+
+
+def test_plot_series_stays_bounded_and_keeps_the_time_axis():
+    series = Series()
+    for i in range(20 * PLOT_POINTS):
+        series.add(i / 30.0, [0.25, 0.75])
+    data = series.array()
+    assert len(data) <= PLOT_POINTS + 1
+    assert data[0, 0] < 1.0 and data[-1, 0] > (20 * PLOT_POINTS - 40) / 30.0
+    assert np.all(np.diff(data[:, 0]) > 0) and np.allclose(data[:, 1:], [0.25, 0.75])
+
+
+def test_latency_percentiles_in_constant_memory():
+    stats = LatencyStats()
+    for ms in range(1, 101):
+        stats.add(ms / 1000.0)
+    summary = stats.to_dict()
+    assert summary["frames"] == 100 and summary["max"] == pytest.approx(100.0)
+    assert 49 <= summary["median"] <= 52 and 94 <= summary["p95"] <= 97
+
+
+def test_cut_detector_on_synthetic_frames():
+    cuts = CutDetector()
+    dark, bright = np.full((240, 320), 40, np.uint8), np.full((240, 320), 200, np.uint8)
+    assert [cuts.is_cut(f) for f in (dark, dark, bright, bright)] == [False, False, True, False]
+
+
+def test_timeline_columns():
+    columns = timeline_columns(["happy", "sad"], landmarks=True)
+    assert columns[:10] == ["frame", "time_s", "face_id", "x", "y", "w", "h", "label", "p_happy", "p_sad"]
+    assert columns[10:12] == ["valence", "arousal"] and columns[-2:] == ["x67", "y67"] and len(columns) == 12 + 136
