@@ -173,13 +173,19 @@ def _rows_for(model, faces, X, config):
     return np.vstack([describe_face(face, model.config) for face in faces])
 
 
+def age_gender_models():
+    """(age model, gender model): the shipped apparent-age and apparent-gender models, loaded once
+    per process. Raises ModelFileError when one is missing, damaged or not what it should be."""
+    return _shipped(AGE_MODEL, "age"), _shipped(GENDER_MODEL, "gender")
+
+
 def _age_gender_fields(faces, X, config, explain=0):
     """Per face, the :class:`FacePrediction` fields of the shipped age and gender models (loaded
     once per process, on first use): age, age_range, gender, p_female and, with ``explain``, their
     explanations. ``X`` holds the faces' rows under ``config``."""
     from .age import age_ranges
 
-    age_model, gender_model = _shipped(AGE_MODEL, "age"), _shipped(GENDER_MODEL, "gender")
+    age_model, gender_model = age_gender_models()
     X_age, X_gender = _rows_for(age_model, faces, X, config), _rows_for(gender_model, faces, X, config)
     ages = age_model.predict(X_age)
     ranges = age_ranges(ages, age_model.meta["age_range"])
@@ -257,7 +263,7 @@ def _warm_up(model_path, detector, age_gender=False):
 
     model = load_model(model_path)
     if age_gender:
-        _shipped(AGE_MODEL, "age"), _shipped(GENDER_MODEL, "gender")
+        age_gender_models()
     models.shape_predictor()
     if (detector or model.config.detector) in ("auto", "hog"):
         models.hog_detector()

@@ -17,8 +17,8 @@ import sys
 
 import click
 
-from common.cli import (command, detector_options, jobs_option, one_line, printable, quiet_option, recommend_options,
-                        utf8_safe_output)
+from common.cli import (age_gender_option, command, detector_options, jobs_option, one_line, printable, quiet_option,
+                        recommend_options, utf8_safe_output)
 from common.errors import FacialExpressionError, ImageError
 from landmarks.datasets import IMAGE_EXTENSIONS
 from landmarks.detect import DETECTORS
@@ -170,12 +170,8 @@ def _message(path, exc):
                    "and against it, with signed amounts (logit for logistic regression, margin for XGBoost, "
                    "probability via SHAP for other models). With --annotate, face parts are coloured by their "
                    "contribution (green toward, red against).")
-@click.option("--age-gender", "age_gender", is_flag=True,
-              help="Also estimate each face's apparent age, with a plausible range, and its apparent gender, with "
-                   "its probability (the shipped UTKFace models: age as labelled in UTKFace, binary gender as "
-                   "labelled there; an estimate from appearance, not identity; research use only). Adds age, "
-                   "age_range, gender, p_female to --json and age, age_low, age_high, gender, p_female to --csv; "
-                   "with --explain, what pushed the age up or down and toward the gender.")
+@age_gender_option("Adds age, age_range, gender, p_female to --json and age, age_low, age_high, gender, p_female "
+                   "to --csv; with --explain, what pushed the age up or down and toward the gender.")
 @recommend_options("after each image, tracks that fit the mood of its largest face (see --mode).")
 @jobs_option()
 @quiet_option

@@ -189,6 +189,16 @@ def recommend_options(help):
     return decorate
 
 
+def age_gender_option(adds):
+    """``--age-gender``: also the shipped apparent-age and apparent-gender models' estimates per
+    face (``recognise(..., age_gender=True)``); ``adds`` says where they appear."""
+    return click.option("--age-gender", "age_gender", is_flag=True,
+                        help="Also estimate each face's apparent age, with a plausible range, and its apparent "
+                             "gender, with its probability (the shipped UTKFace models: age and binary gender as "
+                             "labelled in UTKFace; an estimate from appearance, not identity; research use "
+                             f"only). {adds}")
+
+
 def utf8_safe_output():
     """File names that are not valid UTF-8 print as they are instead of failing."""
     for stream in (sys.stdout, sys.stderr):
