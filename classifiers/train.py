@@ -183,7 +183,9 @@ def benchmark_figures(paths, name):
                 entry = {"dataset": results.dataset, "protocol": results.protocol_description,
                          "quick": results.quick}
                 entry.update({k: getattr(m, k) for k in keys if getattr(m, k) is not None})
-                if "PrivateTest" in m.subsets:
+                if getattr(m, "per_age_group", None):   # age and gender: the figures per age group
+                    entry["per_age_group"] = m.per_age_group
+                if "PrivateTest" in getattr(m, "subsets", {}):   # an age model's results have no subsets
                     entry["PrivateTest_accuracy"] = m.subsets["PrivateTest"].accuracy
                 out.append(entry)
     return out
