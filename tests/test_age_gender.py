@@ -210,6 +210,13 @@ def test_quick_age_benchmark_beats_the_mean_age_by_a_wide_margin(utk_table, tmp_
     text = (report / "report.md").read_text()
     assert "| mean age |" in text and "## Per age group" in text and "MAE" in result.output
     assert not list(report.glob("confusion_*.png")) and (report / "comparison.png").stat().st_size > 1000
+    # train --benchmark carries the model's cross-validated figures into the model file
+    trained = run(train_cli.main, [utk_table, "--target", "age", "--model", "ridge", "--quick", "--benchmark",
+                                   report / "results.json", "-o", tmp_path / "ridge.skops", "-q"])
+    assert trained.exit_code == 0, trained.output
+    [figures] = artifact.load_model(tmp_path / "ridge.skops").meta["benchmarks"]
+    assert figures["mae"] == ridge.mae and list(figures["per_age_group"]) == list(AGE_GROUP_NAMES)
+    assert "5-fold" in figures["protocol"]
 
 
 def test_quick_gender_benchmark_beats_the_majority_class(utk_table, tmp_path):
@@ -290,12 +297,19 @@ def test_shipped_models_are_small_fast_to_load_and_say_what_they_are(path, targe
     meta = model.meta
     assert "research" in meta["training_data"]["terms"] and list(meta["training_data"]["datasets"]) == ["utkface"]
     assert meta["holdout"]["fraction"] == 0.2 and meta["holdout"]["seed"] == 0
+    # the 5-fold cross-validation of its pipeline (train --benchmark), as README and BENCHMARKS give them
+    [cv] = meta["benchmarks"]
+    assert cv["dataset"] == "utkface" and "5-fold" in cv["protocol"]
+    assert list(cv["per_age_group"]) == list(AGE_GROUP_NAMES)
     if target == "age":
         assert model.regression and set(meta["age_range"]["offsets"]) == set(AGE_GROUP_NAMES)
         assert meta["holdout"]["figures"]["mae"] < 0.6 * meta["holdout"]["baseline"]["mae"]
+        assert meta["holdout"]["figures"]["mae"] < 7.0 and cv["mae"] < 7.0   # 6.82 and 6.97 (README)
     else:
         assert model.labels == ["female", "male"]
         assert meta["holdout"]["figures"]["accuracy"] > 0.8 > meta["holdout"]["baseline"]["accuracy"]
+        assert meta["holdout"]["figures"]["accuracy"] > 0.88 and cv["accuracy"] > 0.88   # 88.9% and 88.6%
+        assert model.linear is not None   # predicts with numpy alone (model file format 2)
 
 
 def test_recognise_adds_age_and_gender_only_when_asked():
@@ -326,7 +340,8 @@ def test_a_regressor_is_not_an_expression_model():
 
 def test_children_and_old_people_it_never_saw_land_in_plausible_ranges(utkface_dir):
     """Faces of the shipped models' held-out fifth: young children are estimated as children,
-    people over 75 as old, most of them with their labelled age inside the range."""
+    people over 75 as old; most children's labelled ages fall inside their range, and old faces,
+    estimated too young (README: 57% of the held-out faces of 75 and over), still often do."""
     held_out = artifact.load_model(artifact.AGE_MODEL).meta["holdout"]["images"]
     assert len(held_out) > 1000
 
@@ -339,8 +354,11 @@ def test_children_and_old_people_it_never_saw_land_in_plausible_ranges(utkface_d
     children, old = estimates(2, 8), estimates(75, 100)
     assert len(children) >= 6 and len(old) >= 6
     assert np.median([f.age for _, f in children]) < 15 < 55 < np.median([f.age for _, f in old])
-    inside = [f.age_range[0] <= age <= f.age_range[1] for age, f in children + old]
-    assert np.mean(inside) >= 0.6, inside
+
+    def inside(faces):
+        return np.mean([f.age_range[0] <= age <= f.age_range[1] for age, f in faces])
+
+    assert inside(children) >= 0.6 and inside(old) >= 0.4, (inside(children), inside(old))
 
 
 def test_predict_age_gender_in_text_json_and_csv():
