@@ -10,18 +10,19 @@ through :func:`recognise`, :func:`recognise_many` and :func:`load_model`; the im
 features step itself is :func:`features.describe.describe_image`.
 """
 
+import dataclasses
 import functools
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from common.errors import AffectError, FacialExpressionError
-from features.describe import describe_image
+from common.errors import AffectError, FacialExpressionError, ModelFileError
+from features.describe import describe_face, describe_image
 from landmarks.io import as_image
 
 from .affect import valence_arousal
-from .artifact import DEFAULT_MODEL, Model
+from .artifact import AGE_MODEL, DEFAULT_MODEL, GENDER_MODEL, Model
 from .artifact import load_model as _load_model_file
 
 
@@ -41,7 +42,7 @@ class Reason:
 class Explanation:
     """Why a face got its label (see :mod:`classifiers.explain` for how contributions are made)."""
 
-    kind: str                       # "logit", "margin" or "probability": what contributions add up to
+    kind: str                       # "logit", "margin", "probability" or "years" (age): what contributions add up to
     toward: tuple = ()              # Reasons that pushed most toward the label, largest first
     against: tuple = ()             # Reasons that pushed most against it, largest first
     parts: dict = field(default_factory=dict)  # face part (brows, eyes, nose, mouth, jaw) -> summed contribution
@@ -56,6 +57,13 @@ class FacePrediction:
     (x, y) points of dlib's iBUG 300-W scheme in image pixels; ``valence`` and ``arousal``
     place the face on Russell's circumplex (-1..+1 each, :mod:`classifiers.affect`; None for a
     model whose classes have no place there).
+
+    With ``recognise(..., age_gender=True)`` (else None): ``age``, the apparent age in years as
+    UTKFace labels it; ``age_range``, (low, high) years holding the labelled age of about 80% of
+    such faces (:mod:`classifiers.age`); ``gender``, the apparent binary gender ("female" or
+    "male") and ``p_female``, its probability of "female"; with ``explain`` too,
+    ``age_explanation`` (what pushed the estimate up, kind "years") and ``gender_explanation``.
+    These are estimates from a face's appearance, not a person's identity or self-description.
     """
 
     box: tuple
@@ -65,6 +73,12 @@ class FacePrediction:
     explanation: Explanation | None = None
     valence: float | None = None
     arousal: float | None = None
+    age: float | None = None
+    age_range: tuple | None = None
+    gender: str | None = None
+    p_female: float | None = None
+    age_explanation: Explanation | None = None
+    gender_explanation: Explanation | None = None
 
     @property
     def confidence(self):
@@ -74,7 +88,9 @@ class FacePrediction:
     def to_dict(self):
         """JSON-ready dict: box, label, probabilities (4 decimals), landmarks (1 decimal), valence and
         arousal (when known) and, when explained, ``explanation`` (reasons toward, then against)
-        and ``explanation_kind``."""
+        and ``explanation_kind``; when asked for, ``age`` and ``age_range`` (1 decimal), ``gender``
+        and ``p_female`` (4 decimals), explained as ``age_explanation`` (up, then down) and
+        ``gender_explanation`` with their kinds."""
         out = {
             "box": [int(v) for v in self.box],
             "label": self.label,
@@ -83,9 +99,15 @@ class FacePrediction:
         }
         if self.valence is not None:
             out["valence"], out["arousal"] = round(self.valence, 4), round(self.arousal, 4)
-        if self.explanation is not None:
-            out["explanation"] = [r.to_dict() for r in self.explanation.toward + self.explanation.against]
-            out["explanation_kind"] = self.explanation.kind
+        if self.age is not None:
+            out["age"], out["age_range"] = round(self.age, 1), [round(float(v), 1) for v in self.age_range]
+        if self.gender is not None:
+            out["gender"], out["p_female"] = self.gender, round(self.p_female, 4)
+        for key, explanation in (("explanation", self.explanation), ("age_explanation", self.age_explanation),
+                                 ("gender_explanation", self.gender_explanation)):
+            if explanation is not None:
+                out[key] = [r.to_dict() for r in explanation.toward + explanation.against]
+                out[f"{key}_kind"] = explanation.kind
         return out
 
 
@@ -126,8 +148,56 @@ def _explanation(exp, top):
                        against=tuple(Reason(**r) for r in against), parts=dict(exp.parts))
 
 
+def _explanations(model, X, top):
+    """One :class:`Explanation` per row of ``X`` with the ``top`` reasons each way, or Nones when ``top`` is 0."""
+    if not top:
+        return [None] * len(X)
+    from .explain import explain as explain_rows
+
+    return [_explanation(e, int(top)) for e in explain_rows(model, X)]
+
+
+def _shipped(path, target):
+    """The shipped model at ``path``, which must have learned ``target`` (age or gender)."""
+    model = load_model(path)
+    if model.target != target:
+        raise ModelFileError(f"{model.path}: not an {target} model (it learned {model.target})")
+    return model
+
+
+def _rows_for(model, faces, X, config):
+    """The feature rows of ``faces`` under ``model``'s feature configuration: ``X`` (made under
+    ``config``) when the two describe faces alike, else the faces described again."""
+    if dataclasses.replace(model.config, detector=config.detector, upsample=config.upsample) == config:
+        return X
+    return np.vstack([describe_face(face, model.config) for face in faces])
+
+
+def age_gender_models():
+    """(age model, gender model): the shipped apparent-age and apparent-gender models, loaded once
+    per process. Raises ModelFileError when one is missing, damaged or not what it should be."""
+    return _shipped(AGE_MODEL, "age"), _shipped(GENDER_MODEL, "gender")
+
+
+def _age_gender_fields(faces, X, config, explain=0):
+    """Per face, the :class:`FacePrediction` fields of the shipped age and gender models (loaded
+    once per process, on first use): age, age_range, gender, p_female and, with ``explain``, their
+    explanations. ``X`` holds the faces' rows under ``config``."""
+    from .age import age_ranges
+
+    age_model, gender_model = age_gender_models()
+    X_age, X_gender = _rows_for(age_model, faces, X, config), _rows_for(gender_model, faces, X, config)
+    ages = age_model.predict(X_age)
+    ranges = age_ranges(ages, age_model.meta["age_range"])
+    p_female = gender_model.predict_proba(X_gender)[:, gender_model.labels.index("female")]
+    return [{"age": float(a), "age_range": (float(r[0]), float(r[1])), "p_female": float(p),
+             "gender": "female" if p >= 0.5 else "male", "age_explanation": ea, "gender_explanation": eg}
+            for a, r, p, ea, eg in zip(ages, ranges, p_female, _explanations(age_model, X_age, explain),
+                                       _explanations(gender_model, X_gender, explain))]
+
+
 def recognise(image, *, model=None, explain=0, detector=None, upsample=None, max_faces=None, boxes=None,
-              adjust=None):
+              age_gender=False, adjust=None):
     """The expression of every face in ``image``, largest face first.
 
     ``image``: a path, a PIL image, or a numpy uint8 array ((h, w) gray or (h, w, 3) RGB).
@@ -138,28 +208,32 @@ def recognise(image, *, model=None, explain=0, detector=None, upsample=None, max
     video) skips detection and keeps their order. ``adjust`` (a function: float32 feature rows, one
     per face, in ``model.config.columns()`` order -> rows of the same shape) changes the features
     before the classifier sees them, e.g. a tracked person's calibration against their own
-    baseline (:mod:`facial_expressions.video`). Returns a list of :class:`FacePrediction`
-    (empty when no face is found). Raises :class:`common.errors.ImageError` for an unreadable image.
+    baseline (:mod:`facial_expressions.video`). ``age_gender=True`` adds each face's apparent
+    age (with a plausible range) and apparent gender (with its probability) from the shipped
+    age and gender models, from the same landmarks and features. Returns a list of
+    :class:`FacePrediction` (empty when no face is found). Raises
+    :class:`common.errors.ImageError` for an unreadable image.
 
     >>> import numpy as np
     >>> recognise(np.full((480, 640), 128, dtype=np.uint8))  # a blank photo has no face
     []
     """
     model = _resolve(model)
+    if model.regression:
+        raise ModelFileError(f"{model.path}: an age model estimates a number, not an expression; "
+                             f"use recognise(..., age_gender=True)")
     pixels = as_image(image, "gray")
     faces, X, _ = describe_image(pixels, model.config, detector, upsample, max_faces, boxes)
     if not faces:
         return []
+    # age and gender read the faces as described: a per-person calibration is for the expression only
+    extras = _age_gender_fields(faces, X, model.config, explain) if age_gender else [{}] * len(faces)
     if adjust is not None:
         X = adjust(X)
     proba = model.predict_proba(X)
-    explanations = [None] * len(faces)
-    if explain:
-        from .explain import explain as explain_rows
-
-        explanations = [_explanation(e, int(explain)) for e in explain_rows(model, X)]
+    explanations = _explanations(model, X, explain)
     out = []
-    for face, p, e in zip(faces, proba, explanations):
+    for face, p, e, extra in zip(faces, proba, explanations, extras):
         probabilities = {c: float(v) for c, v in zip(model.labels, p)}
         try:
             valence, arousal = valence_arousal(probabilities)
@@ -167,7 +241,7 @@ def recognise(image, *, model=None, explain=0, detector=None, upsample=None, max
             valence = arousal = None
         out.append(FacePrediction(box=tuple(int(v) for v in face.box), label=model.labels[int(np.argmax(p))],
                                   probabilities=probabilities, explanation=e, valence=valence, arousal=arousal,
-                                  landmarks=tuple((float(x), float(y)) for x, y in face.points)))
+                                  landmarks=tuple((float(x), float(y)) for x, y in face.points), **extra))
     return out
 
 
@@ -183,11 +257,13 @@ def _recognise_chunk(paths, model_path, options):
     return out
 
 
-def _warm_up(model_path, detector):
+def _warm_up(model_path, detector, age_gender=False):
     """Load everything a worker needs before the pool forks, so forked workers share it."""
     from landmarks import models
 
     model = load_model(model_path)
+    if age_gender:
+        age_gender_models()
     models.shape_predictor()
     if (detector or model.config.detector) in ("auto", "hog"):
         models.hog_detector()
@@ -210,7 +286,8 @@ def recognise_many(paths, *, model=None, jobs=-1, chunk_size=8, **options):
 
     Runs on ``jobs`` processes (-1: every core). The model and dlib's detector and
     predictor are loaded once, before the worker processes are forked, so no worker loads
-    them again. ``options`` are :func:`recognise`'s (explain, detector, upsample, max_faces).
+    them again. ``options`` are :func:`recognise`'s (explain, detector, upsample, max_faces,
+    age_gender).
     An image that cannot be read yields its error instead of stopping the stream.
 
     >>> for path, faces in recognise_many(["../shared/datasets/jaffe/happy/KA.HA1.29.tiff"], jobs=1):
@@ -228,7 +305,7 @@ def recognise_many(paths, *, model=None, jobs=-1, chunk_size=8, **options):
         return
     import multiprocessing
 
-    _warm_up(model_path, options.get("detector"))
+    _warm_up(model_path, options.get("detector"), options.get("age_gender", False))
     # fork: the workers start with the parent's loaded model and dlib objects (copy-on-write)
     with multiprocessing.get_context("fork").Pool(n_jobs, initializer=_worker_init) as pool:
         for result in pool.imap(functools.partial(_recognise_chunk, model_path=model_path, options=options),

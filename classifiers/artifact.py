@@ -71,6 +71,7 @@ TRUSTED_TYPES = (
     "classifiers.models.CappedPCA",
     "classifiers.models.GroupSelector",
     "classifiers.models.XGBoostModel",
+    "classifiers.models.XGBoostRegressor",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
     "sklearn.feature_selection._univariate_selection.f_classif",  # the score of logreg's ANOVA filter
@@ -102,6 +103,9 @@ def trusted_types():
 
 #: The shipped default model.
 DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "default.skops")
+#: The shipped apparent-age and apparent-gender models (UTKFace; ``recognise(..., age_gender=True)``).
+AGE_MODEL = os.path.join(os.path.dirname(DEFAULT_MODEL), "age.skops")
+GENDER_MODEL = os.path.join(os.path.dirname(DEFAULT_MODEL), "gender.skops")
 
 
 #: What the skops schema of an exactly linear pipeline holds: node loader -> the types it may
@@ -171,8 +175,21 @@ class Model:
         return self.pipeline.predict_proba(X)
 
     def predict(self, X):
+        """The label of each row; for a regressor (:attr:`regression`) its estimate (float)."""
+        if self.regression:
+            return np.asarray(self.pipeline.predict(np.atleast_2d(np.asarray(X, dtype=np.float32))), dtype=np.float64)
         proba = self.predict_proba(X)
         return np.asarray(self.labels)[np.argmax(proba, axis=1)]
+
+    @property
+    def target(self):
+        """What the model learned (common.labels.TARGETS): "label" (emotions), "gender" or "age"."""
+        return self.meta.get("target", "label")
+
+    @property
+    def regression(self):
+        """True for a model that estimates a number (age in years) instead of a class."""
+        return self.target == "age"
 
 
 def _json_default(value):
@@ -233,7 +250,8 @@ def _non_finite_error(path, where):
 
 
 def save_model(path, pipeline, config, meta=None, columns=None):
-    """Write ``pipeline`` (fitted, with predict_proba) and its description to ``path``, atomically.
+    """Write ``pipeline`` (fitted, with predict_proba; a regressor, with predict, when ``meta`` says
+    target "age") and its description to ``path``, atomically.
 
     ``columns``: the names of the columns the pipeline was trained on (a feature table's); they
     must be the ones ``config`` gives. A linear pipeline also gets its numeric form. Refuses a
@@ -255,7 +273,7 @@ def save_model(path, pipeline, config, meta=None, columns=None):
     bad = non_finite_parameters(pipeline)
     if bad:
         raise ModelFileError(f"the pipeline's parameters hold NaN or infinity ({', '.join(bad[:3])})")
-    labels = [str(c) for c in pipeline.classes_]
+    labels = [str(c) for c in getattr(pipeline, "classes_", [])]  # a regressor (meta target "age") has none
     blob = sio.dumps(pipeline, compression=zipfile.ZIP_DEFLATED)
     untrusted = set(sio.get_untrusted_types(data=blob)) - trusted_types()
     if untrusted:
@@ -484,22 +502,28 @@ def _check_background(path, meta, n_features):
                              f"{MAX_BACKGROUND_ROWS} rows of {n_features} finite numbers")
 
 
-def _check_predicts(path, pipeline, labels, n_features):
-    """The pipeline turns a row of ``n_features`` zeros into one probability per label (a model whose
-    fitted parts do not fit together, e.g. a column selection beyond its input, fails here, on
-    load, in one line)."""
+def _check_predicts(path, pipeline, labels, n_features, regression=False):
+    """The pipeline turns a row of ``n_features`` zeros into one probability per label, or a
+    regressor into one finite number (a model whose fitted parts do not fit together, e.g. a
+    column selection beyond its input, fails here, on load, in one line)."""
+    zeros = np.zeros((1, n_features), dtype=np.float32)
     try:
-        proba = np.asarray(pipeline.predict_proba(np.zeros((1, n_features), dtype=np.float32)), dtype=np.float64)
+        proba = np.asarray((pipeline.predict if regression else pipeline.predict_proba)(zeros), dtype=np.float64)
     except Exception as exc:  # a damaged estimator raises whatever its code meets
         raise ModelFileError(f"{path}: the pipeline cannot predict ({_first_line(exc)})") from None
+    if regression:
+        if proba.shape != (1,) or not np.all(np.isfinite(proba)):
+            raise ModelFileError(f"{path}: the regressor does not estimate one finite number (shape {proba.shape})")
+        return
     if proba.shape != (1, len(labels)) or not np.all(np.isfinite(proba)) or np.any(proba < -1e-6) \
             or abs(proba.sum() - 1) > 1e-3:
         raise ModelFileError(f"{path}: the pipeline's probabilities are not probabilities of its {len(labels)} "
                              f"classes (shape {proba.shape}, sum {float(np.nansum(proba)):.3g})")
 
 
-def _load_pipeline(path, blob, labels, n_features, linear=None):
-    """The pipeline of a model file, rebuilt by skops from the trusted types only, and checked."""
+def _load_pipeline(path, blob, labels, n_features, linear=None, regression=False):
+    """The pipeline of a model file, rebuilt by skops from the trusted types only, and checked
+    (``regression``: a regressor, meta target "age", which has predict and no classes)."""
     import skops.io as sio
 
     try:
@@ -516,7 +540,8 @@ def _load_pipeline(path, blob, labels, n_features, linear=None):
         n_in = getattr(pipeline, "n_features_in_", None)
     except Exception as exc:
         raise ModelFileError(f"{path}: the pipeline cannot be loaded ({_first_line(exc)})") from None
-    if classes != labels or not hasattr(pipeline, "predict_proba"):
+    predicts = "predict" if regression else "predict_proba"  # a regressor estimates a number
+    if classes != labels or not hasattr(pipeline, predicts):
         raise ModelFileError(f"{path}: the pipeline does not match its description")
     if n_in is not None and n_in != n_features:
         raise IncompatibleModelError(f"{path}: the model expects {n_in} features, "
@@ -527,7 +552,7 @@ def _load_pipeline(path, blob, labels, n_features, linear=None):
     broken = sklearn_tree_problems(pipeline)
     if broken:
         raise ModelFileError(f"{path}: a decision tree of the model is malformed ({broken[0][:150]})")
-    _check_predicts(path, pipeline, labels, n_features)  # only now: the trees are safe to walk
+    _check_predicts(path, pipeline, labels, n_features, regression)  # only now: the trees are safe to walk
     if linear is not None:
         from .linear import linear_form
 
@@ -554,7 +579,8 @@ def load_model(path=None):
     _check_background(path, meta, len(names))
     linear = _linear_form(path, meta, members, labels, len(names))
     model = Model(labels=labels, config=config, meta=meta, path=path, linear=linear,
-                  load_pipeline=functools.partial(_load_pipeline, path, blob, labels, len(names), linear))
+                  load_pipeline=functools.partial(_load_pipeline, path, blob, labels, len(names), linear,
+                                                  regression=meta.get("target") == "age"))
     if linear is None or not _names_only_linear_nodes(schema):
         model.pipeline  # noqa: B018 -- loaded and checked now
     return model
@@ -574,5 +600,6 @@ def upgrade_model(src, dest=None):
         config, names = _feature_config(src, meta, pinned=False)
         _check_sha256(src, members[PIPELINE], meta.get("pipeline_sha256"), "the pipeline")
         _pipeline_schema(src, members[PIPELINE])
-        pipeline = _load_pipeline(src, members[PIPELINE], [str(c) for c in meta["labels"]], len(names))
+        pipeline = _load_pipeline(src, members[PIPELINE], [str(c) for c in meta["labels"]], len(names),
+                                  regression=meta.get("target") == "age")
     return save_model(dest or src, pipeline, config, meta)

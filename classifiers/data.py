@@ -8,13 +8,13 @@ import numpy as np
 
 from features.table import FeatureTable, load_table
 from common.errors import DatasetError
-from common.labels import apply_scheme
+from common.labels import AGE_GROUP_NAMES, GENDERS, TARGETS, age_group, apply_scheme
 
 
 @dataclass
 class TrainingData:
     X: np.ndarray            # float32 (n, d), ok rows only
-    y: np.ndarray            # str (n,) canonical labels
+    y: np.ndarray            # str (n,) canonical labels; float (n,) years for the target "age"
     subjects: np.ndarray     # str (n,), "" where unknown (prefixed by dataset when several tables)
     splits: np.ndarray       # str (n,)
     datasets: np.ndarray     # str (n,) dataset name of each row
@@ -25,6 +25,8 @@ class TrainingData:
     dropped_labels: dict = field(default_factory=dict)  # label -> rows left out by a label filter
     sources: np.ndarray = None    # str (n,) image path or csv#row ("#flip" appended for mirrored copies)
     augmented: np.ndarray = None  # bool (n,) mirrored copies (training only, never tested)
+    ages: np.ndarray = None       # float (n,) age in years where the table has it (UTKFace), else NaN
+    target: str = "label"         # what y is (common.labels.TARGETS): class labels, gender, or age in years
     weights: np.ndarray = None    # float (n,) sample weights for fitting (None: every row weighs 1)
 
     def __post_init__(self):
@@ -32,9 +34,20 @@ class TrainingData:
             self.sources = np.array([f"#row{i}" for i in range(len(self.y))])
         if self.augmented is None:
             self.augmented = np.zeros(len(self.y), dtype=bool)
+        if self.ages is None:
+            self.ages = np.full(len(self.y), np.nan)
 
     def __len__(self):
         return len(self.y)
+
+    @property
+    def regression(self):
+        """True when y is a number to estimate (age), False when it holds class labels."""
+        return self.target == "age"
+
+    def age_groups(self):
+        """str (n,): the age group (common.labels.AGE_GROUPS) of each row, "" where the age is unknown."""
+        return age_group(self.ages)
 
     @property
     def subjects_known(self):
@@ -50,12 +63,16 @@ class TrainingData:
         return source[:-len("#flip")] if source.endswith("#flip") else source
 
     def class_counts(self):
+        """{class: rows}; for the target age, {age group: rows} in the groups' order."""
+        if self.regression:
+            counts = collections.Counter(self.age_groups().tolist())
+            return {g: counts[g] for g in AGE_GROUP_NAMES if counts[g]}
         return dict(sorted(collections.Counter(self.y.tolist()).items()))
 
     def select(self, rows):
         return TrainingData(self.X[rows], self.y[rows], self.subjects[rows], self.splits[rows], self.datasets[rows],
                             self.groups, self.columns, self.config, dict(self.excluded), dict(self.dropped_labels),
-                            self.sources[rows], self.augmented[rows],
+                            self.sources[rows], self.augmented[rows], self.ages[rows], self.target,
                             None if self.weights is None else self.weights[rows])
 
     def fit_params(self, rows=None, step="model"):
@@ -130,7 +147,21 @@ def ferplus_relabel(table, votes, weights=False):
     return labels.astype(str), splits.astype(str), keep, row_weights
 
 
-def load_training_data(paths, labels=None, scheme=None, ferplus=None, ferplus_weights=False):
+def _check_target(target, path, table, scheme):
+    """DatasetError unless ``table`` has what ``target`` (common.labels.TARGETS) learns from."""
+    if target not in TARGETS:
+        raise DatasetError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+    if target != "label" and scheme not in (None, "all"):
+        raise DatasetError(f"a label scheme regroups emotions; --target {target} takes none")
+    if target == "age" and table.target_name != "age":
+        raise DatasetError(f"{path}: the table holds no ages (--target age needs a table extracted with "
+                           f"--preset utkface)")
+    if target == "gender" and not set(table.labels[table.ok].tolist()) <= set(GENDERS):
+        raise DatasetError(f"{path}: the labels are not {' and '.join(GENDERS)} (--target gender needs a table "
+                           f"extracted with --preset utkface)")
+
+
+def load_training_data(paths, labels=None, scheme=None, ferplus=None, ferplus_weights=False, target="label"):
     """Join the ok rows of the feature tables at ``paths`` (they must share one feature config).
 
     ``paths`` may also hold already loaded :class:`~features.table.FeatureTable` objects.
@@ -141,7 +172,12 @@ def load_training_data(paths, labels=None, scheme=None, ferplus=None, ferplus_we
     ``ferplus``: a ferplus.csv path: FER-2013 rows take their FER+ majority label and usage
     (:func:`ferplus_relabel`), before ``labels`` and ``scheme``; ``ferplus_weights`` also
     weighs every row by its majority's share of the votes (``TrainingData.weights``).
-    Raises DatasetError for unreadable tables or tables made under different configs.
+    ``target`` (:data:`common.labels.TARGETS`): ``label`` learns the class labels; ``gender`` the
+    labels of a UTKFace table (female, male); ``age`` its numeric target, the age in years, as a
+    float ``y`` (rows without an age are dropped and counted under "no age"). Tables with ages
+    also fill ``ages``, so gender figures can be given per age group.
+    Raises DatasetError for unreadable tables, tables made under different configs, or tables
+    that lack what ``target`` learns from.
     """
     single = isinstance(paths, (str, bytes, FeatureTable)) or hasattr(paths, "__fspath__")
     paths = [paths] if single else list(paths)
@@ -154,6 +190,8 @@ def load_training_data(paths, labels=None, scheme=None, ferplus=None, ferplus_we
         if not _same_layout(first, table):
             raise DatasetError(f"{path}: made with another feature configuration than {paths[0]} "
                                f"({table.config} vs {first.config}); re-extract with the same settings")
+    for path, table in zip(paths, tables):
+        _check_target(target, path, table, scheme)
     several = len(tables) > 1
     votes = None
     if ferplus is not None:
@@ -173,6 +211,10 @@ def load_training_data(paths, labels=None, scheme=None, ferplus=None, ferplus_we
             table_labels, table_splits, majority, row_weights = ferplus_relabel(table, votes, ferplus_weights)
             dropped[NO_FERPLUS_MAJORITY] += int((keep & ~majority).sum())
             keep &= majority
+        if target == "age":
+            unknown = keep & ~np.isfinite(table.targets)
+            dropped.update({"no age": int(unknown.sum())} if unknown.any() else {})
+            keep &= ~unknown
         if labels is not None:
             outside = keep & ~np.isin(table_labels, list(labels))
             dropped.update(table_labels[outside].tolist())
@@ -184,14 +226,16 @@ def load_training_data(paths, labels=None, scheme=None, ferplus=None, ferplus_we
         subjects = table.subjects[keep].astype(str)
         if several:
             subjects = np.array([f"{name}:{s}" if s else "" for s in subjects])
+        ages = table.targets[keep].astype(np.float64) if table.target_name == "age" else np.full(int(keep.sum()), np.nan)
         parts.append((table.X[keep], mapped[keep].astype(str), subjects, table_splits[keep].astype(str),
                       np.full(int(keep.sum()), name), table.sources[keep].astype(str), table.augmented[keep],
-                      row_weights[keep]))
-    X, y, subjects, splits, datasets, sources, augmented, weights = (np.concatenate(cols) for cols in zip(*parts))
+                      row_weights[keep], ages))
+    X, y, subjects, splits, datasets, sources, augmented, weights, ages = (np.concatenate(cols) for cols in zip(*parts))
     if not dropped.get(NO_FERPLUS_MAJORITY, 1):
         del dropped[NO_FERPLUS_MAJORITY]
     if len(y) == 0:
         raise DatasetError("no usable rows (every row failed or was filtered out)")
-    return TrainingData(X.astype(np.float32, copy=False), y, subjects, splits, datasets, first.groups,
-                        first.columns, first.config, dict(sorted(excluded.items())), dict(sorted(dropped.items())),
-                        sources, augmented.astype(bool), weights if ferplus_weights else None)
+    return TrainingData(X.astype(np.float32, copy=False), ages if target == "age" else y, subjects, splits, datasets,
+                        first.groups, first.columns, first.config, dict(sorted(excluded.items())),
+                        dict(sorted(dropped.items())), sources, augmented.astype(bool), ages, target,
+                        weights if ferplus_weights else None)

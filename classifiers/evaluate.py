@@ -18,7 +18,7 @@ from joblib import Parallel, delayed
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 
 from common.cli import command, detector_options, jobs_option, quiet_option, scheme_option
-from common.errors import ImageError
+from common.errors import FacialExpressionError, ImageError
 from landmarks.datasets import PRESETS, load_dataset
 from landmarks.detect import DETECTORS
 
@@ -73,6 +73,9 @@ def evaluate(model_path, dataset, preset=None, detector=None, jobs=1, progress=T
     from .api import load_model
 
     model = load_model(model_path)
+    if model.regression:
+        raise FacialExpressionError(f"{model.path}: an age model estimates years, not classes; its figures come "
+                                    f"from train --holdout or benchmark --target age")
     samples = load_dataset(dataset, preset)
     if scheme not in (None, "all"):
         mapped, keep = apply_scheme(np.array([s.label for s in samples]), scheme)

@@ -6,10 +6,13 @@ Contributions are the model's own where it has them, and exact:
 - XGBoost: the booster's per-prediction contributions (``pred_contribs``, TreeSHAP);
   they plus the bias sum to the class margin;
 - Random Forest: SHAP's TreeExplainer (exact Shapley values of the class probability).
-Other models (SVMs, the PCA-based SVM, ensembles) have no contributions of their own: they get
-Shapley values of the readable units below for the class probability, against a small
-background sample of training rows stored in the model file; exact for up to 10 units,
-otherwise a seeded (repeatable) estimate from SHAP's permutation explainer.
+- an age regressor (a model whose target is "age") is explained the same way, in years: ridge
+  regression by coefficient x standardised value (they plus the intercept sum to the estimate),
+  XGBoost regression by its ``pred_contribs``; a positive contribution pushed the estimate up.
+Other models (SVMs, the PCA-based SVM and SVR, ensembles) have no contributions of their own: they
+get Shapley values of the readable units below for the class probability (for a regressor, the
+estimate), against a small background sample of training rows stored in the model file; exact
+for up to 10 units, otherwise a seeded (repeatable) estimate from SHAP's permutation explainer.
 
 Many columns are parts of one thing a person can name (136 landmark coordinates, hundreds
 of HOG cells per face part, 40 Gabor responses per landmark). Their contributions are summed
@@ -47,13 +50,13 @@ def feature_unit(column):
 
 @dataclass
 class Explanation:
-    label: str                 # the class explained (the predicted one)
+    label: str                 # the class explained (the predicted one); "age" for an age regressor
     units: list                # unit names
     values: list               # the feature's value for single-column units, else None
-    contributions: np.ndarray  # per unit, toward ``label`` (positive) or against it
+    contributions: np.ndarray  # per unit, toward ``label`` (positive) or against it; for age, up or down
     bias: float                # the part not owed to any feature (intercept, expected value)
     output: float              # what bias + sum(contributions) adds up to
-    output_kind: str           # "logit", "margin" or "probability"
+    output_kind: str           # "logit", "margin", "probability", or "years" (an age estimate)
     parts: dict                # face part -> summed contribution
 
     def top(self, n=3):
@@ -103,27 +106,39 @@ def _columnwise(head):
 def has_native(pipeline):
     """True for models with their own exact per-column contributions behind column-wise steps."""
     from sklearn.ensemble import RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression, Ridge
 
-    from .models import XGBoostModel
+    from .models import XGBoostModel, XGBoostRegressor
 
     final = pipeline.steps[-1][1]
-    return _columnwise(pipeline[:-1]) and isinstance(final, (LogisticRegression, XGBoostModel, RandomForestClassifier))
+    return _columnwise(pipeline[:-1]) and isinstance(
+        final, (LogisticRegression, XGBoostModel, RandomForestClassifier, Ridge, XGBoostRegressor))
 
 
 def _native_contributions(model, X, classes, proba):
-    """Per-column contributions of a model with :func:`has_native` ones.
+    """Per-column contributions of a model with :func:`has_native` ones (``classes`` None: a
+    regressor's, to its estimate in years).
 
     Returns (contributions (n, k), bias (n,), output (n,), output_kind) over the columns that
     reach the model.
     """
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression, Ridge
 
-    from .models import XGBoostModel
+    from .models import XGBoostModel, XGBoostRegressor
 
     head, final = model.pipeline[:-1], model.pipeline.steps[-1][1]
     Z = head.transform(X)
     rows = np.arange(len(X))
+    if isinstance(final, Ridge):
+        contrib = np.ravel(final.coef_)[None, :] * Z
+        bias = np.full(len(X), float(np.ravel(final.intercept_)[0]))
+        return contrib, bias, contrib.sum(axis=1) + bias, "years"
+    if isinstance(final, XGBoostRegressor):
+        import xgboost as xgb
+
+        raw = final.booster_.predict(xgb.DMatrix(np.asarray(Z, dtype=np.float32)), pred_contribs=True)
+        raw = np.asarray(raw).reshape(len(X), -1)
+        return raw[:, :-1], raw[:, -1], raw.sum(axis=1), "years"
     if isinstance(final, LogisticRegression):
         coef = final.coef_
         if coef.shape[0] == 1:  # binary: one row for the positive class
@@ -172,21 +187,23 @@ MIXED_VALUES = 16_000_000
 
 
 def coalition_values(model, x, background, keep, k):
-    """Mean probability of class ``k`` over the faces that take ``x``'s values where ``keep`` (m,
-    columns) is true and each background row's elsewhere: (m,). Built a batch of coalitions at a
-    time, never more than MIXED_VALUES feature values at once."""
+    """Mean probability of class ``k`` (``k`` None: a regressor's estimate) over the faces that take
+    ``x``'s values where ``keep`` (m, columns) is true and each background row's elsewhere: (m,).
+    Built a batch of coalitions at a time, never more than MIXED_VALUES feature values at once."""
     out = np.empty(len(keep))
     step = max(1, MIXED_VALUES // max(1, background.size))
     for start in range(0, len(keep), step):
         part = keep[start:start + step]
         mixed = np.where(part[:, None, :], x[None, None, :], background[None])  # (m', B, columns)
-        proba = model.predict_proba(mixed.reshape(-1, mixed.shape[-1]))[:, k]
+        mixed = mixed.reshape(-1, mixed.shape[-1])
+        proba = model.predict(mixed) if k is None else model.predict_proba(mixed)[:, k]
         out[start:start + step] = proba.reshape(len(part), len(background)).mean(axis=1)
     return out
 
 
 def _unit_shapley(model, X, classes, unit_of_column, n_units):
-    """Shapley values of whole units (n, n_units) for the class probability, for any model.
+    """Shapley values of whole units (n, n_units) for the class probability, for any model
+    (``classes`` None: for a regressor's estimate).
 
     A unit is present (the face's values) or absent (a background training face's values,
     averaged over the few background faces stored in the model file): interventional Shapley
@@ -212,8 +229,8 @@ def _unit_shapley(model, X, classes, unit_of_column, n_units):
     masker = shap.maskers.Independent(np.zeros((1, n_units)), max_samples=1)
     state = np.random.get_state()  # SHAP reseeds numpy's global generator; leave it as it was
     try:
-        for r, (x, k) in enumerate(zip(selected, classes)):
-            def value(present, x=x, k=k):  # (m, n_units) 0/1 -> mean probability of class k
+        for r, (x, k) in enumerate(zip(selected, [None] * len(X) if classes is None else classes)):
+            def value(present, x=x, k=k):  # (m, n_units) 0/1 -> mean probability of class k (or estimate)
                 keep = np.asarray(present, dtype=bool)[:, unit_of_column]               # (m, columns)
                 return coalition_values(rest, x, background, keep, k)
 
@@ -253,16 +270,24 @@ def explain(model, X, class_index=None):
             single.append(int(c) if column.single else None)
             parts.append(column.part)
         unit_of_column[k] = position[column.unit]
-    proba = model.pipeline.predict_proba(X)
-    if class_index is not None and not 0 <= int(class_index) < proba.shape[1]:
-        raise ValueError(f"class_index {class_index} out of range for {proba.shape[1]} classes")
-    classes = np.argmax(proba, axis=1) if class_index is None else np.full(len(X), int(class_index))
+    if model.regression:  # an age regressor: contributions to its estimate, in years
+        proba = classes = None
+        names = ["age"] * len(X)
+    else:
+        proba = model.pipeline.predict_proba(X)
+        if class_index is not None and not 0 <= int(class_index) < proba.shape[1]:
+            raise ValueError(f"class_index {class_index} out of range for {proba.shape[1]} classes")
+        classes = np.argmax(proba, axis=1) if class_index is None else np.full(len(X), int(class_index))
+        names = [model.labels[int(k)] for k in classes]
     if native:
         contrib, bias, output, kind = _native_contributions(model, X, classes, proba)
         summed = np.stack([np.bincount(unit_of_column, weights=row, minlength=len(units)) for row in contrib])
     else:
         summed, bias = _unit_shapley(model, X, classes, unit_of_column, len(units))
-        output, kind = proba[np.arange(len(X)), classes], "probability"
+        if classes is None:
+            output, kind = model.pipeline.predict(X), "years"
+        else:
+            output, kind = proba[np.arange(len(X)), classes], "probability"
     out = []
     for r in range(len(X)):
         values = [None if col is None else round(float(X[r, col]), 3) for col in single]
@@ -270,7 +295,7 @@ def explain(model, X, class_index=None):
         for u, p in enumerate(parts):
             if p is not None:
                 by_part[p] += float(summed[r, u])
-        out.append(Explanation(label=model.labels[int(classes[r])], units=units, values=values, contributions=summed[r],
+        out.append(Explanation(label=names[r], units=units, values=values, contributions=summed[r],
                                bias=float(bias[r]), output=float(output[r]), output_kind=kind, parts=by_part))
     return out
 

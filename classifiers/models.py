@@ -2,7 +2,8 @@
 
 Every pipeline starts with a :class:`GroupSelector` (which feature groups the model sees,
 itself a grid parameter), scales where the model needs it, weights classes against
-imbalance, and ends in the classifier. Every random choice takes ``seed``.
+imbalance, and ends in the classifier (:data:`MODELS`) or, for a numeric target such as age,
+the regressor (:data:`REGRESSORS`). Every random choice takes ``seed``.
 
     pipe = make_pipeline("svm_rbf", table.groups, seed=0)
     grid = param_grid("svm_rbf", quick=True, groups=table.groups)
@@ -15,15 +16,15 @@ the groups a table has, so best parameters read as group names.
 
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin
 from sklearn.decomposition import PCA
 from sklearn.ensemble import RandomForestClassifier, VotingClassifier
 from sklearn.feature_selection import SelectPercentile, f_classif
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import LabelEncoder, StandardScaler
-from sklearn.svm import SVC
+from sklearn.svm import SVC, SVR
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import check_is_fitted
 
@@ -111,66 +112,32 @@ class GroupSelector(TransformerMixin, BaseEstimator):
         return X[:, self.columns_]
 
 
-class XGBoostModel(ClassifierMixin, BaseEstimator):
-    """Multiclass XGBoost (hist trees) with string labels and balanced class weights.
+class _SerialisedBooster:
+    """Mixin of the XGBoost estimators: the fitted booster (``booster_``) is kept in XGBoost's own
+    UBJSON format when the model is serialised (``__getstate__``), so a saved model holds data,
+    never code."""
 
-    Labels are encoded to integers internally (``classes_`` keeps the names); with
-    ``class_weight="balanced"`` each row is weighted inversely to its class frequency.
-    The fitted booster is kept in XGBoost's own UBJSON format when the model is
-    serialised (``__getstate__``), so a saved model holds data, never code.
-    """
+    def _keep(self, params):
+        """Store the ``__init__`` arguments ``params`` (its ``locals()``) untouched, each under its own name."""
+        for name, value in params.items():
+            if name not in ("self", "__class__"):
+                setattr(self, name, value)
 
-    def __init__(self, n_estimators=200, max_depth=4, learning_rate=0.1, subsample=0.8,
-                 colsample_bytree=0.3, min_child_weight=1.0, reg_lambda=1.0, max_bin=64,
-                 class_weight="balanced", n_jobs=1, random_state=0):
-        self.n_estimators = n_estimators
-        self.max_depth = max_depth
-        self.learning_rate = learning_rate
-        self.subsample = subsample
-        self.colsample_bytree = colsample_bytree
-        self.min_child_weight = min_child_weight
-        self.reg_lambda = reg_lambda
-        self.max_bin = max_bin
-        self.class_weight = class_weight
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-
-    def _params(self, n_classes):
+    def _tree_params(self):
         return {
-            "objective": "multi:softprob", "num_class": int(n_classes), "tree_method": "hist",
-            "max_depth": int(self.max_depth), "eta": float(self.learning_rate), "subsample": float(self.subsample),
-            "colsample_bytree": float(self.colsample_bytree), "min_child_weight": float(self.min_child_weight),
-            "lambda": float(self.reg_lambda), "max_bin": int(self.max_bin), "nthread": int(self.n_jobs),
-            "seed": int(self.random_state), "eval_metric": "mlogloss", "verbosity": 0,
+            "tree_method": "hist", "max_depth": int(self.max_depth), "eta": float(self.learning_rate),
+            "subsample": float(self.subsample), "colsample_bytree": float(self.colsample_bytree),
+            "min_child_weight": float(self.min_child_weight), "lambda": float(self.reg_lambda),
+            "max_bin": int(self.max_bin), "nthread": int(self.n_jobs), "seed": int(self.random_state), "verbosity": 0,
         }
 
-    def fit(self, X, y, sample_weight=None):
+    def _train(self, params, X, y, weight=None):
         import xgboost as xgb
 
-        X = np.asarray(X, dtype=np.float32)
-        encoder = LabelEncoder().fit(y)
-        self.classes_ = encoder.classes_
-        codes = encoder.transform(y)
-        weight = None
-        if self.class_weight is not None:
-            weight = compute_sample_weight(self.class_weight, codes)
-        if sample_weight is not None:
-            weight = np.asarray(sample_weight, dtype=np.float64) * (1.0 if weight is None else weight)
-        data = xgb.DMatrix(X, label=codes, weight=weight, nthread=int(self.n_jobs))
-        self.booster_ = xgb.train(self._params(len(self.classes_)), data, num_boost_round=int(self.n_estimators))
+        data = xgb.DMatrix(X, label=y, weight=weight, nthread=int(self.n_jobs))
+        self.booster_ = xgb.train(params, data, num_boost_round=int(self.n_estimators))
         self.n_features_in_ = X.shape[1]
         return self
-
-    def predict_proba(self, X):
-        check_is_fitted(self, "booster_")
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise ValueError(f"XGBoostModel: X has shape {X.shape}, fitted on {self.n_features_in_} columns")
-        proba = np.asarray(self.booster_.inplace_predict(X), dtype=np.float64)
-        return proba.reshape(len(X), len(self.classes_))
-
-    def predict(self, X):
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     def __getstate__(self):
         state = dict(super().__getstate__())
@@ -190,14 +157,76 @@ class XGBoostModel(ClassifierMixin, BaseEstimator):
             from .trees import TreeError, check_xgboost_ubj
 
             n_features, classes = state.get("n_features_in_"), state.get("classes_")
-            if not isinstance(n_features, (int, np.integer)) or not isinstance(classes, np.ndarray) \
-                    or classes.ndim != 1:
-                raise TreeError("XGBoostModel: a booster without its feature count or classes")
-            check_xgboost_ubj(raw, int(n_features), len(classes))
+            regression = isinstance(self, RegressorMixin)  # a regressor has no classes
+            if not isinstance(n_features, (int, np.integer)) or not regression and (
+                    not isinstance(classes, np.ndarray) or classes.ndim != 1):
+                raise TreeError(f"{type(self).__name__}: a booster without its feature count or classes")
+            check_xgboost_ubj(raw, int(n_features), None if regression else len(classes))
             booster = xgb.Booster()
             booster.load_model(bytearray(raw))
             state["booster_"] = booster
         super().__setstate__(state)
+
+
+class XGBoostModel(_SerialisedBooster, ClassifierMixin, BaseEstimator):
+    """Multiclass XGBoost (hist trees) with string labels and balanced class weights.
+
+    Labels are encoded to integers internally (``classes_`` keeps the names); with
+    ``class_weight="balanced"`` each row is weighted inversely to its class frequency.
+    The fitted booster is kept in XGBoost's own UBJSON format when the model is
+    serialised (``__getstate__``), so a saved model holds data, never code.
+    """
+
+    def __init__(self, n_estimators=200, max_depth=4, learning_rate=0.1, subsample=0.8,
+                 colsample_bytree=0.3, min_child_weight=1.0, reg_lambda=1.0, max_bin=64,
+                 class_weight="balanced", n_jobs=1, random_state=0):
+        self._keep(locals())
+
+    def _params(self, n_classes):
+        return {"objective": "multi:softprob", "num_class": int(n_classes), **self._tree_params(),
+                "eval_metric": "mlogloss"}
+
+    def fit(self, X, y, sample_weight=None):
+        X = np.asarray(X, dtype=np.float32)
+        encoder = LabelEncoder().fit(y)
+        self.classes_ = encoder.classes_
+        codes = encoder.transform(y)
+        weight = None
+        if self.class_weight is not None:
+            weight = compute_sample_weight(self.class_weight, codes)
+        if sample_weight is not None:
+            weight = np.asarray(sample_weight, dtype=np.float64) * (1.0 if weight is None else weight)
+        return self._train(self._params(len(self.classes_)), X, codes, weight)
+
+    def predict_proba(self, X):
+        check_is_fitted(self, "booster_")
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"XGBoostModel: X has shape {X.shape}, fitted on {self.n_features_in_} columns")
+        proba = np.asarray(self.booster_.inplace_predict(X), dtype=np.float64)
+        return proba.reshape(len(X), len(self.classes_))
+
+    def predict(self, X):
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class XGBoostRegressor(_SerialisedBooster, RegressorMixin, BaseEstimator):
+    """XGBoost regression (hist trees, squared error) for a numeric target such as age in years."""
+
+    def __init__(self, n_estimators=400, max_depth=4, learning_rate=0.05, subsample=0.8, colsample_bytree=0.3,
+                 min_child_weight=1.0, reg_lambda=1.0, max_bin=64, n_jobs=1, random_state=0):
+        self._keep(locals())
+
+    def fit(self, X, y, sample_weight=None):
+        params = {"objective": "reg:squarederror", **self._tree_params(), "eval_metric": "mae"}
+        return self._train(params, np.asarray(X, dtype=np.float32), np.asarray(y, dtype=np.float64), sample_weight)
+
+    def predict(self, X):
+        check_is_fitted(self, "booster_")
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"XGBoostRegressor: X has shape {X.shape}, fitted on {self.n_features_in_} columns")
+        return np.asarray(self.booster_.inplace_predict(X), dtype=np.float64)
 
 
 # ---- the models ---------------------------------------------------------------------------
@@ -289,15 +318,29 @@ def _xgb(seed):
     return XGBoostModel(random_state=seed)
 
 
+def _svr_pca(seed):
+    """RBF support vector regression on 256 principal components of the standardised features
+    (not whitened: on UTKFace whitening costs a year of MAE); the components keep the model file
+    small, where an SVR on every column would keep each support face's 5,000 values."""
+    return [("scale", StandardScaler()), ("pca", CappedPCA(256, whiten=False, svd_solver="randomized", random_state=seed)),
+            ("model", SVR(kernel="rbf", C=30.0, gamma=2e-4, epsilon=1.0, cache_size=1000))]
+
+
 def make_pipeline(name, slices, seed=0, probability=True):
-    """The pipeline of model ``name`` (see :data:`MODELS`) over a table with group ``slices``.
+    """The pipeline of model ``name`` (see :data:`MODELS`, and :data:`REGRESSORS` for a numeric
+    target such as age) over a table with group ``slices``.
 
     ``probability=False`` lets the SVMs skip Platt scaling (faster; no predict_proba),
     which a benchmark that only needs labels can afford.
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose from {list(MODELS)}")
-    if name == "rf":
+    _entry(name)
+    if name == "ridge":
+        steps = [("scale", StandardScaler()), ("model", Ridge(alpha=3000.0))]
+    elif name == "svr_pca":
+        steps = _svr_pca(seed)
+    elif name == "xgboost_reg":
+        steps = [("model", XGBoostRegressor(random_state=seed))]
+    elif name == "rf":
         steps = [("model", _rf(seed))]
     elif name == "svm_rbf":
         steps = [("scale", StandardScaler()), ("model", _svm("rbf", seed, probability))]
@@ -367,6 +410,35 @@ MODEL_NAMES = tuple(MODELS)
 #: What a benchmark compares unless told otherwise (svm_pca needs a large table).
 DEFAULT_MODELS = tuple(n for n in MODEL_NAMES if n != "svm_pca")
 
+#: The regressors, for a numeric target (age in years): name -> (description, full grid, quick grid).
+REGRESSORS = {
+    "ridge": ("Ridge regression, standardised features",
+              {"select__groups": list(GROUP_CHOICES), "model__alpha": [1000, 3000, 10000, 30000]},
+              {"select__groups": [ALL], "model__alpha": [3000]}),
+    "svr_pca": ("Support vector regression, RBF kernel, on 256 principal components of the standardised features",
+                {"select__groups": [ALL], "model__C": [10, 30, 100], "model__gamma": ["scale", 2e-4]},
+                {"select__groups": [ALL], "model__C": [30], "model__gamma": [2e-4]}),
+    "xgboost_reg": ("XGBoost regression, hist trees, squared error (400 rounds, learning rate 0.05)",
+                    {"select__groups": [ALL], "model__max_depth": [3, 5]},
+                    {"select__groups": [ALL], "model__max_depth": [4]}),
+}
+REGRESSOR_NAMES = tuple(REGRESSORS)
+DEFAULT_REGRESSORS = REGRESSOR_NAMES
+
+
+def _entry(name):
+    """The (description, full grid, quick grid) of a classifier or regressor; ValueError if unknown."""
+    if name in MODELS:
+        return MODELS[name]
+    if name in REGRESSORS:
+        return REGRESSORS[name]
+    raise ValueError(f"unknown model {name!r}; choose from {list(MODELS) + list(REGRESSORS)}")
+
+
+def is_regressor(name):
+    """True for the models of :data:`REGRESSORS` (a numeric target), False for the classifiers."""
+    return _entry(name) is REGRESSORS.get(name)
+
 
 def param_grid(name, quick=False, probability=True, groups=None):
     """The grid (dict of lists, or list of them) of model ``name``; ``quick`` gives the small one.
@@ -375,9 +447,7 @@ def param_grid(name, quick=False, probability=True, groups=None):
     parameters one level deeper) and the table's ``groups`` (names or the groups dict) so
     group choices become tuples of the groups it has (duplicates and empty ones dropped).
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose from {list(MODELS)}")
-    grid = MODELS[name][2 if quick else 1]
+    grid = _entry(name)[2 if quick else 1]
     if isinstance(grid, list):
         return [_resolve_grid(name, sub, probability, groups) for sub in grid]
     return _resolve_grid(name, grid, probability, groups)
@@ -397,4 +467,4 @@ def _resolve_grid(name, grid, probability, groups):
 
 
 def describe(name):
-    return MODELS[name][0]
+    return _entry(name)[0]

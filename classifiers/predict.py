@@ -1,6 +1,7 @@
-"""The ``predict`` command: the emotion of every face in images, as text, JSON lines, CSV or pictures.
+"""The ``predict`` command: the emotion of every face in images (and with --age-gender its apparent
+age and gender), as text, JSON lines, CSV or pictures.
 
-    facial-expressions predict IMAGE_OR_FOLDER... [--model FILE] [--json|--csv] [--annotate OUT]
+    facial-expressions predict IMAGE_OR_FOLDER... [--model FILE] [--json|--csv] [--annotate OUT] [--age-gender]
     python -m classifiers.predict IMAGE_OR_FOLDER...          (the same command)
 
 A thin layer over :func:`classifiers.recognise_many`: this module only reads the command
@@ -16,8 +17,8 @@ import sys
 
 import click
 
-from common.cli import (command, detector_options, jobs_option, one_line, printable, quiet_option, recommend_options,
-                        utf8_safe_output)
+from common.cli import (age_gender_option, command, detector_options, jobs_option, one_line, printable, quiet_option,
+                        recommend_options, utf8_safe_output)
 from common.errors import FacialExpressionError, ImageError
 from landmarks.datasets import IMAGE_EXTENSIONS
 from landmarks.detect import DETECTORS
@@ -78,13 +79,19 @@ def annotate(image_path, predictions, dest):
     from .explain import part_colours
 
     faces = [Face(box=p.box, points=np.asarray(p.landmarks, dtype=np.float32)) for p in predictions]
-    labels = [f"{p.label} {p.confidence:.0%}" for p in predictions]
+    labels = [f"{p.label} {p.confidence:.0%}" + (f", {p.age:.0f}, {p.gender}" if p.age is not None else "")
+              for p in predictions]
     colours = [part_colours(p.explanation.parts) if p.explanation else None for p in predictions]
     save_rgb(dest, pixelize(read_image(image_path, "rgb"), faces, labels, colours))
 
 
+def _words(reasons, unit=""):
+    return ", ".join(f"{r.feature} {r.contribution:+.2f}{unit}" for r in reasons) or "nothing notable"
+
+
 def format_human(image, predictions):
-    """Readable lines for one image: each face's box, label and runners-up, and its reasons."""
+    """Readable lines for one image: each face's box, label and runners-up, and its reasons; with
+    age and gender, the apparent age with its range and the apparent gender with its probability."""
     image = printable(image)
     if not predictions:
         return f"{image}: no face found"
@@ -95,12 +102,28 @@ def format_human(image, predictions):
         x, y, w, h = p.box
         lines.append(f"  face {i} at x={x} y={y} w={w} h={h}: {p.label} {ranked[0][1]:.0%} ({others})")
         if p.explanation is not None:
-            def words(reasons):
-                return ", ".join(f"{r.feature} {r.contribution:+.2f}" for r in reasons) or "nothing notable"
-
-            lines.append(f"    for {p.label}: {words(p.explanation.toward)}")
-            lines.append(f"    against: {words(p.explanation.against)}")
+            lines.append(f"    for {p.label}: {_words(p.explanation.toward)}")
+            lines.append(f"    against: {_words(p.explanation.against)}")
+        if p.age is not None:
+            low, high = p.age_range
+            confidence = p.p_female if p.gender == "female" else 1 - p.p_female
+            lines.append(f"    apparent age {p.age:.0f} (likely {low:.0f}-{high:.0f}), apparent gender {p.gender} "
+                         f"{confidence:.0%}")
+        if p.age_explanation is not None:
+            lines.append(f"    age up: {_words(p.age_explanation.toward, ' y')}")
+            lines.append(f"    age down: {_words(p.age_explanation.against, ' y')}")
+        if p.gender_explanation is not None:
+            lines.append(f"    for {p.gender}: {_words(p.gender_explanation.toward)}")
+            lines.append(f"    against: {_words(p.gender_explanation.against)}")
     return "\n".join(lines)
+
+
+#: predict --csv --age-gender: the columns after the class probabilities.
+AGE_GENDER_COLUMNS = ("age", "age_low", "age_high", "gender", "p_female")
+
+
+def _age_gender_cells(p):
+    return [round(p.age, 1), round(p.age_range[0], 1), round(p.age_range[1], 1), p.gender, round(p.p_female, 4)]
 
 
 def _write_annotation(path, predictions, dest):
@@ -147,16 +170,19 @@ def _message(path, exc):
                    "and against it, with signed amounts (logit for logistic regression, margin for XGBoost, "
                    "probability via SHAP for other models). With --annotate, face parts are coloured by their "
                    "contribution (green toward, red against).")
+@age_gender_option("Adds age, age_range, gender, p_female to --json and age, age_low, age_high, gender, p_female "
+                   "to --csv; with --explain, what pushed the age up or down and toward the gender.")
 @recommend_options("after each image, tracks that fit the mood of its largest face (see --mode).")
 @jobs_option()
 @quiet_option
-def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, explain_top, catalogue_path, mode,
-         n_tracks, jobs, quiet):
+def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, explain_top, age_gender, catalogue_path,
+         mode, n_tracks, jobs, quiet):
     """Recognise the facial expression of every face in IMAGE_OR_FOLDER(s).
 
     A folder stands for every image file directly inside it; many images run on every
     core (--jobs). Per face: the box (x, y, w, h in pixels), the label, the probability
-    of every class the model knows, and the 68 landmarks (with --json).
+    of every class the model knows, and the 68 landmarks (with --json); with --age-gender
+    also the apparent age (a plausible range) and apparent gender (its probability).
 
     \b
     Exit codes:
@@ -169,6 +195,7 @@ def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, 
       facial-expressions predict photo.jpg
       facial-expressions predict photos/ --json > faces.jsonl
       facial-expressions predict photo.jpg --explain --annotate out/photo.png
+      facial-expressions predict photo.jpg --age-gender --json
       facial-expressions predict photo.jpg --recommend my_tracks.csv --mode lift
     """
     if as_json and as_csv:
@@ -189,7 +216,8 @@ def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, 
     writer = None
     if as_csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(["image", "face", "x", "y", "w", "h", "label"] + [f"p_{c}" for c in model.labels])
+        writer.writerow(["image", "face", "x", "y", "w", "h", "label"] + [f"p_{c}" for c in model.labels]
+                        + list(AGE_GENDER_COLUMNS if age_gender else ()))
     bar = None
     if len(paths) > 1 and not quiet and sys.stderr.isatty():
         from tqdm import tqdm
@@ -200,7 +228,8 @@ def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, 
         any_error = True
         click.echo(f"error: {printable(path)}: {problem}", err=True)
     destinations = annotation_paths(annotate_out, paths, several) if annotate_out else {}
-    stream = recognise_many(paths, model=model, jobs=jobs, explain=explain_top, detector=detector, upsample=upsample)
+    stream = recognise_many(paths, model=model, jobs=jobs, explain=explain_top, detector=detector, upsample=upsample,
+                            age_gender=age_gender)
     for path, result in stream:
         if bar is not None:
             bar.update()
@@ -224,11 +253,13 @@ def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, 
                 record["recommendation"] = recommendation.to_dict()
             click.echo(json.dumps(record))
         elif as_csv:
+            extra = len(AGE_GENDER_COLUMNS) if age_gender else 0
             if not result:
-                writer.writerow([path, 0, "", "", "", "", "no_face"] + [""] * len(model.labels))
+                writer.writerow([path, 0, "", "", "", "", "no_face"] + [""] * (len(model.labels) + extra))
             for i, p in enumerate(result, 1):
                 writer.writerow([path, i] + list(p.box) + [p.label]
-                                + [round(p.probabilities[c], 4) for c in model.labels])
+                                + [round(p.probabilities[c], 4) for c in model.labels]
+                                + (_age_gender_cells(p) if age_gender else []))
             sys.stdout.flush()
         else:
             click.echo(format_human(path, result))

@@ -18,6 +18,8 @@ from .data import centre_by_subject
 
 #: Datasets with at most this many subjects are evaluated leave-one-subject-out.
 LOSO_MAX_SUBJECTS = 12
+#: Outer folds of the age and gender benchmarks (UTKFace has no subject ids: seeded folds).
+AGE_GENDER_FOLDS = 5
 FER_TEST_SPLITS = ("PublicTest", "PrivateTest")
 #: --calibrate choices: none, or subject (see :func:`apply_calibration`).
 CALIBRATIONS = ("none", "subject")
@@ -37,13 +39,18 @@ class Protocol:
     seed: int = 0
     subsets: dict = field(default_factory=dict)   # extra report name -> boolean mask over rows
     inner_holdout: bool = False       # tune on one held-out fifth of the training part (big tables)
+    strata: np.ndarray = None         # what folds stratify on instead of y (age targets: the age group)
 
-    def inner_cv(self, y_train, groups_train=None):
+    def inner_cv(self, y_train, groups_train=None, train=None):
         """The inner CV splitter for a training part (grouped by subject where known).
 
         With ``inner_holdout`` it is one split: a stratified fifth of the training part
         (grouped, so mirrored copies stay with their originals) validates every candidate.
+        With ``strata`` (give the training rows ``train``) the inner folds stratify on them, as
+        a list of (train, test) index pairs.
         """
+        if self.strata is not None and train is not None:
+            return stratified_splits(self.strata[train], groups_train, self.inner_splits, self.seed)
         if self.inner_holdout:
             placeholder = np.zeros(len(y_train))
             if groups_train is not None:
@@ -62,6 +69,19 @@ class Protocol:
         if len(np.unique(tested)) != len(tested):
             raise FacialExpressionError("internal error: outer folds overlap")
         return tested
+
+
+def stratified_splits(strata, groups=None, n_splits=5, seed=0):
+    """``n_splits`` seeded (train, test) index pairs stratified on ``strata`` (e.g. age groups),
+    grouped by ``groups`` where given (a mirrored copy stays with its original); fewer splits
+    when a stratum or the groups are too few."""
+    strata = np.asarray(strata)
+    placeholder = np.zeros(len(strata))
+    if groups is not None:
+        n = max(2, min(n_splits, len(np.unique(groups))))
+        return list(StratifiedGroupKFold(n, shuffle=True, random_state=seed).split(placeholder, strata, groups))
+    n = max(2, min(n_splits, int(np.min(np.unique(strata, return_counts=True)[1]))))
+    return list(StratifiedKFold(n, shuffle=True, random_state=seed).split(placeholder, strata))
 
 
 def _file_digest(path):
@@ -100,6 +120,8 @@ def choose_protocol(data, quick=False, seed=0, check_duplicates=True):
     """The :class:`Protocol` of ``data`` (see :func:`_choose_protocol`), chosen on its original
     faces; mirrored copies join the training part of the fold that trains on their original."""
     protocol = _choose_protocol(data.select(~data.augmented), quick, seed, check_duplicates)
+    if protocol.strata is not None:
+        protocol.strata = data.age_groups()  # a mirrored copy has its original's age
     if not np.any(data.augmented):
         return protocol
     # map the folds back onto all rows and add the mirrored copies to the training parts
@@ -109,6 +131,26 @@ def choose_protocol(data, quick=False, seed=0, check_duplicates=True):
     protocol.subsets = {name: _expand(mask, base, len(data.y)) for name, mask in protocol.subsets.items()}
     protocol.description += f"; training parts add {int(data.augmented.sum())} mirrored faces, never tested"
     return protocol
+
+
+def holdout_split(data, fraction=0.2, seed=0):
+    """(training rows, held-out rows) of ``data``: a seeded ``fraction`` of its original faces held
+    out, stratified as the benchmark's folds are (by age group for the age and gender targets,
+    else by label) or, where subjects are known, whole subjects held out. A mirrored copy trains
+    with its original and is never held out."""
+    from sklearn.model_selection import GroupShuffleSplit, train_test_split
+
+    if not 0 < fraction < 1:
+        raise FacialExpressionError(f"the held-out share must lie between 0 and 1, not {fraction}")
+    base = np.flatnonzero(~data.augmented)
+    if data.subjects_known:
+        splitter = GroupShuffleSplit(1, test_size=fraction, random_state=seed)
+        train, test = next(splitter.split(base, groups=data.subjects[base]))
+        train, test = base[train], base[test]
+    else:
+        strata = data.age_groups() if data.target in ("age", "gender") else data.y
+        train, test = train_test_split(base, test_size=fraction, stratify=strata[base], random_state=seed)
+    return _add_mirrors(data, [(np.sort(train), np.sort(test))])[0]
 
 
 def _expand(mask, base, n):
@@ -124,11 +166,20 @@ def _choose_protocol(data, quick=False, seed=0, check_duplicates=True):
       (PrivateTest also reported alone);
     * subjects known, at most 12: leave-one-subject-out (quick: 5 subject-grouped folds);
     * subjects known, more: StratifiedGroupKFold(10) by subject (quick: 5);
+    * age or gender (UTKFace, no subjects): 5 seeded folds stratified by age group, the same for
+      both targets;
     * otherwise StratifiedKFold(10) (quick: 5), which is NOT subject-independent.
     """
     y = data.y
     n_outer = 5 if quick else 10
     inner = 3 if quick else 5
+    if data.target in ("age", "gender"):
+        strata = data.age_groups()
+        folds = stratified_splits(strata, None, AGE_GENDER_FOLDS, seed)
+        text = (f"{len(folds)}-fold cross-validation stratified by age group (seed {seed}); no subject ids, so a "
+                f"person photographed more than once may fall in both parts; inner 3-fold CV (stratified by age "
+                f"group) on each training part for hyperparameters")
+        return Protocol("seeded_kfold", text, folds, None, 3, seed, strata=strata)
     if np.any(data.splits == "Training"):
         train = np.flatnonzero(data.splits == "Training")
         test_mask = np.isin(data.splits, FER_TEST_SPLITS)

@@ -1,4 +1,5 @@
-"""What a benchmark run produces: :class:`BenchmarkResult`, one :class:`ModelResult` per model.
+"""What a benchmark run produces: :class:`BenchmarkResult`, one :class:`ModelResult` per model
+(:class:`AgeModelResult` for the age target, a regression in years).
 
 ``BenchmarkResult.to_dict()`` is the content of a report's ``results.json`` (the same keys in the
 same order as ever); :meth:`BenchmarkResult.read` loads such a file back, tolerating files of
@@ -12,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score
+
+from common.labels import AGE_GROUP_NAMES, age_group
 
 FIT_SECONDS_NOTE = "mean wall time per outer fold, grid search and refit included"
 PREDICT_MS_NOTE = "classifier time per face on precomputed features (landmarks and features excluded)"
@@ -64,11 +67,78 @@ class Scores:
         return cls(**_field_values(cls, data))
 
 
+def scores_by_age_group(y_true, y_pred, ages):
+    """{age group: {"n", "accuracy", "balanced_accuracy"}} of class predictions, grouped by the
+    true age (common.labels.AGE_GROUPS); groups without faces are left out."""
+    import warnings
+
+    groups = age_group(ages)
+    out = {}
+    for name in AGE_GROUP_NAMES:
+        rows = groups == name
+        if rows.any():
+            with warnings.catch_warnings():  # a small group may hold one class only: its recall is the mean
+                warnings.simplefilter("ignore", UserWarning)
+                balanced = balanced_accuracy_score(y_true[rows], y_pred[rows])
+            out[name] = {"n": int(rows.sum()), "accuracy": round(float(accuracy_score(y_true[rows], y_pred[rows])), 4),
+                         "balanced_accuracy": round(float(balanced), 4)}
+    return out
+
+
 @dataclass
 class Baseline(Scores):
     """The scores of a trivial predictor, fitted per fold like the models."""
 
     name: str = "majority_class"   # which predictor: the training part's most frequent class
+    per_age_group: dict | None = None   # scores_by_age_group where the table has ages, else None (no key)
+
+    def to_dict(self):
+        out = {**super().to_dict(), "name": self.name}
+        if self.per_age_group:
+            out["per_age_group"] = self.per_age_group
+        return out
+
+
+@dataclass
+class AgeScores:
+    """Figures of age estimates, in years unless said otherwise."""
+
+    mae: float             # mean absolute error
+    rmse: float            # root mean squared error
+    cs5: float             # cumulative score CS(5): share of faces estimated within 5 years
+    bias: float            # mean signed error (estimate - true age): > 0 estimates too old
+    per_age_group: dict    # {age group of the true age: {"n", "mae", "rmse", "cs5", "bias"}}
+
+    @staticmethod
+    def _figures(error):
+        error = np.asarray(error, dtype=np.float64)
+        return {"mae": round(float(np.mean(np.abs(error))), 3), "rmse": round(float(np.sqrt(np.mean(error ** 2))), 3),
+                "cs5": round(float(np.mean(np.abs(error) <= 5)), 4), "bias": round(float(np.mean(error)), 3)}
+
+    @classmethod
+    def compute(cls, y_true, y_pred):
+        """The figures of estimates ``y_pred`` of the ages ``y_true``, overall and per age group."""
+        y_true = np.asarray(y_true, dtype=np.float64)
+        error = np.asarray(y_pred, dtype=np.float64) - y_true
+        groups = age_group(y_true)
+        per_group = {name: {"n": int((groups == name).sum()), **cls._figures(error[groups == name])}
+                     for name in AGE_GROUP_NAMES if np.any(groups == name)}
+        return cls(**cls._figures(error), per_age_group=per_group)
+
+    def to_dict(self):
+        return {"mae": self.mae, "rmse": self.rmse, "cs5": self.cs5, "bias": self.bias,
+                "per_age_group": self.per_age_group}
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(**_field_values(cls, data))
+
+
+@dataclass
+class AgeBaseline(AgeScores):
+    """The figures of a trivial age estimate, fitted per fold like the models."""
+
+    name: str = "mean_age"   # which estimate: the training part's mean age, for every face
 
     def to_dict(self):
         return {**super().to_dict(), "name": self.name}
@@ -93,10 +163,14 @@ class ModelResult(Scores):
     #: {class: [[feature unit, mean contribution toward the true class], ...]} for the explained
     #: models (classifiers.search.EXPLAINED_MODELS); None (no key in results.json) for the others
     top_features: dict | None = None
+    #: scores_by_age_group where the table has ages (UTKFace gender); None (no key) otherwise
+    per_age_group: dict | None = None
 
     def to_dict(self):
-        out = {"name": self.name, "description": self.description, **super().to_dict(),
-               "fold_accuracy_mean": self.fold_accuracy_mean, "fold_accuracy_std": self.fold_accuracy_std}
+        out = {"name": self.name, "description": self.description, **super().to_dict()}
+        if self.per_age_group:
+            out["per_age_group"] = self.per_age_group
+        out.update(fold_accuracy_mean=self.fold_accuracy_mean, fold_accuracy_std=self.fold_accuracy_std)
         out.update({subset: scores.to_dict() for subset, scores in self.subsets.items()})
         out.update(best_params=self.best_params, best_params_per_fold=self.best_params_per_fold,
                    fit_seconds=self.fit_seconds, predict_ms_per_face=self.predict_ms_per_face,
@@ -116,6 +190,33 @@ class ModelResult(Scores):
 
 
 @dataclass
+class AgeModelResult(AgeScores):
+    """One age regressor's figures over every tested face (the :class:`AgeScores` fields), and how it
+    got them; the fields after the scores mean what :class:`ModelResult`'s do."""
+
+    name: str
+    description: str
+    fold_mae_mean: float           # mean of the per-fold MAEs, years
+    fold_mae_std: float            # their standard deviation
+    best_params: dict
+    best_params_per_fold: list
+    fit_seconds: float
+    predict_ms_per_face: float
+    #: {age group: [[feature unit, mean contribution to the estimates of its test faces, years], ...]}
+    #: for the explained models; None (no key in results.json) for the others
+    top_features: dict | None = None
+
+    def to_dict(self):
+        out = {"name": self.name, "description": self.description, **super().to_dict(),
+               "fold_mae_mean": self.fold_mae_mean, "fold_mae_std": self.fold_mae_std,
+               "best_params": self.best_params, "best_params_per_fold": self.best_params_per_fold,
+               "fit_seconds": self.fit_seconds, "predict_ms_per_face": self.predict_ms_per_face}
+        if self.top_features:
+            out["top_features"] = self.top_features
+        return out
+
+
+@dataclass
 class BenchmarkResult:
     """Every model of one benchmark run on one feature table, evaluated on the same folds."""
 
@@ -130,10 +231,10 @@ class BenchmarkResult:
     n_subjects: int | None         # distinct subjects, or None where the table has no subjects
     excluded_rows: dict            # {reason: rows}: rows left out, e.g. no face found
     n_excluded: int                # their total
-    classes: list                  # the class labels, sorted: the order of every per-class list
-    class_counts: dict             # {class: rows}
-    baseline: Baseline             # the majority-class predictor on the same folds
-    models: list                   # a ModelResult per model, in the order they were asked for
+    classes: list                  # the class labels, sorted: the order of every per-class list (age: the age groups)
+    class_counts: dict             # {class: rows} (age: {age group: rows})
+    baseline: Baseline             # the majority-class predictor on the same folds (age: AgeBaseline, the mean age)
+    models: list                   # a ModelResult per model (age: AgeModelResult), in the order they were asked for
     quick: bool                    # small grids and fewer folds (--quick)
     seed: int                      # seed of the folds and the models
     jobs: int                      # worker processes asked for
@@ -143,13 +244,19 @@ class BenchmarkResult:
     predict_ms_note: str = PREDICT_MS_NOTE        # what ModelResult.predict_ms_per_face measures
     label_scheme: str | None = None      # the label scheme (all, basic7, ...); None: not recorded (read as all)
     calibration: str | None = None      # per-subject calibration: none or subject; None: not recorded
+    target: str | None = None      # what was learned (common.labels.TARGETS); None: not recorded (read as label)
+
+    @property
+    def regression(self):
+        """True for the age target: models are AgeModelResults, the baseline an AgeBaseline."""
+        return self.target == "age"
 
     def to_dict(self):
-        """The results.json content: plain JSON types; label_scheme and calibration only when set."""
+        """The results.json content: plain JSON types; label_scheme, calibration and target only when set."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["baseline"] = self.baseline.to_dict()
         out["models"] = [m.to_dict() for m in self.models]
-        for key in ("label_scheme", "calibration"):
+        for key in ("label_scheme", "calibration", "target"):
             if out[key] is None:
                 del out[key]
         return out
@@ -157,8 +264,9 @@ class BenchmarkResult:
     @classmethod
     def from_dict(cls, data):
         values = _field_values(cls, data)
-        values["baseline"] = Baseline.from_dict(data.get("baseline") or {})
-        values["models"] = [ModelResult.from_dict(m) for m in data.get("models") or []]
+        age = data.get("target") == "age"
+        values["baseline"] = (AgeBaseline if age else Baseline).from_dict(data.get("baseline") or {})
+        values["models"] = [(AgeModelResult if age else ModelResult).from_dict(m) for m in data.get("models") or []]
         return cls(**values)
 
     @classmethod

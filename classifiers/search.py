@@ -16,8 +16,10 @@ from joblib import Parallel, delayed
 from sklearn.metrics import accuracy_score, confusion_matrix
 from sklearn.model_selection import GridSearchCV, ParameterGrid
 
+from common.labels import AGE_GROUP_NAMES
+
 from .models import describe, make_pipeline, param_grid
-from .results import Baseline, ModelResult, Scores
+from .results import AgeBaseline, AgeModelResult, AgeScores, Baseline, ModelResult, Scores, scores_by_age_group
 
 #: Features per class in the importance chart and results.json.
 TOP_FEATURES = 8
@@ -32,6 +34,11 @@ def _set_threads(pipe, n):
     if params:
         pipe.set_params(**params)
     return pipe
+
+
+def scoring(data):
+    """What the grid searches maximise: balanced accuracy for classes, minus the MAE for age."""
+    return "neg_mean_absolute_error" if data.regression else "balanced_accuracy"
 
 
 def fit_search(name, data, train, protocol, quick, seed, jobs=1, probability=False):
@@ -49,7 +56,7 @@ def fit_search(name, data, train, protocol, quick, seed, jobs=1, probability=Fal
         model = _set_threads(pipe.set_params(**best), jobs).fit(X, y, **weights)
     else:
         groups = protocol.groups[train] if protocol.groups is not None else None
-        search = GridSearchCV(pipe, grid, scoring="balanced_accuracy", cv=protocol.inner_cv(y, groups),
+        search = GridSearchCV(pipe, grid, scoring=scoring(data), cv=protocol.inner_cv(y, groups, train),
                               n_jobs=jobs, refit=True, error_score="raise")
         search.fit(X, y, groups=groups, **weights)
         model, best = search.best_estimator_, search.best_params_
@@ -65,26 +72,31 @@ def single_blas_thread():
 
 
 #: Models whose per-face contributions are exact and cheap (native, or SHAP's TreeExplainer).
-EXPLAINED_MODELS = ("logreg", "logreg_au", "xgboost", "rf")
+EXPLAINED_MODELS = ("logreg", "logreg_au", "xgboost", "rf", "ridge", "xgboost_reg")
 #: Test faces per class and fold whose explanations feed the feature-importance chart.
 EXPLAIN_ROWS = 40
 
 
 def fold_importance(pipeline, data, test, seed=0):
     """{class: (faces explained, {feature unit: sum of their contributions toward the true class})}
-    on test rows; units the fold's model does not use (dropped by its group selection or filter)
-    are absent."""
+    on test rows; for an age regressor {age group: (faces, {unit: sum of their contributions to
+    those faces' estimates, in years})}. Units the fold's model does not use (dropped by its group
+    selection or filter) are absent."""
     from features.describe import FeatureConfig
 
     from .artifact import Model
     from .explain import explain
 
-    model = Model(pipeline=pipeline, labels=[str(c) for c in pipeline.classes_],
-                  config=FeatureConfig.from_dict(data.config))
+    model = Model(pipeline=pipeline, labels=[str(c) for c in getattr(pipeline, "classes_", [])],
+                  config=FeatureConfig.from_dict(data.config), meta={"target": data.target})
     rng = np.random.default_rng(seed)
     out = {}
-    for k, label in enumerate(model.labels):
-        rows = test[data.y[test] == label]
+    if data.regression:
+        test_groups = data.age_groups()[test]
+        groups = [(name, test[test_groups == name], None) for name in AGE_GROUP_NAMES]
+    else:
+        groups = [(label, test[data.y[test] == label], k) for k, label in enumerate(model.labels)]
+    for label, rows, k in groups:
         if len(rows) == 0:
             continue
         rows = rng.choice(rows, min(EXPLAIN_ROWS, len(rows)), replace=False)
@@ -126,13 +138,28 @@ def _params_text(params):
 
 
 def majority_baseline(data, protocol, classes):
-    """The majority-class predictor's :class:`Baseline`, fitted per fold like the models."""
+    """The majority-class predictor's :class:`Baseline`, fitted per fold like the models (with
+    figures per age group where the table has ages); for the age target the mean-age estimate's
+    :class:`AgeBaseline`."""
     tested = protocol.tested_rows()
     predicted = np.empty(len(data.y), dtype=object)
     for train, test in protocol.folds:
-        values, counts = np.unique(data.y[train], return_counts=True)
-        predicted[test] = values[np.argmax(counts)]
-    return Baseline(**vars(Scores.compute(data.y[tested], predicted[tested].astype(str), classes)))
+        if data.regression:
+            predicted[test] = float(np.mean(data.y[train]))
+        else:
+            values, counts = np.unique(data.y[train], return_counts=True)
+            predicted[test] = values[np.argmax(counts)]
+    if data.regression:
+        return AgeBaseline(**vars(AgeScores.compute(data.y[tested], predicted[tested].astype(float))))
+    y_pred = predicted[tested].astype(str)
+    return Baseline(**vars(Scores.compute(data.y[tested], y_pred, classes)),
+                    per_age_group=_per_age_group(data, tested, y_pred))
+
+
+def _per_age_group(data, rows, y_pred):
+    """scores_by_age_group of class predictions on ``rows``, or None when the table has no ages."""
+    ages = data.ages[rows]
+    return scores_by_age_group(data.y[rows], y_pred, ages) if np.all(np.isfinite(ages)) and len(ages) else None
 
 
 def search_models(data, models, protocol, classes, quick=False, seed=0, jobs=1, progress=True, backend="local"):
@@ -154,7 +181,7 @@ def search_models(data, models, protocol, classes, quick=False, seed=0, jobs=1, 
         inner_jobs = 1 if outer_jobs > 1 else max(1, jobs)
     tasks = [delayed(_fold_task)(name, data, i, train, test, protocol, quick, seed, inner_jobs)
              for name in models for i, (train, test) in enumerate(protocol.folds)]
-    predictions = {name: np.empty(len(data.y), dtype=object) for name in models}
+    predictions = {name: np.empty(len(data.y), dtype=float if data.regression else object) for name in models}
     per_fold = {name: [None] * n_folds for name in models}
     bar = tqdm(total=len(tasks), unit="fold", desc="benchmark", disable=not progress, file=sys.stderr)
     stream = (Parallel(n_jobs=outer_jobs, return_as="generator_unordered")(tasks) if outer_jobs != 1
@@ -167,8 +194,19 @@ def search_models(data, models, protocol, classes, quick=False, seed=0, jobs=1, 
         bar.set_postfix_str(f"{name} fold {i + 1}/{n_folds}")
         bar.update(1)
     bar.close()
-    return [_model_result(name, data, protocol, classes, predictions[name], per_fold[name], importance[name])
+    result = _age_model_result if data.regression else _model_result
+    return [result(name, data, protocol, classes, predictions[name], per_fold[name], importance[name])
             for name in models]
+
+
+def _fit_record(name, per_fold, n_tested):
+    """What every model result says about how it was fitted, from its folds' (best params, fit
+    seconds, predict seconds): its description, the grid points chosen and the times."""
+    bests = [_params_text(b) for b, _, _ in per_fold]
+    common = collections.Counter(json.dumps(b, sort_keys=True) for b in bests).most_common(1)[0][0]
+    return dict(name=name, description=describe(name), best_params=json.loads(common), best_params_per_fold=bests,
+                fit_seconds=round(float(np.mean([s for _, s, _ in per_fold])), 3),
+                predict_ms_per_face=round(1000.0 * sum(p for _, _, p in per_fold) / n_tested, 4))
 
 
 def _model_result(name, data, protocol, classes, predictions, per_fold, importance):
@@ -181,13 +219,18 @@ def _model_result(name, data, protocol, classes, predictions, per_fold, importan
     for subset, mask in protocol.subsets.items():
         rows = np.flatnonzero(mask)
         subsets[subset] = Scores.compute(data.y[rows], predictions[rows].astype(str), classes)
-    bests = [_params_text(b) for b, _, _ in per_fold]
-    common = collections.Counter(json.dumps(b, sort_keys=True) for b in bests).most_common(1)[0][0]
     return ModelResult(
-        name=name, description=describe(name), **vars(Scores.compute(y_true, y_pred, classes)),
+        **_fit_record(name, per_fold, len(tested)), **vars(Scores.compute(y_true, y_pred, classes)),
         fold_accuracy_mean=round(float(np.mean(fold_acc)), 4), fold_accuracy_std=round(float(np.std(fold_acc)), 4),
-        subsets=subsets, best_params=json.loads(common), best_params_per_fold=bests,
-        fit_seconds=round(float(np.mean([s for _, s, _ in per_fold])), 3),
-        predict_ms_per_face=round(1000.0 * sum(p for _, _, p in per_fold) / len(tested), 4),
-        confusion_matrix=confusion_matrix(y_true, y_pred, labels=classes).tolist(),
+        subsets=subsets, confusion_matrix=confusion_matrix(y_true, y_pred, labels=classes).tolist(),
+        top_features=top_features(importance) or None, per_age_group=_per_age_group(data, tested, y_pred))
+
+
+def _age_model_result(name, data, protocol, classes, predictions, per_fold, importance):
+    """One age regressor's :class:`AgeModelResult`, as :func:`_model_result` for classifiers."""
+    tested = protocol.tested_rows()
+    fold_mae = [float(np.mean(np.abs(predictions[test] - data.y[test]))) for _, test in protocol.folds]
+    return AgeModelResult(
+        **_fit_record(name, per_fold, len(tested)), **vars(AgeScores.compute(data.y[tested], predictions[tested])),
+        fold_mae_mean=round(float(np.mean(fold_mae)), 3), fold_mae_std=round(float(np.std(fold_mae)), 3),
         top_features=top_features(importance) or None)

@@ -276,7 +276,8 @@ def _integer(value, what):
 
 def check_xgboost_document(doc, n_features, n_classes):
     """Raise TreeError unless the decoded XGBoost model ``doc`` is a multi:softprob gbtree over
-    ``n_features`` columns and ``n_classes`` classes whose every tree passes :func:`check_tree`."""
+    ``n_features`` columns and ``n_classes`` classes (``n_classes`` None: a reg:squarederror
+    regressor) whose every tree passes :func:`check_tree`."""
     try:
         learner = doc["learner"]
         param = learner["learner_model_param"]
@@ -291,15 +292,16 @@ def check_xgboost_document(doc, n_features, n_classes):
         feature_types = learner.get("feature_types", [])
     except (KeyError, TypeError, AttributeError, IndexError):
         raise TreeError("the XGBoost model lacks the parts of a gbtree model") from None
-    if objective != "multi:softprob" or booster.get("name") != "gbtree":
-        raise TreeError(f"the XGBoost model is not a multi:softprob gbtree ({str(objective)[:40]})")
+    expected = "reg:squarederror" if n_classes is None else "multi:softprob"
+    if objective != expected or booster.get("name") != "gbtree":
+        raise TreeError(f"the XGBoost model is not a {expected} gbtree ({str(objective)[:40]})")
     if _integer(param.get("num_feature"), "feature count") != n_features:
         raise TreeError(f"the XGBoost model reads {param.get('num_feature')!r} features, receives {n_features}")
-    if _integer(param.get("num_class"), "class count") != n_classes or \
+    if _integer(param.get("num_class"), "class count") != (n_classes or 0) or \
             _integer(param.get("num_target", 1), "target count") != 1:
         raise TreeError(f"the XGBoost model predicts {param.get('num_class')!r} classes, the model has {n_classes}")
     if not isinstance(trees, list) or n_trees != len(trees) or n_parallel != 1 or tree_info.shape != (n_trees,) \
-            or tree_info.dtype.kind not in "iu" or np.any(tree_info < 0) or np.any(tree_info >= n_classes):
+            or tree_info.dtype.kind not in "iu" or np.any(tree_info < 0) or np.any(tree_info >= (n_classes or 1)):
         raise TreeError("the XGBoost model's tree count or tree classes do not match its trees")
     if indptr.ndim != 1 or indptr.dtype.kind not in "iu" or len(indptr) < 1 or indptr[0] != 0 \
             or indptr[-1] != n_trees or np.any(np.diff(indptr) < 0):

@@ -2,8 +2,8 @@
 
 Every command is a :func:`command` (a click command with the project's help layout and
 error handling) and takes its common options from the decorators here, so ``--jobs``,
-``--backend/--scheduler``, ``--scheme``, ``--detector/--upsample`` and ``--quiet`` mean the
-same everywhere. The ``facial-expressions`` group (:mod:`facial_expressions.cli`) gathers
+``--backend/--scheduler``, ``--scheme``, ``--target``, ``--detector/--upsample`` and ``--quiet``
+mean the same everywhere. The ``facial-expressions`` group (:mod:`facial_expressions.cli`) gathers
 the commands; each also runs alone as ``python -m <module>``.
 
 Errors: a :class:`common.errors.FacialExpressionError` (a user's mistake or bad input), an
@@ -19,7 +19,7 @@ import sys
 import click
 
 from .errors import FacialExpressionError
-from .labels import SCHEMES
+from .labels import SCHEMES, TARGETS
 from .parallel import BACKENDS, SCHEDULER_ENV, default_backend
 
 EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -151,6 +151,13 @@ def scheme_option(help=None, several=False):
                         help=help or f"Map labels through this label scheme first: {_SCHEME_WORDS}.")
 
 
+def target_option(fn):
+    """``--target label|gender|age``: what to learn from a feature table (common.labels.TARGETS)."""
+    return click.option("--target", type=click.Choice(TARGETS), default="label", show_default=True,
+                        help="What to learn: label, the table's class labels (emotions); gender, the apparent "
+                             "gender of a UTKFace table (female/male); age, its age in years (a regression).")(fn)
+
+
 def detector_options(detectors, default=None):
     """``--detector`` (one of ``detectors``, landmarks.detect.DETECTORS) and ``--upsample``;
     ``default=None`` means "the model's own"."""
@@ -192,6 +199,16 @@ def recommend_options(help):
         return click.option("--recommend", "catalogue_path", type=click.Path(dir_okay=False), default=None,
                             help=f"Music catalogue CSV (artist, title, valence, arousal[, url]): {help}")(fn)
     return decorate
+
+
+def age_gender_option(adds):
+    """``--age-gender``: also the shipped apparent-age and apparent-gender models' estimates per
+    face (``recognise(..., age_gender=True)``); ``adds`` says where they appear."""
+    return click.option("--age-gender", "age_gender", is_flag=True,
+                        help="Also estimate each face's apparent age, with a plausible range, and its apparent "
+                             "gender, with its probability (the shipped UTKFace models: age and binary gender as "
+                             "labelled in UTKFace; an estimate from appearance, not identity; research use "
+                             f"only). {adds}")
 
 
 def utf8_safe_output():

@@ -1,5 +1,6 @@
 """Label tables every stage shares: the canonical emotion classes, every dataset's names for
-them, and the label schemes that regroup them (basic7, basic6, valence3).
+them, and the label schemes that regroup them (basic7, basic6, valence3); the apparent-gender
+labels and the age groups of age and gender estimates (UTKFace).
 """
 
 import numpy as np
@@ -73,3 +74,29 @@ def ferplus_distribution(votes):
     votes = np.asarray(votes, dtype=np.float64)[:8]
     total = votes.sum()
     return {FERPLUS_LABELS[n]: v / total for n, v in zip(FERPLUS_VOTES, votes) if v > 0} if total else {}
+
+
+#: What a model learns from a feature table (``--target``): its class labels (emotions), the apparent
+#: gender (labels female/male, UTKFace tables) or the age in years (the table's numeric target:
+#: a regression).
+TARGETS = ("label", "gender", "age")
+
+#: Apparent binary gender as UTKFace labels it (file name field 2: 0 male, 1 female).
+GENDERS = ("female", "male")
+UTKFACE_GENDER_CODES = {"0": "male", "1": "female"}
+
+#: Age groups in which age and gender figures are reported: (name, first year, last year).
+AGE_GROUPS = (("0-12", 0, 12), ("13-19", 13, 19), ("20-39", 20, 39), ("40-59", 40, 59), ("60+", 60, float("inf")))
+AGE_GROUP_NAMES = tuple(name for name, _, _ in AGE_GROUPS)
+
+
+def age_group(ages):
+    """The :data:`AGE_GROUPS` name of each age in years (a year is whole: 12.6 falls in 0-12);
+    "" where the age is unknown (NaN)."""
+    ages = np.asarray(ages, dtype=np.float64)
+    out = np.full(ages.shape, "", dtype=object)
+    years = np.floor(ages)
+    for name, low, high in AGE_GROUPS:
+        out[(years >= low) & (years <= high)] = name
+    out[years < 0] = AGE_GROUP_NAMES[0]
+    return out.astype(str)

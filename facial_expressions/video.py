@@ -2,7 +2,7 @@
 
     facial-expressions video INPUT -o OUT_DIR [--every N | --fps F] [--start S] [--end S]
         [--format csv|jsonl|parquet] [--landmarks] [--annotate] [--smooth SECONDS] [--calibrate]
-        [--recommend CATALOGUE] [--realtime] [--model FILE] [--detector D] [--upsample N] [--jobs N]
+        [--age-gender] [--recommend CATALOGUE] [--realtime] [--model FILE] [--detector D] [--upsample N] [--jobs N]
 
 INPUT is a video file (mp4, avi, mov, mkv, webm, ...), a folder of them, a camera index (``0``)
 or a stream URL (``rtsp://...``, ``http://...``). From Python, :func:`analyse_video` yields one
@@ -10,11 +10,12 @@ or a stream URL (``rtsp://...``, ``http://...``). From Python, :func:`analyse_vi
 as it comes); :func:`analyse_to_folder` writes the outputs:
 
 * ``timeline.csv`` (``--format jsonl|parquet``): one row per face per analysed frame:
-  ``frame, time_s, face_id, x, y, w, h, label, p_<class>..., valence, arousal`` (+ ``x0, y0, ...,
-  x67, y67`` with ``--landmarks``);
+  ``frame, time_s, face_id, x, y, w, h, label, p_<class>..., valence, arousal`` (+ ``age, gender,
+  p_female`` with ``--age-gender``; + ``x0, y0, ..., x67, y67`` with ``--landmarks``);
 * ``summary.json``: per face id, first and last time seen, seconds visible, per emotion its
-  share of the time, mean probability and strongest moment (and with ``--recommend`` music
-  for the face's mood over the clip);
+  share of the time, mean probability and strongest moment (with ``--age-gender`` the median
+  apparent age over the clip and each apparent gender's share of the time; with
+  ``--recommend`` music for the face's mood over the clip);
 * ``timeline.png``: one panel per face, each emotion's probability over time;
 * ``annotated.mp4`` with ``--annotate``: the video with boxes, face ids and labels (H.264).
 
@@ -58,8 +59,8 @@ import numpy as np
 from classifiers import load_model
 from classifiers.affect import valence_arousal
 from classifiers.artifact import DEFAULT_MODEL
-from common.cli import (EXIT_INTERRUPTED, backend_options, command, detector_options, jobs_option, one_line,
-                        quiet_option, recommend_options, utf8_safe_output)
+from common.cli import (EXIT_INTERRUPTED, age_gender_option, backend_options, command, detector_options, jobs_option,
+                        one_line, quiet_option, recommend_options, utf8_safe_output)
 from common.errors import AffectError, FacialExpressionError, VideoError
 from common.files import output_lock
 from landmarks.detect import DETECTORS
@@ -231,12 +232,13 @@ def _file_plan(info, start, end, every, rate):
 
 def analyse_video(source, *, model=None, every=1, fps=None, start=0.0, end=None, detector=None, upsample=None,
                   max_faces=None, smooth=0.0, calibrate=False, realtime=False, images=False, detect_every=0.5,
-                  info=None, timeout=STREAM_TIMEOUT):
+                  info=None, timeout=STREAM_TIMEOUT, age_gender=False):
     """Yield a :class:`VideoFrame` per analysed frame of ``source`` (file path, camera index or URL).
 
     ``every=N`` analyses every Nth frame, ``fps=F`` F frames per second of video; ``start`` and
     ``end`` (seconds) bound the range (for cameras and streams, ``end`` is how long to run).
-    ``detector``, ``upsample``, ``max_faces`` are :func:`classifiers.recognise`'s; ``smooth``
+    ``detector``, ``upsample``, ``max_faces`` and ``age_gender`` (apparent age and gender on
+    every face, per frame, never smoothed or calibrated) are :func:`classifiers.recognise`'s; ``smooth``
     (seconds) and ``calibrate`` are described in the module docstring. ``realtime=True``
     reads a file at its own frame rate as if it were a camera (frames are dropped when the
     analysis falls behind). ``images=True`` puts each frame's BGR pixels on its VideoFrame and,
@@ -263,10 +265,11 @@ def analyse_video(source, *, model=None, every=1, fps=None, start=0.0, end=None,
     if calibration is not None:
         calibration.prior = CALIBRATION_PRIOR_SECONDS / (_sampling(nominal, every, fps) or 1.0 / nominal)
     tracker = FaceTracker(model, detector=detector, upsample=upsample, max_faces=max_faces,
-                          detect_every=detect_every, adjust=calibration.adjuster if calibration else None)
+                          detect_every=detect_every, adjust=calibration.adjuster if calibration else None,
+                          age_gender=age_gender)
     smoother = Smoother(smooth, model.labels) if smooth else None
     if source_info.live or realtime:
-        _warm_up(cap, model, detector, upsample)
+        _warm_up(cap, model, detector, upsample, age_gender)
 
     def analyse(gray, t, cut):
         if cut:
@@ -284,7 +287,7 @@ def analyse_video(source, *, model=None, every=1, fps=None, start=0.0, end=None,
         yield from _file(cap, source_info, analyse, start, end, every, fps, images)
 
 
-def _warm_up(cap, model, detector, upsample):
+def _warm_up(cap, model, detector, upsample, age_gender=False):
     """Run the analysis once on the source's first frame, untimed, so that loading dlib's models and
     the first use of every feature step (about a second) do not fall on a live run's first result.
     (A file played in real time is rewound by :class:`LiveFrames`; a camera's frame is just skipped.)"""
@@ -295,8 +298,8 @@ def _warm_up(cap, model, detector, upsample):
         return
     gray = to_gray(frame)
     h, w = gray.shape[:2]
-    recognise(gray, model=model, detector=detector, upsample=upsample)
-    recognise(gray, model=model, boxes=[(w // 4, h // 4, w // 2, h // 2)])
+    recognise(gray, model=model, detector=detector, upsample=upsample, age_gender=age_gender)
+    recognise(gray, model=model, boxes=[(w // 4, h // 4, w // 2, h // 2)], age_gender=age_gender)
 
 
 def _file(cap, info, analyse, start, end, every, rate, images):
@@ -466,7 +469,8 @@ def _run(source, out_dir, path, model, fmt, landmarks, annotate, catalogue, mode
     frames = analyse_video(source, model=model, images=annotate, info=info, **options)
     result = RunResult(folder=out_dir, source=str(source), latency=LatencyStats())
     stats, series, cuts = {}, {}, []
-    timeline = TimelineWriter(path["timeline"], labels, fmt, landmarks)
+    age_gender = bool(options.get("age_gender"))
+    timeline = TimelineWriter(path["timeline"], labels, fmt, landmarks, age_gender)
     video, bar, failure = None, None, None
     started = time.perf_counter()
     try:
@@ -492,7 +496,7 @@ def _run(source, out_dir, path, model, fmt, landmarks, annotate, catalogue, mode
                 timeline.add(frame)
                 for face_id, p in frame.faces.items():
                     if face_id not in stats:
-                        stats[face_id], series[face_id] = FaceStats(labels), Series()
+                        stats[face_id], series[face_id] = FaceStats(labels, age_gender), Series()
                     stats[face_id].add(frame.time, frame.span, p)
                     series[face_id].add(frame.time, [p.probabilities[c] for c in labels])
                 if frame.latency is not None:
@@ -582,6 +586,7 @@ def _summary(info, result, stats, cuts, model, options, catalogue, mode, n_track
         "input": result.source,
         "source": dataclasses.asdict(info) if info else None,
         "model": {"path": model.path, "labels": list(model.labels)},
+        **({"age_gender_models": _age_gender_description()} if options.get("age_gender") else {}),
         "options": {k: v for k, v in options.items()},
         "frames_analysed": result.frames,
         "stopped": result.stopped,
@@ -593,6 +598,14 @@ def _summary(info, result, stats, cuts, model, options, catalogue, mode, n_track
     if result.live:
         out["live"] = {"frames_dropped": result.dropped, "latency_ms": result.latency.to_dict()}
     return out
+
+
+def _age_gender_description():
+    """Which age and gender models gave the summary's apparent ages and genders, and their terms."""
+    from classifiers.api import age_gender_models
+
+    return {m.target: {"path": m.path, "terms": m.meta.get("training_data", {}).get("terms")}
+            for m in age_gender_models()}
 
 
 # ---- many videos ----
@@ -692,6 +705,8 @@ def _time_option(name, help):
               help="Read each face relative to that person's own running baseline (past frames only).")
 @click.option("--detect-every", type=click.FloatRange(min=0), default=0.5, show_default=True, metavar="SECONDS",
               help="Run the face detector on the whole frame this often (faces are tracked in between).")
+@age_gender_option("Adds the columns age, gender and p_female to the timeline and, per face in summary.json, the "
+                   "median apparent age over the clip and each apparent gender's share of the time.")
 @click.option("--realtime", is_flag=True,
               help="Read a file at its own frame rate as if it were a camera (frames are dropped when the "
                    "analysis falls behind; latency is reported).")
@@ -701,13 +716,14 @@ def _time_option(name, help):
 @backend_options(help="For a folder INPUT: run the videos on this machine's cores or on a Dask cluster.")
 @quiet_option
 def main(source, out_dir, model_path, every, rate, start, end, fmt, landmarks, annotate, smooth, calibrate,
-         detect_every, realtime, catalogue_path, mode, n_tracks, detector, upsample, jobs, backend, scheduler, quiet):
+         detect_every, age_gender, realtime, catalogue_path, mode, n_tracks, detector, upsample, jobs, backend, scheduler, quiet):
     """Per-face emotion timeline of a video file, a folder of videos, a camera or a stream.
 
     INPUT is a video file (mp4, avi, mov, mkv, webm, ...), a folder of them, a camera index
     (0) or a stream URL (rtsp://..., http://...). OUT_DIR receives timeline.csv (one row per
     face per analysed frame), summary.json (per face: when seen, for how long, each emotion's
-    share of time, mean probability and strongest moment), timeline.png and, with
+    share of time, mean probability and strongest moment; with --age-gender its median
+    apparent age and apparent gender), timeline.png and, with
     --annotate, annotated.mp4. Faces keep their id while they stay in view; after a cut they
     get new ones. Ctrl-C ends a camera or stream run and writes everything up to then.
 
@@ -721,6 +737,7 @@ def main(source, out_dir, model_path, every, rate, start, end, fmt, landmarks, a
     Examples:
       facial-expressions video clip.mp4 -o out/clip --annotate
       facial-expressions video clip.mp4 -o out/clip --fps 5 --start 1:00 --end 2:00
+      facial-expressions video clip.mp4 -o out/clip --age-gender
       facial-expressions video 0 -o out/webcam --smooth 0.5       (Ctrl-C to stop)
       facial-expressions video videos/ -o out/all --jobs 2
     """
@@ -737,8 +754,13 @@ def main(source, out_dir, model_path, every, rate, start, end, fmt, landmarks, a
         catalogue = load_catalogue(catalogue_path)
     if calibrate:
         training_mean(model)
+    if age_gender:   # a missing or damaged age or gender model is one error line before any work
+        from classifiers.api import age_gender_models
+
+        age_gender_models()
     options = dict(every=every, fps=rate, start=start or 0.0, end=end, detector=detector, upsample=upsample,
-                   smooth=smooth, calibrate=calibrate, realtime=realtime, detect_every=detect_every)
+                   smooth=smooth, calibrate=calibrate, realtime=realtime, detect_every=detect_every,
+                   age_gender=age_gender)
     outputs = dict(fmt=fmt, landmarks=landmarks, annotate=annotate, catalogue=catalogue, mode=mode,
                    n_tracks=n_tracks)
     if os.path.isdir(source):

@@ -342,7 +342,7 @@ def draw_faces(image, faces):
         colour = PALETTE[(face_id - 1) % len(PALETTE)]
         x, y, w, h = p.box
         cv2.rectangle(image, (x, y), (x + w, y + h), colour, thickness)
-        text = f"{face_id}: {p.label} {p.confidence:.0%}"
+        text = f"{face_id}: {p.label} {p.confidence:.0%}" + (f", {p.age:.0f}, {p.gender}" if p.age is not None else "")
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
         top = max(y - th - base - 2 * thickness, 0)
         cv2.rectangle(image, (x, top), (x + tw + 2 * thickness, top + th + base + 2 * thickness), colour, -1)

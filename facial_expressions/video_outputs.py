@@ -44,11 +44,22 @@ class _Atomic:
         self._context.__exit__(RuntimeError, RuntimeError("discarded"), None)
 
 
-def timeline_columns(labels, landmarks=False):
+#: The timeline's columns of ``--age-gender``.
+AGE_GENDER_COLUMNS = ("age", "gender", "p_female")
+#: summary.json's median apparent age is read from a histogram of this bin width (years), so a
+#: face's summary stays constant in memory however long the video.
+AGE_BIN = 0.5
+AGE_BINS = int(130 / AGE_BIN)
+
+
+def timeline_columns(labels, landmarks=False, age_gender=False):
     """The timeline's columns: frame, time_s, face_id, x, y, w, h, label, p_<class>..., valence,
-    arousal, then with ``landmarks`` x0, y0, ..., x67, y67."""
+    arousal, then with ``age_gender`` age, gender, p_female, then with ``landmarks`` x0, y0, ...,
+    x67, y67."""
     columns = ["frame", "time_s", "face_id", "x", "y", "w", "h", "label"] + [f"p_{c}" for c in labels]
     columns += ["valence", "arousal"]
+    if age_gender:
+        columns += list(AGE_GENDER_COLUMNS)
     if landmarks:
         columns += [f"{axis}{i}" for i in range(68) for axis in ("x", "y")]
     return columns
@@ -72,11 +83,12 @@ def _round(value, digits):
 class TimelineWriter:
     """Rows of one face per analysed frame, written to a temporary file as they come."""
 
-    def __init__(self, path, labels, fmt="csv", landmarks=False):
+    def __init__(self, path, labels, fmt="csv", landmarks=False, age_gender=False):
         if fmt not in FORMATS:
             raise VideoError(f"unknown timeline format {fmt!r}; choose from {', '.join(FORMATS)}")
         self.path, self.labels, self.format, self.landmarks = path, list(labels), fmt, landmarks
-        self.columns = timeline_columns(self.labels, landmarks)
+        self.age_gender = age_gender
+        self.columns = timeline_columns(self.labels, landmarks, age_gender)
         self.rows = 0
         if fmt == "parquet":
             self._pa, self._pq = parquet_module()
@@ -92,13 +104,16 @@ class TimelineWriter:
 
     def _schema(self):
         pa = self._pa
-        types = {"frame": pa.int64(), "time_s": pa.float64(), "face_id": pa.int64(), "label": pa.string()}
+        types = {"frame": pa.int64(), "time_s": pa.float64(), "face_id": pa.int64(), "label": pa.string(),
+                 "gender": pa.string()}
         return pa.schema([(c, types.get(c, pa.int32() if c in "xywh" else pa.float32())) for c in self.columns])
 
     def _values(self, frame, face_id, p):
         values = [frame.index, round(frame.time, 4), face_id, *(int(v) for v in p.box), p.label]
         values += [round(p.probabilities[c], 4) for c in self.labels]
         values += [_round(p.valence, 4), _round(p.arousal, 4)]
+        if self.age_gender:
+            values += [_round(p.age, 1), p.gender, _round(p.p_female, 4)]
         if self.landmarks:
             values += [round(float(v), 1) for point in p.landmarks for v in point]
         return values
@@ -146,8 +161,11 @@ class TimelineWriter:
 class FaceStats:
     """Running sums for one face id: enough for its summary, in constant memory."""
 
-    def __init__(self, labels):
+    def __init__(self, labels, age_gender=False):
         self.labels = labels
+        self.age_gender = age_gender
+        self.age_seconds = np.zeros(AGE_BINS)     # seconds seen at each apparent age (AGE_BIN years)
+        self.female_seconds = self.p_female_seconds = 0.0
         self.first = self.last = None
         self.seconds = 0.0
         self.frames = 0
@@ -169,10 +187,34 @@ class FaceStats:
         for i, value in enumerate(p):
             if value > self.strongest[i][0]:
                 self.strongest[i] = (float(value), time)
+        if self.age_gender and prediction.age is not None:
+            self.age_seconds[min(int(prediction.age / AGE_BIN), AGE_BINS - 1)] += span
+            self.female_seconds += span * (prediction.gender == "female")
+            self.p_female_seconds += span * prediction.p_female
         if prediction.valence is None:
             self.affect_known = False
         else:
             self.affect_seconds += span * np.array([prediction.valence, prediction.arousal])
+
+    def median_age(self):
+        """The apparent age the face showed for at least half of its time, to AGE_BIN years (None if never estimated)."""
+        total = self.age_seconds.sum()
+        if total <= 0:
+            return None
+        k = int(np.searchsorted(np.cumsum(self.age_seconds), total / 2))
+        return (k + 0.5) * AGE_BIN
+
+    def age_gender_summary(self):
+        """median_age (years), gender (the apparent gender for most of the time), female_share and
+        male_share (of the time), mean_p_female."""
+        total = self.age_seconds.sum()
+        if total <= 0:
+            return {"median_age": None, "gender": None, "female_share": None, "male_share": None,
+                    "mean_p_female": None}
+        female = float(self.female_seconds / total)
+        return {"median_age": round(self.median_age(), 1), "gender": "female" if female > 0.5 else "male",
+                "female_share": round(female, 4), "male_share": round(1 - female, 4),
+                "mean_p_female": round(float(self.p_female_seconds / total), 4)}
 
     def mean_probabilities(self):
         return {c: float(v) for c, v in zip(self.labels, self.probability_seconds / max(self.seconds, 1e-12))}
@@ -192,6 +234,8 @@ class FaceStats:
         if self.affect_known:
             valence, arousal = self.affect_seconds / max(self.seconds, 1e-12)
             out["mean_valence"], out["mean_arousal"] = round(float(valence), 4), round(float(arousal), 4)
+        if self.age_gender:
+            out["apparent"] = self.age_gender_summary()
         return out
 
 
@@ -251,8 +295,12 @@ def plot_timeline(series, stats, labels, path, title):
                     marker="." if len(data) < 3 else None)
         share = s.label_seconds / max(s.seconds, 1e-12)
         top = int(np.argmax(share))
+        apparent = ""
+        if s.age_gender and s.median_age() is not None:
+            a = s.age_gender_summary()
+            apparent = f"; apparent age {a['median_age']:.0f}, {a['gender']} ({a[a['gender'] + '_share']:.0%})"
         ax.set_title(f"face {face_id}: seen {s.first:.1f}-{s.last:.1f} s ({s.seconds:.1f} s), "
-                     f"mostly {labels[top]} ({share[top]:.0%} of its time)", fontsize=9, loc="left")
+                     f"mostly {labels[top]} ({share[top]:.0%} of its time){apparent}", fontsize=9, loc="left")
         ax.set_ylim(0, 1)
         ax.set_ylabel("probability", fontsize=8)
         ax.grid(alpha=0.3)

@@ -28,7 +28,7 @@ from common.errors import DatasetError, DegenerateLandmarksError, ImageError, Im
 from common.files import atomic_path
 from common.files import output_lock as _output_lock
 from common.parallel import compute_backend
-from landmarks.datasets import PRESETS, guess_preset, load_dataset
+from landmarks.datasets import PRESETS, TARGET_NAMES, guess_preset, load_dataset
 from landmarks.detect import DETECTORS
 from landmarks.io import MIN_SIDE, read_image
 from landmarks.shape import mirror_face
@@ -221,10 +221,11 @@ def extract_dataset(dataset, output, preset=None, config=FeatureConfig(), jobs=-
         sources = np.array([s.source for s in samples])
         splits = np.array([s.split for s in samples])
         augmented = np.zeros(len(samples), dtype=bool)
+        targets = np.array([np.nan if s.target is None else s.target for s in samples], dtype=np.float32)
         if flip:
             keep = column("flip_ok")
             X = np.concatenate([X, column("X_flip")[keep]])
-            labels, subjects, splits = (np.concatenate([a, a[keep]]) for a in (labels, subjects, splits))
+            labels, subjects, splits, targets = (np.concatenate([a, a[keep]]) for a in (labels, subjects, splits, targets))
             sources = np.concatenate([sources, np.char.add(sources[keep], "#flip")])
             status = np.concatenate([status, status[keep]])
             n_faces = np.concatenate([n_faces, n_faces[keep]])
@@ -232,6 +233,7 @@ def extract_dataset(dataset, output, preset=None, config=FeatureConfig(), jobs=-
         table = FeatureTable(
             X=X, columns=np.array(names), groups=slices, labels=labels, subjects=subjects, sources=sources,
             splits=splits, status=status, n_faces=n_faces, augmented=augmented,
+            targets=targets, target_name=TARGET_NAMES.get(preset, "") if np.any(np.isfinite(targets)) else "",
             config=config.to_dict(), dataset=os.path.basename(os.path.normpath(os.fspath(dataset))), preset=preset)
         table.save(output)
         shutil.rmtree(partial, ignore_errors=True)
@@ -261,7 +263,7 @@ def format_summary(summary, output):
               help="Feature table to write (.npz), e.g. data/ckplus48.npz.")
 @click.option("--preset", type=click.Choice(PRESETS), default=None,
               help="Dataset layout and subject naming. Default: guessed from the path "
-                   "(fer2013 for train/+test/ folders or a .csv).")
+                   "(fer2013 for train/+test/ folders or a .csv, utkface for a folder named utk*).")
 @detector_options(DETECTORS, default="auto")
 @click.option("--groups", default=",".join(DEFAULT_GROUPS), show_default=True,
               help=f"Comma-separated feature groups to compute, from: {', '.join(GROUPS)}.")
@@ -277,8 +279,10 @@ def main(dataset, output, preset, detector, upsample, groups, jobs, pixelize_dir
     """Extract landmarks and features of every image in DATASET into one feature table.
 
     DATASET is a class-per-folder tree (DATASET/<class>/<image>), the FER-2013 folder
-    release (train/ and test/), or the original fer2013.csv. Rerunning after an
-    interruption resumes from the checkpoints in OUTPUT.partial/.
+    release (train/ and test/), the original fer2013.csv, or a UTKFace folder (--preset
+    utkface: AGE_GENDER_RACE_TIMESTAMP.jpg; the table's labels are the apparent gender,
+    female or male, and its numeric target the age; the race field is not read).
+    Rerunning after an interruption resumes from the checkpoints in OUTPUT.partial/.
     """
     try:
         config = FeatureConfig(detector=detector, upsample=upsample,

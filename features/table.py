@@ -29,10 +29,16 @@ class FeatureTable:
     dataset: str = ""
     preset: str = ""
     augmented: np.ndarray = None  # bool (n,): mirrored copies (extract --flip); never test rows
+    #: float32 (n,): a numeric target beside the labels (UTKFace: age in years, labels the gender),
+    #: NaN where unknown; tables written before it existed read as all NaN
+    targets: np.ndarray = None
+    target_name: str = ""         # what ``targets`` holds ("age"), "" for none
 
     def __post_init__(self):
         if self.augmented is None:
             self.augmented = np.zeros(len(self.labels), dtype=bool)
+        if self.targets is None:
+            self.targets = np.full(len(self.labels), np.nan, dtype=np.float32)
 
     @property
     def ok(self):
@@ -45,7 +51,8 @@ class FeatureTable:
         """A new table with only ``rows`` (mask or indices)."""
         return FeatureTable(self.X[rows], self.columns, self.groups, self.labels[rows], self.subjects[rows],
                             self.sources[rows], self.splits[rows], self.status[rows], self.n_faces[rows],
-                            self.config, self.dataset, self.preset, self.augmented[rows])
+                            self.config, self.dataset, self.preset, self.augmented[rows], self.targets[rows],
+                            self.target_name)
 
     def group_columns(self, groups):
         """Column indices of the named groups, in table order."""
@@ -57,20 +64,24 @@ class FeatureTable:
     def save(self, path):
         meta = {"format": TABLE_FORMAT, "config": self.config, "dataset": self.dataset, "preset": self.preset,
                 "groups": {g: [s.start, s.stop] for g, s in self.groups.items()}}
+        extra = {}
+        if self.target_name:  # a table without a numeric target is written as before
+            meta["target_name"] = self.target_name
+            extra["targets"] = self.targets.astype(np.float32)
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, X=self.X, columns=self.columns.astype(str), labels=self.labels.astype(str),
                      subjects=self.subjects.astype(str), sources=self.sources.astype(str),
                      splits=self.splits.astype(str), status=self.status.astype(str),
                      n_faces=self.n_faces.astype(np.int32), augmented=self.augmented.astype(bool),
-                     meta=np.array(json.dumps(meta)))
+                     meta=np.array(json.dumps(meta)), **extra)
 
 
 #: The arrays of a table file: name -> (numpy dtype kinds it may have, its dimensions), "n" rows
 #: and "d" columns.
 ARRAYS = {"X": ("f", ("n", "d")), "columns": ("U", ("d",)), "labels": ("U", ("n",)), "subjects": ("U", ("n",)),
           "sources": ("U", ("n",)), "splits": ("U", ("n",)), "status": ("U", ("n",)), "n_faces": ("iu", ("n",)),
-          "augmented": ("b", ("n",))}
-OPTIONAL = ("augmented",)
+          "augmented": ("b", ("n",)), "targets": ("f", ("n",))}
+OPTIONAL = ("augmented", "targets")
 #: A table's description (meta.npy): a few hundred bytes of JSON, nested 3 levels.
 META_BYTES, META_DEPTH = 1_000_000, 16
 #: np.savez stores tables uncompressed; a compressed member may unpack to at most this many times
@@ -121,7 +132,7 @@ def _check_table(path, arrays, meta):
                 and 0 <= bounds[0] < bounds[1] <= sizes["d"]):
             raise DatasetError(f"{path}: feature group {str(group)[:40]!r} spans {str(bounds)[:40]}, the table "
                                f"has {sizes['d']} columns")
-    for key in ("dataset", "preset"):
+    for key in ("dataset", "preset", "target_name"):
         if not isinstance(meta.get(key, ""), str):
             raise DatasetError(f"{path}: the table's {key} is not a name")
 
@@ -160,7 +171,8 @@ def load_table(path):
             X=arrays["X"], columns=arrays["columns"], labels=arrays["labels"], subjects=arrays["subjects"],
             sources=arrays["sources"], splits=arrays["splits"], status=arrays["status"], n_faces=arrays["n_faces"],
             groups={g: slice(a, b) for g, (a, b) in meta["groups"].items()}, config=meta["config"],
-            dataset=meta.get("dataset", ""), preset=meta.get("preset", ""), augmented=arrays.get("augmented"))
+            dataset=meta.get("dataset", ""), preset=meta.get("preset", ""), augmented=arrays.get("augmented"),
+            targets=arrays.get("targets"), target_name=meta.get("target_name", "") if "targets" in arrays else "")
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such feature table (run `make features` first)") from None
     except IsADirectoryError:

@@ -1,4 +1,5 @@
-"""Labelled datasets: class-per-folder layouts, FER-2013 folders and the original fer2013.csv.
+"""Labelled datasets: class-per-folder layouts, FER-2013 folders, the original fer2013.csv, and
+UTKFace (age and gender in the file names).
 
 One canonical label set; every dataset's class names map onto it in :data:`common.labels.LABEL_ALIASES`.
 """
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from common.errors import DatasetError
-from common.labels import canonical_label
+from common.labels import UTKFACE_GENDER_CODES, canonical_label
 
 #: fer2013.csv's integer ``emotion`` column.
 FER2013_CSV_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -25,8 +26,11 @@ SUBJECT_PATTERNS = {
     "fer2013": None,
     "ferplus": None,
     "folder": None,
+    "utkface": None,
 }
 PRESETS = tuple(SUBJECT_PATTERNS)
+#: What a preset's numeric sample targets (:attr:`Sample.target`) are; a feature table records it.
+TARGET_NAMES = {"utkface": "age"}
 
 
 @dataclass
@@ -39,6 +43,7 @@ class Sample:
     split: str = ""
     path: str = None
     pixels: np.ndarray = field(default=None, repr=False)
+    target: float = None      # a numeric target (UTKFace: age in years), None where there is none
 
 
 def _is_image_name(name):
@@ -202,6 +207,37 @@ def write_fer2013_csv(samples_and_pixels, path):
             writer.writerow([FER2013_CSV_LABELS.index(label), " ".join(str(int(v)) for v in np.ravel(pixels)), usage])
 
 
+#: UTKFace's ``AGE_GENDER_RACE_TIMESTAMP.jpg``: only age and gender are read. The race field is
+#: never a target or a feature, so it is not even parsed.
+UTKFACE_NAME = re.compile(r"^(\d{1,3})_([01])_")
+
+
+def load_utkface(root):
+    """Samples of a UTKFace folder (images directly inside, sorted by name): ``label`` is the
+    apparent gender ("female"/"male"), ``target`` the age in years; no subjects, no splits.
+    Raises DatasetError naming the first file whose name does not start with AGE_GENDER_."""
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        raise DatasetError(f"{root}: not a folder")
+    samples, bad = [], []
+    for name in sorted(os.listdir(root)):
+        path = os.path.join(root, name)
+        if not _is_image_name(name) or not os.path.isfile(path):
+            continue
+        match = UTKFACE_NAME.match(name)
+        if match is None:
+            bad.append(name)
+            continue
+        age, gender = match.groups()
+        samples.append(Sample(source=path, label=UTKFACE_GENDER_CODES[gender], path=path, target=float(age)))
+    if bad:
+        raise DatasetError(f"{root}: {len(bad)} image names do not follow UTKFace's AGE_GENDER_RACE_TIMESTAMP.jpg "
+                           f"(gender 0 or 1), e.g. {bad[0]!r}")
+    if not samples:
+        raise DatasetError(f"{root}: no images named AGE_GENDER_RACE_TIMESTAMP.jpg (UTKFace layout)")
+    return samples
+
+
 def guess_preset(path):
     """The preset a dataset path looks like."""
     path = os.fspath(path)
@@ -214,6 +250,8 @@ def guess_preset(path):
         return "ckplus48"
     if "jaffe" in name:
         return "jaffe"
+    if "utk" in name:
+        return "utkface"
     return "folder"
 
 
@@ -233,4 +271,6 @@ def load_dataset(path, preset=None):
         if os.path.isfile(path):
             return load_fer2013_csv(path)
         return load_fer2013_folders(path)
+    if preset == "utkface":
+        return load_utkface(path)
     return load_class_folders(path, SUBJECT_PATTERNS[preset])

@@ -94,7 +94,8 @@ def test_guess_preset(datasets_dir, tmp_path):
     csv_path.write_text("emotion,pixels\n")
     assert guess_preset(csv_path) == "fer2013"
     assert guess_preset(tmp_path) == "folder"
-    assert set(PRESETS) == {"ckplus48", "jaffe", "fer2013", "ferplus", "folder"}  # ferplus: chosen, never guessed
+    assert guess_preset(datasets_dir / "utkface") == "utkface"
+    assert set(PRESETS) == {"ckplus48", "jaffe", "fer2013", "ferplus", "folder", "utkface"}  # ferplus: chosen, never guessed
 
 
 # --- fer2013.csv ---------------------------------------------------------------------------------

@@ -158,6 +158,31 @@ def test_recommendation_per_face(tmp_path, model):
     assert len(face["recommendation"]["tracks"]) == 3 and face["recommendation"]["label"] == face["dominant"]
 
 
+def test_age_gender_columns_and_summary_per_face(tmp_path, model):
+    """--age-gender adds age, gender, p_female to every row (the expression unchanged) and, per
+    face, the median apparent age over the clip and each apparent gender's share of the time."""
+    plain = read_rows(analyse_to_folder(clip("d0.mp4"), tmp_path / "plain", model=model, every=6).folder
+                      + "/timeline.csv")
+    code, output = run_cli([clip("d0.mp4"), "-o", tmp_path / "ag", "--every", "6", "--age-gender", "--quiet"])
+    assert code == 0, output
+    rows = read_rows(tmp_path / "ag" / "timeline.csv")
+    assert list(rows[0]) == list(plain[0]) + ["age", "gender", "p_female"]
+    assert [(r["frame"], r["label"], r["p_happy"]) for r in rows] == [(r["frame"], r["label"], r["p_happy"])
+                                                                       for r in plain]
+    ages = [float(r["age"]) for r in rows]
+    assert len(rows) == 13 and all(15 < a < 70 for a in ages), ages   # d0: an adult
+    for r in rows:
+        assert r["gender"] == ("female" if float(r["p_female"]) >= 0.5 else "male")
+    summary = json.loads((tmp_path / "ag" / "summary.json").read_text())
+    apparent = summary["faces"]["1"]["apparent"]
+    assert apparent["median_age"] == pytest.approx(np.median(ages), abs=0.5)
+    female = np.mean([r["gender"] == "female" for r in rows])
+    assert apparent["female_share"] == pytest.approx(female, abs=1e-3)
+    assert apparent["gender"] == ("female" if female > 0.5 else "male")
+    assert set(summary["age_gender_models"]) == {"age", "gender"}
+    assert "research" in summary["age_gender_models"]["age"]["terms"]
+
+
 # ---- tracking ----
 
 @pytest.mark.parametrize("name", ["d3.mp4", "d9.mp4"])

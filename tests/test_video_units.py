@@ -68,3 +68,23 @@ def test_timeline_columns():
 ])
 def test_containers_are_recognised_from_their_first_bytes(head, container):
     assert container_of(head) == container
+
+
+def test_apparent_age_and_gender_over_a_clip_in_constant_memory():
+    from types import SimpleNamespace
+
+    from facial_expressions.video_outputs import FaceStats
+
+    labels = ["happy", "neutral"]
+    stats = FaceStats(labels, age_gender=True)
+    # 30 s at apparent age 30 (female), then 10 s at 60 (male): the median is 30, female 75% of the time
+    for i in range(400):
+        age, gender, p = (30.2, "female", 0.9) if i < 300 else (60.0, "male", 0.2)
+        stats.add(i * 0.1, 0.1, SimpleNamespace(probabilities={"happy": 0.3, "neutral": 0.7}, label="neutral",
+                                                 valence=0.0, arousal=0.0, age=age, gender=gender, p_female=p))
+    apparent = stats.to_dict()["apparent"]
+    assert apparent == {"median_age": pytest.approx(30.2, abs=0.25), "gender": "female", "female_share": 0.75, "male_share": 0.25,
+                        "mean_p_female": pytest.approx(0.725)}
+    assert stats.age_seconds.shape == (260,)   # a histogram, whatever the length of the clip
+    assert timeline_columns(labels, age_gender=True)[-3:] == ["age", "gender", "p_female"]
+    assert timeline_columns(labels, landmarks=True, age_gender=True)[-139:-136] == ["age", "gender", "p_female"]
