@@ -174,6 +174,35 @@ def tables(tmp_path_factory, jaffe_dir, ckplus_samples):
     return {"jaffe": folder / "jaffe.npz", "ck_subset": folder / "ck_subset.npz"}
 
 
+#: The columns of the small tables: the shape groups and the whole-face HOG, 1,081 of 5,303.
+SMALL_GROUPS = ("geometry", "landmarks", "action_units", "face_hog")
+
+
+@pytest.fixture(scope="session")
+def small_tables(tables, tmp_path_factory):
+    """The same faces as ``tables`` with only the SMALL_GROUPS columns: for tests of the benchmark's
+    machinery (protocols, Dask against local, reports), where every model on all 5,303 columns
+    costs minutes (XGBoost most) and proves nothing more. The quick grids' two group choices
+    (shape and parts, all) still differ on them."""
+    import dataclasses
+
+    from features import load_table
+
+    folder = tmp_path_factory.mktemp("small_tables")
+    out = {}
+    for name, path in tables.items():
+        table = load_table(path)
+        slices, start = {}, 0
+        for group in SMALL_GROUPS:
+            width = table.groups[group].stop - table.groups[group].start
+            slices[group], start = slice(start, start + width), start + width
+        columns = table.group_columns(SMALL_GROUPS)
+        out[name] = folder / f"{name}.npz"
+        dataclasses.replace(table, X=table.X[:, columns], columns=table.columns[columns], groups=slices,
+                            config=dict(table.config, groups=list(SMALL_GROUPS))).save(out[name])
+    return out
+
+
 @pytest.fixture(scope="session")
 def jaffe_model(tables, tmp_path_factory):
     from click.testing import CliRunner

@@ -57,33 +57,12 @@ def test_unreachable_scheduler_is_a_one_line_error(jaffe_dir, tmp_path, run_pyth
     assert not (tmp_path / "x.npz").exists()
 
 
-def _table_with_groups(path, groups, out):
-    """The real table at ``path`` with only the columns of ``groups`` (a smaller, cheaper table of
-    the same faces) written to ``out``."""
-    import dataclasses
-
-    from features import load_table
-
-    table = load_table(path)
-    slices, start = {}, 0
-    for group in groups:
-        width = table.groups[group].stop - table.groups[group].start
-        slices[group], start = slice(start, start + width), start + width
-    columns = table.group_columns(groups)
-    dataclasses.replace(table, X=table.X[:, columns], columns=table.columns[columns], groups=slices,
-                        config=dict(table.config, groups=list(groups))).save(out)
-    return out
-
-
-def test_quick_benchmark_on_dask_equals_local_run(cluster, tables, tmp_path):
+def test_quick_benchmark_on_dask_equals_local_run(cluster, small_tables):
     from classifiers.benchmark import run_benchmark
     from classifiers.data import load_training_data
     from common.parallel import compute_backend
 
-    # every JAFFE face; the shape groups and the whole-face HOG (1,081 of the 5,303 columns) keep
-    # both of the quick grid's group choices (shape+parts, all) distinct at a fifth of the cost
-    data = load_training_data(_table_with_groups(tables["jaffe"], ("geometry", "landmarks", "action_units",
-                                                                   "face_hog"), tmp_path / "jaffe.npz"))
+    data = load_training_data(small_tables["jaffe"])  # every JAFFE face, 1,081 columns
     local = run_benchmark(data, ["logreg", "xgboost"], quick=True, seed=3, jobs=2, progress=False)
     with compute_backend("dask", cluster.scheduler_address):
         remote = run_benchmark(data, ["logreg", "xgboost"], quick=True, seed=3, progress=False, backend="dask")
