@@ -74,7 +74,7 @@ def gabor_jets(aligned, aligned_points):
     image = (image - image.mean()) / (image.std() + 1e-6)   # invariant to brightness and contrast
     points = np.asarray(aligned_points, dtype=np.float64)[list(POINTS)]
     # each patch is read straight into its slot (no per-patch array, no stacking copy), at
-    # points given as Python floats: 10x faster than stacking new patches, same values
+    # points given as Python floats: same values, about 0.1 ms less per face
     patches = np.empty((len(points), full, full), dtype=np.float32)
     for patch, (x, y) in zip(patches, points.tolist()):
         cv2.getRectSubPix(image, (full, full), (x, y), patch=patch)
