@@ -41,7 +41,10 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
+# An environment made before the switch to xgboost-cpu holds the GPU build: both distributions
+# own the same `xgboost` files, so the old one (and its NVIDIA library) goes first.
 install: $(PY)
+	@if $(PY) -m pip show -q xgboost 2>/dev/null; then $(PY) -m pip uninstall --quiet -y xgboost nvidia-nccl-cu12; fi
 	$(PY) -m pip install --quiet -e ".[test]"
 	$(PY) -c "import dlib, cv2, sklearn, xgboost, landmarks, features, classifiers; print('installed: dlib', dlib.__version__, '| opencv', cv2.__version__, '| scikit-learn', sklearn.__version__, '| xgboost', xgboost.__version__)"
 

