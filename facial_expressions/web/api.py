@@ -9,6 +9,7 @@ through :mod:`landmarks.io`'s checks, and deleted as soon as the answer is known
 
 import base64
 import binascii
+import contextlib
 import json
 import os
 import time
@@ -140,21 +141,29 @@ def services(request):
     return request.app.state.services
 
 
+@contextlib.asynccontextmanager
+async def uploaded_file(request, example):
+    """The multipart body's field 'file' (an UploadFile), the form closed afterwards; ApiError 400 for
+    a malformed body or one without that field (``example``: how to send it, e.g. file=@photo.jpg)."""
+    try:
+        form = await request.form(max_files=1, max_fields=8)
+    except MultiPartException as exc:
+        raise ApiError(400, f"malformed multipart body: {exc.message}") from None
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ApiError(400, f"the multipart body has no file field 'file' (send {example})")
+        yield upload
+    finally:
+        await form.close()
+
+
 async def receive_image(request, store):
     """The uploaded image, written to the private upload folder -> its path (the caller discards it)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
-        try:
-            form = await request.form(max_files=1, max_fields=8)
-        except MultiPartException as exc:
-            raise ApiError(400, f"malformed multipart body: {exc.message}") from None
-        try:
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                raise ApiError(400, "the multipart body has no file field 'file' (send the image as file=@photo.jpg)")
+        async with uploaded_file(request, "the image as file=@photo.jpg") as upload:
             return await run_in_threadpool(store.save_file, upload.file)
-        finally:
-            await form.close()
     if kind == "application/json":
         try:
             data = json.loads(await request.body())

@@ -19,12 +19,10 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException
 
 from landmarks.detect import DETECTORS
 
-from .api import ERRORS, NO_CATALOGUE, Problem, services
+from .api import ERRORS, NO_CATALOGUE, Problem, services, uploaded_file
 from .errors import ApiError
 from ..video_io import HEAD, container_of
 from .video_jobs import OUTPUTS
@@ -123,14 +121,7 @@ async def submit_video(request: Request, options: Annotated[VideoOptions, Query(
     jobs.reserve()   # 503 now, before the body is read
     job, started = None, False
     try:
-        try:
-            form = await request.form(max_files=1, max_fields=8)
-        except MultiPartException as exc:
-            raise ApiError(400, f"malformed multipart body: {exc.message}") from None
-        try:
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                raise ApiError(400, "the multipart body has no file field 'file' (send the video as file=@clip.mp4)")
+        async with uploaded_file(request, "the video as file=@clip.mp4") as upload:
             name = display_name(upload.filename)
             await upload.seek(0)
             head = await upload.read(HEAD)
@@ -143,8 +134,6 @@ async def submit_video(request: Request, options: Annotated[VideoOptions, Query(
             job = jobs.create(name, options.analysis())
             source = os.path.join(job.folder, f"input.{container}")
             await run_in_threadpool(_copy, upload.file, source)
-        finally:
-            await form.close()
         jobs.start(job, source, catalogue=bool(options.recommend), mode=options.recommend or "match",
                    n_tracks=options.tracks)
         started = True

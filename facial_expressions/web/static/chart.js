@@ -2,6 +2,27 @@
 // Hand-drawn on a canvas (no library); a frame without a face leaves a gap.
 import { classColour, el } from "./ui.js";
 
+//: Clear the canvas and draw the 0, 50 and 100% grid lines with their labels, in the charts' style;
+//: leaves the context ready for the time labels (centred, below).
+function probabilityAxis(ctx, width, height, font, left, plotW, yOf) {
+  ctx.clearRect(0, 0, width, height);
+  ctx.font = `${font}px system-ui, sans-serif`;
+  ctx.fillStyle = "#5b6474";
+  ctx.strokeStyle = "#d8dde6";
+  ctx.lineWidth = 1;
+  ctx.textAlign = "right";
+  ctx.textBaseline = "middle";
+  for (const p of [0, 0.5, 1]) {
+    ctx.beginPath();
+    ctx.moveTo(left, yOf(p));
+    ctx.lineTo(left + plotW, yOf(p));
+    ctx.stroke();
+    ctx.fillText(`${p * 100}%`, left - font * 0.4, yOf(p));
+  }
+  ctx.textAlign = "center";
+  ctx.textBaseline = "top";
+}
+
 export class RollingChart {
   constructor(canvas, legend, labels, seconds = 60) {
     this.canvas = canvas;
@@ -38,22 +59,7 @@ export class RollingChart {
     const plotH = height - bottom - font;
     const xOf = (time) => left + plotW * (1 - (now - time) / this.span);
     const yOf = (p) => font + plotH * (1 - p);
-    ctx.clearRect(0, 0, width, height);
-    ctx.font = `${font}px system-ui, sans-serif`;
-    ctx.fillStyle = "#5b6474";
-    ctx.strokeStyle = "#d8dde6";
-    ctx.lineWidth = 1;
-    ctx.textAlign = "right";
-    ctx.textBaseline = "middle";
-    for (const p of [0, 0.5, 1]) {
-      ctx.beginPath();
-      ctx.moveTo(left, yOf(p));
-      ctx.lineTo(left + plotW, yOf(p));
-      ctx.stroke();
-      ctx.fillText(`${p * 100}%`, left - font * 0.4, yOf(p));
-    }
-    ctx.textAlign = "center";
-    ctx.textBaseline = "top";
+    probabilityAxis(ctx, width, height, font, left, plotW, yOf);
     for (let s = 60; s >= 0; s -= 15) {
       ctx.fillText(s ? `−${s} s` : "now", left + plotW * (1 - s / 60), font + plotH + font * 0.5);
     }
@@ -124,22 +130,7 @@ export class TimelineChart {
     this.layout = { left, plotW };
     const xOf = (t) => left + (plotW * t) / this.duration;
     const yOf = (p) => font + plotH * (1 - p);
-    ctx.clearRect(0, 0, width, height);
-    ctx.font = `${font}px system-ui, sans-serif`;
-    ctx.fillStyle = "#5b6474";
-    ctx.strokeStyle = "#d8dde6";
-    ctx.lineWidth = 1;
-    ctx.textAlign = "right";
-    ctx.textBaseline = "middle";
-    for (const p of [0, 0.5, 1]) {
-      ctx.beginPath();
-      ctx.moveTo(left, yOf(p));
-      ctx.lineTo(left + plotW, yOf(p));
-      ctx.stroke();
-      ctx.fillText(`${p * 100}%`, left - font * 0.4, yOf(p));
-    }
-    ctx.textAlign = "center";
-    ctx.textBaseline = "top";
+    probabilityAxis(ctx, width, height, font, left, plotW, yOf);
     const step = [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600].find((s) => this.duration / s <= 8) || 1200;
     for (let t = 0; t <= this.duration + 1e-6; t += step) ctx.fillText(`${+t.toFixed(1)} s`, xOf(t), font + plotH + font * 0.5);
     const { time, probabilities } = this.series;

@@ -3,7 +3,7 @@
 import { call } from "./api.js";
 import { drawFaces } from "./draw.js";
 import { hideMusic, showMusic } from "./music.js";
-import { classColour, clearMessage, el, megabytes, percent, showMessage, signed } from "./ui.js";
+import { acceptFiles, classColour, clearMessage, el, megabytes, percent, showMessage, signed } from "./ui.js";
 
 //: The photo is drawn at least this large (small photos are enlarged, so dots stay legible).
 const MIN_SIDE = 640;
@@ -12,19 +12,7 @@ export function setupPhoto(info) {
   const drop = document.getElementById("drop");
   const input = document.getElementById("file");
   document.getElementById("limit").textContent = `JPEG, PNG, TIFF, WebP, … up to ${megabytes(info.limits.max_upload_bytes)}`;
-  input.addEventListener("change", () => input.files.length && analyse(input.files[0], info));
-  for (const name of ["dragenter", "dragover"]) {
-    drop.addEventListener(name, (event) => {
-      event.preventDefault();
-      drop.classList.add("over");
-    });
-  }
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (event) => {
-    event.preventDefault();
-    drop.classList.remove("over");
-    if (event.dataTransfer.files.length) analyse(event.dataTransfer.files[0], info);
-  });
+  acceptFiles(drop, input, (file) => analyse(file, info));
 }
 
 function reset() {

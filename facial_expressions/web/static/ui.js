@@ -34,3 +34,20 @@ export function el(tag, attributes = {}, ...children) {
 export const percent = (p) => `${Math.round(p * 100)}%`;
 export const signed = (v) => (v >= 0 ? "+" : "−") + Math.abs(v).toFixed(2);
 export const megabytes = (bytes) => `${(bytes / 1048576).toFixed(bytes < 10485760 ? 1 : 0)} MB`;
+
+//: Call onFile(file) with a file picked from `input` or dropped on `drop` (highlighted while dragged over).
+export function acceptFiles(drop, input, onFile) {
+  input.addEventListener("change", () => input.files.length && onFile(input.files[0]));
+  for (const name of ["dragenter", "dragover"]) {
+    drop.addEventListener(name, (event) => {
+      event.preventDefault();
+      drop.classList.add("over");
+    });
+  }
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    if (event.dataTransfer.files.length) onFile(event.dataTransfer.files[0]);
+  });
+}

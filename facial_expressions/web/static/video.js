@@ -4,7 +4,7 @@
 import { call, fileUrl, upload } from "./api.js";
 import { TimelineChart } from "./chart.js";
 import { hideMusic, showMusic } from "./music.js";
-import { classColour, clearMessage, el, megabytes, percent, showMessage } from "./ui.js";
+import { acceptFiles, classColour, clearMessage, el, megabytes, percent, showMessage } from "./ui.js";
 
 const POLL_MS = 500;
 const seconds = (t) => `${t.toFixed(1)} s`;
@@ -21,19 +21,7 @@ export function setupVideo(info) {
   player.addEventListener("timeupdate", () => chart.at(player.currentTime));
   player.addEventListener("seeked", () => chart.at(player.currentTime));
   window.addEventListener("resize", () => chart.draw());
-  input.addEventListener("change", () => input.files.length && analyse(input.files[0], state));
-  for (const name of ["dragenter", "dragover"]) {
-    drop.addEventListener(name, (event) => {
-      event.preventDefault();
-      drop.classList.add("over");
-    });
-  }
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (event) => {
-    event.preventDefault();
-    drop.classList.remove("over");
-    if (event.dataTransfer.files.length) analyse(event.dataTransfer.files[0], state);
-  });
+  acceptFiles(drop, input, (file) => analyse(file, state));
 }
 
 function setProgress(fraction, text) {
