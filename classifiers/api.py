@@ -197,7 +197,7 @@ def _age_gender_fields(faces, X, config, explain=0):
 
 
 def recognise(image, *, model=None, explain=0, detector=None, upsample=None, max_faces=None, boxes=None,
-              age_gender=False, adjust=None):
+              age_gender=False, explain_age_gender=None, adjust=None):
     """The expression of every face in ``image``, largest face first.
 
     ``image``: a path, a PIL image, or a numpy uint8 array ((h, w) gray or (h, w, 3) RGB).
@@ -210,7 +210,9 @@ def recognise(image, *, model=None, explain=0, detector=None, upsample=None, max
     before the classifier sees them, e.g. a tracked person's calibration against their own
     baseline (:mod:`facial_expressions.video`). ``age_gender=True`` adds each face's apparent
     age (with a plausible range) and apparent gender (with its probability) from the shipped
-    age and gender models, from the same landmarks and features. Returns a list of
+    age and gender models, from the same landmarks and features; they are explained with
+    ``explain`` too unless ``explain_age_gender`` says otherwise (0: not explained; an age
+    explanation takes seconds to tens of seconds, the expression's milliseconds). Returns a list of
     :class:`FacePrediction` (empty when no face is found). Raises
     :class:`common.errors.ImageError` for an unreadable image.
 
@@ -227,7 +229,8 @@ def recognise(image, *, model=None, explain=0, detector=None, upsample=None, max
     if not faces:
         return []
     # age and gender read the faces as described: a per-person calibration is for the expression only
-    extras = _age_gender_fields(faces, X, model.config, explain) if age_gender else [{}] * len(faces)
+    explain_ag = explain if explain_age_gender is None else explain_age_gender
+    extras = _age_gender_fields(faces, X, model.config, explain_ag) if age_gender else [{}] * len(faces)
     if adjust is not None:
         X = adjust(X)
     proba = model.predict_proba(X)

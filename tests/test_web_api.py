@@ -86,6 +86,16 @@ def test_a_photo_gives_the_faces_predict_json_gives(server, happy):
     assert server.uploads() == [], "a photo is deleted once analysed"
 
 
+def test_apparent_age_and_gender_on_request_as_recognise_gives_them(server, happy):
+    answer = post_file(server, happy, query="?age_gender=true&explain=2")
+    assert answer.status_code == 200, answer.text
+    face = answer.json()["faces"][0]
+    expected = recognise(happy, explain=2, age_gender=True, explain_age_gender=0)[0].to_dict()
+    assert face == expected and face["gender"] == "female" and face["age_range"][0] <= face["age"] <= face["age_range"][1]
+    assert "age_explanation" not in face and face["explanation"]  # the expression explained, not the age (tens of s)
+    assert "age" not in post_file(server, happy).json()["faces"][0]
+
+
 def test_base64_json_and_a_data_url_give_the_same_answer(server, happy):
     encoded = base64.b64encode(happy.read_bytes()).decode()
     plain = httpx.post(server.url("/api/analyze"), json={"image": encoded}, timeout=60)

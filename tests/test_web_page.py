@@ -89,6 +89,13 @@ def test_a_photo_shows_its_label_reasons_and_music(server, browser_with, jaffe_d
     page.screenshot(path=os.path.join(shots, "2-photo-happy.png"), full_page=True)
     assert only_local(page, server) == [], "every script, style and request stays on the server"
     assert server.uploads() == []
+    page.check("#age-gender")
+    page.set_input_files("#file", str(jaffe_dir / "happy" / "KA.HA2.30.tiff"))  # another file: a change
+    page.wait_for_selector("article.face .age-gender, #message:not([hidden])")
+    assert page.is_hidden("#message"), page.inner_text("#message")
+    assert re.match(r"apparent age \d+ \(\d+–\d+\), apparent gender (female|male) \d+%",
+                    page.inner_text("article.face .age-gender"))
+    page.screenshot(path=os.path.join(shots, "2b-photo-age-gender.png"), full_page=True)
 
 
 def test_oversized_and_corrupt_uploads_show_a_clear_message(server, browser_with, tmp_path, shots):

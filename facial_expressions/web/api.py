@@ -47,6 +47,10 @@ class AnalyzeOptions(BaseModel):
     recommend: Mode | None = Field(None, description="Music for the mood of the largest face, from the catalogue the "
                                    "server was started with: match mirrors the mood, lift moves toward pleasant.")
     tracks: int = Field(10, ge=1, le=100, description="With recommend: how many tracks.")
+    age_gender: bool = Field(False, description="Also estimate each face's apparent age (with a plausible range) and "
+                             "apparent binary gender as labelled in UTKFace (research-only data; an estimate from "
+                             "appearance, not identity). Not explained here: an age explanation takes tens of "
+                             "seconds (predict --age-gender --explain gives it).")
 
 
 class Reason(BaseModel):
@@ -67,6 +71,11 @@ class Face(BaseModel):
     explanation: list[Reason] | None = Field(None, description="with explain: reasons toward the label (> 0), then "
                                              "against it (< 0)")
     explanation_kind: str | None = None
+    age: float | None = Field(None, description="with age_gender: apparent age in years")
+    age_range: list[float] | None = Field(None, description="with age_gender: (low, high) years holding the "
+                                          "labelled age of about 80% of such faces")
+    gender: str | None = Field(None, description="with age_gender: apparent gender, female or male")
+    p_female: float | None = Field(None, description="with age_gender: probability of female")
 
 
 class Track(BaseModel):
@@ -197,8 +206,8 @@ def _recommend(faces_or_point, catalogue, **options):
              summary="The expression of every face in one image")
 async def analyze(request: Request, options: Annotated[AnalyzeOptions, Query()]):
     """One image in (multipart ``file``, or JSON ``{"image": "<base64>"}``), every face out: box, label,
-    the probability of every class, the 68 landmarks, valence and arousal, and with ``explain`` the
-    reasons. No face: ``faces`` is empty (200)."""
+    the probability of every class, the 68 landmarks, valence and arousal, with ``explain`` the
+    reasons, with ``age_gender`` apparent age and gender. No face: ``faces`` is empty (200)."""
     s = services(request)
     if options.recommend and s.catalogue is None:
         raise ApiError(422, f"recommend: {NO_CATALOGUE}")
@@ -206,7 +215,7 @@ async def analyze(request: Request, options: Annotated[AnalyzeOptions, Query()])
     started = time.perf_counter()
     try:
         result = await s.pool.run({"path": path, "explain": options.explain, "detector": options.detector,
-                                   "preview": options.preview})
+                                   "preview": options.preview, "age_gender": options.age_gender})
     finally:
         s.store.discard(path)
     if options.recommend:

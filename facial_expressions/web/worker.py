@@ -35,6 +35,12 @@ class Analyser:
         models.shape_predictor()
         models.hog_detector()
         self.model.pipeline  # what explanations use: loaded now rather than on the first photo
+        try:  # the apparent age and gender models (age_gender=true): loaded now too, when shipped
+            from classifiers.api import age_gender_models
+
+            age_gender_models()
+        except Exception:  # noqa: BLE001 - a request asking for them gets the one-line error then
+            pass
 
     def __call__(self, job):
         from classifiers import recognise
@@ -46,7 +52,8 @@ class Analyser:
         path = job["path"]
         try:
             pixels = read_image(path, "gray")
-            faces = recognise(pixels, model=self.model, explain=job.get("explain", 0), detector=job.get("detector"))
+            faces = recognise(pixels, model=self.model, explain=job.get("explain", 0), detector=job.get("detector"),
+                              age_gender=job.get("age_gender", False), explain_age_gender=0)
             result = {"faces": [face.to_dict() for face in faces],
                       "image": {"width": int(pixels.shape[1]), "height": int(pixels.shape[0])}}
             if job.get("explain"):

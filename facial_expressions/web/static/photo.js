@@ -28,6 +28,7 @@ async function analyse(file, info) {
   status.textContent = `Analysing ${file.name} …`;
   const options = new URLSearchParams({ explain: 3, preview: "true" });
   if (info.catalogue) options.set("recommend", "match");
+  if (document.getElementById("age-gender").checked) options.set("age_gender", "true");
   const form = new FormData();
   form.append("file", file);
   let result;
@@ -74,6 +75,12 @@ function faceCard(face, i, result, info) {
                 el("span", { class: `num ${top}` }, percent(p)));
   }
   const card = el("article", { class: "face" }, el("h3", {}, `Face ${i + 1}: ${face.label} ${percent(face.probabilities[face.label])}`), bars);
+  if (face.age != null) {
+    const [low, high] = face.age_range.map(Math.round);
+    const sure = face.gender === "female" ? face.p_female : 1 - face.p_female;
+    card.append(el("p", { class: "age-gender" },
+      `apparent age ${Math.round(face.age)} (${low}–${high}), apparent gender ${face.gender} ${percent(sure)}`));
+  }
   if (face.explanation) {
     const toward = face.explanation.filter((r) => r.contribution > 0);
     const against = face.explanation.filter((r) => r.contribution <= 0);
