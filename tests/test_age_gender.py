@@ -326,6 +326,11 @@ def test_recognise_adds_age_and_gender_only_when_asked():
     assert list(face.to_dict()) == AGE_GENDER_KEYS
     # Grace Hopper, 78 when photographed (1984), a face from outside UTKFace: an old face
     assert face.age > 50, face.age
+
+
+@pytest.mark.integration  # no dataset, but the RBF age model's explanation takes 20-40 s
+def test_recognise_explains_age_and_gender_in_years():
+    face = recognise(SAMPLE_PHOTO, age_gender=True)[0]
     explained = recognise(SAMPLE_PHOTO, age_gender=True, explain=2)[0]
     assert explained.age_explanation.kind == "years" and explained.age == face.age
     assert 1 <= len(explained.age_explanation.toward) + len(explained.age_explanation.against) <= 4
@@ -372,5 +377,9 @@ def test_predict_age_gender_in_text_json_and_csv():
     assert list(rows[0])[-5:] == ["age", "age_low", "age_high", "gender", "p_female"]
     assert float(rows[0]["age"]) == round(face.age, 1) and rows[0]["gender"] == face.gender
     assert "age" not in run(predict_cli.main, [SAMPLE_PHOTO, "--csv"]).output.splitlines()[0].split(",")
+
+
+@pytest.mark.integration  # no dataset, but the RBF age model's explanation takes 20-40 s
+def test_predict_explains_the_age_estimate():
     explained = run(predict_cli.main, [SAMPLE_PHOTO, "--age-gender", "--explain", "2"])
     assert "age up: " in explained.output and "age down: " in explained.output
