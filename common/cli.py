@@ -78,6 +78,10 @@ class OneLineErrors:
             sys.exit(EXIT_INTERRUPTED)
         except FacialExpressionError as exc:
             fail(one_line(exc))
+        except ModuleNotFoundError as exc:  # a smaller install (README: "Prediction only") lacks it
+            fail(f"this needs the Python package {exc.name!r}, which this install lacks: "
+                 f"`make install` installs everything (the prediction-only install has no --explain, "
+                 f"--age-gender or --recommend)")
         except OSError as exc:
             if exc.errno in (errno.EPIPE, errno.ENOSPC) and exc.filename is None:  # stdout closed or full
                 _stdout_gone()

@@ -240,3 +240,25 @@ def test_predict_recommends_music_for_the_mood(happy, datasets_dir, tmp_path):
     bad.write_text("artist,title,valence\nA,B,0.1\n")
     failed = CliRunner().invoke(predict_cli.main, [str(happy), "--recommend", str(bad)])
     assert failed.exit_code == 1 and failed.output.strip().startswith(f"error: {bad}: missing column(s) 'arousal'")
+
+
+def test_a_package_missing_from_a_smaller_install_is_one_line(tmp_path):
+    """The README's prediction-only install lacks skops, SciPy, ...: --explain there ends in one line."""
+    import subprocess
+    import sys
+
+    from conftest import PROJECT_DIR
+
+    blocker = tmp_path / "sitecustomize.py"  # what a missing package looks like to the import system
+    blocker.write_text("import sys\nclass Block:\n    def find_spec(self, name, path=None, target=None):\n"
+                       "        if name.split('.')[0] in ('skops', 'shap'):\n"
+                       "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+                       "sys.meta_path.insert(0, Block())\n")
+    import matplotlib.cbook
+
+    photo = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)  # a public-domain face
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{PROJECT_DIR}")
+    result = subprocess.run([sys.executable, "-m", "classifiers.predict", str(photo), "--explain", "2"],
+                            capture_output=True, text=True, env=env, cwd=PROJECT_DIR, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: this needs the Python package 'skops'")
