@@ -67,8 +67,8 @@ from landmarks.detect import DETECTORS
 
 from .tracking import CutDetector, FaceTracker
 from .video_io import STREAM_TIMEOUT, VIDEO_EXTENSIONS, AnnotatedVideo, FileFrames, LiveFrames, draw_faces, open_source, to_gray
-from .video_outputs import (FORMATS, FaceStats, Series, TimelineWriter, output_names, parquet_module,
-                            plot_timeline, write_json)
+from .video_outputs import (FORMATS, FaceStats, Series, TimelineWriter, existing_outputs, output_names,
+                            parquet_module, plot_timeline, write_json)
 
 EXIT_OK, EXIT_ERROR, EXIT_NO_FACE = 0, 1, 3
 #: Over its first this-many seconds, a person's calibration baseline leans on the model's mean face.
@@ -387,6 +387,7 @@ class RunResult:
     live: bool = False
     dropped: int = 0
     latency: "LatencyStats" = None
+    stale: tuple = ()    # outputs of an earlier run in the folder that this run did not rewrite
 
     @property
     def frames_per_second(self):
@@ -399,6 +400,8 @@ class RunResult:
             text += f", {self.dropped} frames dropped"
             if self.latency and self.latency.count:
                 text += f", latency median {self.latency.percentile(50):.0f} ms"
+        if self.stale:
+            text += f"; left from an earlier run, not rewritten: {', '.join(self.stale)}"
         return text
 
 
@@ -451,10 +454,14 @@ def analyse_to_folder(source, out_dir, *, model=None, fmt="csv", landmarks=False
     path = {k: os.path.join(out_dir, v) for k, v in names.items()}
     created = not os.path.isdir(out_dir)
     os.makedirs(out_dir, exist_ok=True)
+    writes = {names["timeline"], names["summary"], names["plot"]} | ({names["annotated"]} if annotate else set())
+    stale = tuple(n for n in existing_outputs(out_dir) if n not in writes)  # kept, but named in the result
     try:
         with output_lock(path["summary"], "video analysis"):
-            return _run(source, out_dir, path, model, fmt, landmarks, annotate, catalogue, mode, n_tracks,
-                        progress, options, on_frame)
+            result = _run(source, out_dir, path, model, fmt, landmarks, annotate, catalogue, mode, n_tracks,
+                          progress, options, on_frame)
+            result.stale = stale
+            return result
     except FacialExpressionError:
         if created:   # nothing was written: leave no empty folder behind
             with contextlib.suppress(OSError):

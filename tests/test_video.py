@@ -131,6 +131,10 @@ def test_annotated_video_plays_and_keeps_every_frame_of_the_range(tmp_path, mode
                            capture_output=True, text=True).stderr
     assert "h264" in probe and "yuv420p" in probe
     assert len({r["frame"] for r in read_rows(out / "timeline.csv")}) == 13
+    # a second run into the folder without --annotate keeps the first run's video, and says so
+    again = analyse_to_folder(clip("d0.mp4"), out, model=model, every=20, end=1.0)
+    assert again.stale == ("annotated.mp4",) and "not rewritten: annotated.mp4" in again.line()
+    assert frame_count(out / "annotated.mp4") == 50
 
 
 def test_smoothing_and_calibration_keep_probabilities_valid(model):
