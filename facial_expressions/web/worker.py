@@ -35,12 +35,7 @@ class Analyser:
         models.shape_predictor()
         models.hog_detector()
         self.model.pipeline  # what explanations use: loaded now rather than on the first photo
-        try:  # the apparent age and gender models (age_gender=true): loaded now too, when shipped
-            from classifiers.api import age_gender_models
-
-            age_gender_models()
-        except Exception:  # noqa: BLE001 - a request asking for them gets the one-line error then
-            pass
+        # the apparent age and gender models (16 MB, scikit-learn) load on the first age_gender request
 
     def __call__(self, job):
         from classifiers import recognise
