@@ -202,6 +202,8 @@ def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, 
         raise click.UsageError("choose one of --json and --csv")
     if catalogue_path and as_csv:
         raise click.UsageError("--recommend writes text or --json, not --csv")
+    if explain_top and as_csv and not annotate_out:
+        raise click.UsageError("--explain shows in text, --json and --annotate pictures, not in --csv")
     utf8_safe_output()
     model = load_model(model_path or DEFAULT_MODEL)
     catalogue = None

@@ -177,6 +177,7 @@ def test_console_script_and_module_give_the_same_answer(happy, run_python):
     (["nope"], 2, "error: No such command 'nope'."),
     (["predict", "/no/such.jpg"], 1, "error: /no/such.jpg: no such file"),
     (["predict", "x.jpg", "--json", "--csv"], 2, "error: choose one of --json and --csv"),
+    (["predict", "x.jpg", "--csv", "--explain"], 2, "error: --explain shows in text, --json and --annotate pictures"),
     (["predict", "x.jpg", "--jobs", "0"], 2, "error: Invalid value for '-j' / '--jobs': 0 workers cannot run"),
     (["predict", "x.jpg", "--model", "/no/model.skops"], 1, "error: /no/model.skops: "),
 ])
