@@ -2,6 +2,19 @@
 // Hand-drawn on a canvas (no library); a frame without a face leaves a gap.
 import { classColour, el } from "./ui.js";
 
+//: Size `canvas` to its displayed width (at the screen's pixel ratio, at least 300 px) and
+//: width / aspect high: its context, size and a font size in those pixels.
+function fitCanvas(canvas, aspect) {
+  const ratio = window.devicePixelRatio || 1;
+  const width = Math.max(300, Math.round(canvas.clientWidth * ratio));
+  const height = Math.round(width / aspect);
+  if (canvas.width !== width || canvas.height !== height) {
+    canvas.width = width;
+    canvas.height = height;
+  }
+  return { ctx: canvas.getContext("2d"), width, height, ratio, font: Math.round(11 * ratio) };
+}
+
 //: Clear the canvas and draw the 0, 50 and 100% grid lines with their labels, in the charts' style;
 //: leaves the context ready for the time labels (centred, below).
 function probabilityAxis(ctx, width, height, font, left, plotW, yOf) {
@@ -43,16 +56,7 @@ export class RollingChart {
   }
 
   draw(now) {
-    const canvas = this.canvas;
-    const ratio = window.devicePixelRatio || 1;
-    const width = Math.max(300, Math.round(canvas.clientWidth * ratio));
-    const height = Math.round(width / 3);
-    if (canvas.width !== width || canvas.height !== height) {
-      canvas.width = width;
-      canvas.height = height;
-    }
-    const ctx = canvas.getContext("2d");
-    const font = Math.round(11 * ratio);
+    const { ctx, width, height, ratio, font } = fitCanvas(this.canvas, 3);
     const left = font * 3;
     const bottom = font * 2;
     const plotW = width - left - font;
@@ -114,16 +118,7 @@ export class TimelineChart {
   }
 
   draw() {
-    const canvas = this.canvas;
-    const ratio = window.devicePixelRatio || 1;
-    const width = Math.max(300, Math.round(canvas.clientWidth * ratio));
-    const height = Math.round(width / 2.2);
-    if (canvas.width !== width || canvas.height !== height) {
-      canvas.width = width;
-      canvas.height = height;
-    }
-    const ctx = canvas.getContext("2d");
-    const font = Math.round(11 * ratio);
+    const { ctx, width, height, ratio, font } = fitCanvas(this.canvas, 2.2);
     const left = font * 3;
     const plotW = width - left - font;
     const plotH = height - font * 3;
