@@ -22,21 +22,10 @@ import click
 
 
 def bare_worker(listfile, k, n, detect):
-    import dlib
-    import numpy as np
-    from PIL import Image
+    """Every n-th image of ``listfile`` from the k-th: extraction_speed's bare loop, in this process."""
+    from extraction_speed import _bare_worker
 
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from landmarks.models import hog_detector, shape_predictor
-
-    paths = open(listfile).read().split("\n")[k::n]
-    predictor, detector = shape_predictor(), hog_detector() if detect else None
-    for path in paths:
-        with Image.open(path) as img:
-            a = np.asarray(img.convert("L"))
-        rects = detector(a, 0) if detect else [dlib.rectangle(0, 0, a.shape[1] - 1, a.shape[0] - 1)]
-        for rect in rects[:1]:
-            predictor(a, rect)
+    return _bare_worker(open(listfile).read().split("\n")[k::n], detect)
 
 
 @click.command()
