@@ -45,7 +45,7 @@ $(PY):
 # own the same `xgboost` files, so the old one (and its NVIDIA library) goes first.
 install: $(PY)
 	@if $(PY) -m pip show -q xgboost 2>/dev/null; then $(PY) -m pip uninstall --quiet -y xgboost nvidia-nccl-cu12; fi
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[all,test]"
 	$(PY) -c "import dlib, cv2, sklearn, xgboost, landmarks, features, classifiers; print('installed: dlib', dlib.__version__, '| opencv', cv2.__version__, '| scikit-learn', sklearn.__version__, '| xgboost', xgboost.__version__)"
 
 # the browser tests (tests/test_web_page.py) drive Debian's chromium through Playwright; Playwright's

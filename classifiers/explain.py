@@ -157,7 +157,7 @@ def _native_contributions(model, X, classes, proba):
         margin = final.booster_.predict(xgb.DMatrix(np.asarray(Z, dtype=np.float32)), output_margin=True)
         margin = np.asarray(margin).reshape(len(X), -1)[rows, classes]
         return raw[:, :-1], raw[:, -1], margin, "margin"
-    shap = _shap()
+    shap = _shap(final)
     explainer = shap.TreeExplainer(final)
     values = np.asarray(explainer.shap_values(np.asarray(Z, dtype=np.float32), check_additivity=False))
     if values.ndim == 3 and values.shape[0] == len(X):       # (n, features, classes)
@@ -168,11 +168,13 @@ def _native_contributions(model, X, classes, proba):
     return contrib, bias, proba[rows, classes], "probability"
 
 
-def _shap():
+def _shap(final):
+    """The shap module; SHAP (with numba and llvmlite) is an optional part of the install."""
     try:
         import shap
     except ImportError:
-        raise ExplanationError("explaining this model needs the 'shap' package") from None
+        raise ExplanationError(f"explaining a {type(final).__name__} model needs SHAP, an optional part: "
+                               "pip install 'facial-expressions[explain]' (make install includes it)") from None
     return shap
 
 
@@ -214,7 +216,7 @@ def _unit_shapley(model, X, classes, unit_of_column, n_units):
     exactly; beyond, SHAP's permutation explainer estimates them from PERMUTATIONS seeded random
     orders (2 * units + 1 model calls on background-many faces per order).
     """
-    shap = _shap()
+    shap = _shap(model.pipeline.steps[-1][1])
     background = model.meta.get("explain_background")
     if not background:
         final = model.pipeline.steps[-1][1]

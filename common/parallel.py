@@ -28,7 +28,8 @@ def compute_backend(backend="local", scheduler=None):
     try:
         from distributed import Client
     except ImportError:
-        raise ValueError("the dask backend needs the 'distributed' package (pip install distributed)") from None
+        raise ValueError("the dask backend is an optional part: pip install 'facial-expressions[cluster]' "
+                         "(make install includes it)") from None
     from joblib import parallel_config
 
     scheduler = scheduler or os.environ.get(SCHEDULER_ENV)

@@ -71,7 +71,7 @@ def parquet_module():
         import pyarrow
         import pyarrow.parquet as pq
     except ImportError:
-        raise VideoError("--format parquet needs the pyarrow package: pip install pyarrow "
+        raise VideoError("--format parquet needs pyarrow, an optional part: pip install 'facial-expressions[parquet]' "
                          "(or use --format csv or jsonl)") from None
     return pyarrow, pq
 
