@@ -259,6 +259,7 @@ async def model_info(request: Request):
                        "queue": settings.queue, "max_video_bytes": settings.max_video_bytes,
                        "video_jobs": settings.video_jobs, "video_time_budget": settings.video_time_budget,
                        "video_ttl": settings.video_ttl},
+            "music_every": settings.music_every,
             "drawing": {"parts": {name: [part.start, part.stop] for name, part in PARTS.items()},
                         "colours": {name: hex_colour(rgb) for name, rgb in PART_COLOURS.items()}}}
 

@@ -75,11 +75,13 @@ def url_of(sock, host, token=None):
               help="Seconds one video analysis may take; past it the job is stopped and fails.")
 @click.option("--video-ttl", type=click.FloatRange(0, 30 * 86400), default=3600, show_default=True,
               help="Seconds a video job's results (timeline, annotated video) are kept after it ends.")
+@click.option("--music-every", type=click.FloatRange(5, 3600), default=60, show_default=True,
+              help="Seconds of webcam between two music recommendations on the page (with --catalogue).")
 @click.option("--cors-origin", "cors_origins", multiple=True,
               help="Let pages from this origin (https://example.org) call the API; repeatable. Default: none.")
 @quiet_option
 def main(host, port, model_path, workers, queue_size, catalogue_path, token, max_upload_mb, time_budget,
-         receive_timeout, upload_ttl, max_video_mb, video_jobs, video_time_budget, video_ttl, cors_origins, quiet):
+         receive_timeout, upload_ttl, max_video_mb, video_jobs, video_time_budget, video_ttl, music_every, cors_origins, quiet):
     """Serve the REST API and the browser page (photos, live webcam, videos).
 
     The page at / takes a photo (drag and drop), the webcam or a video, and shows every
@@ -105,7 +107,7 @@ def main(host, port, model_path, workers, queue_size, catalogue_path, token, max
                         max_upload_bytes=int(max_upload_mb * MB), time_budget=time_budget,
                         receive_timeout=receive_timeout, upload_ttl=upload_ttl, cors_origins=tuple(cors_origins),
                         max_video_bytes=int(max_video_mb * MB), video_jobs=video_jobs,
-                        video_time_budget=video_time_budget, video_ttl=video_ttl)
+                        video_time_budget=video_time_budget, video_ttl=video_ttl, music_every=music_every)
     if not settings.loopback and not settings.token:
         fail(f"listening on {host} lets other machines in: give an access token with --token TOKEN or {TOKEN_ENV}",
              code=2)

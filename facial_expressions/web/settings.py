@@ -36,6 +36,7 @@ class Settings:
     video_jobs: int = 1                 # video analyses running at once (one process each); one more: 503
     video_time_budget: float = 900.0    # seconds one video analysis may take; past it the job fails
     video_ttl: float = 3600.0           # seconds a video job's folder (results) is kept after it ends
+    music_every: float = 60.0           # seconds of webcam per music recommendation on the page
     cors_origins: tuple = ()            # origins allowed to call the API from their pages
 
     @property

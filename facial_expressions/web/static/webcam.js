@@ -4,8 +4,9 @@
 // the camera's frames in between are dropped, never queued, so the overlay is always about the
 // latest frame. Frames are sent at most
 // 480 px wide (faces in a webcam are large; smaller frames are faster to send and to analyse).
-// The chart keeps the last minute; after each full minute the music panel gets tracks for that
-// minute's average mood (when the server has a catalogue).
+// The chart keeps the last minute; after each period (a minute unless `serve --music-every` says
+// otherwise) the music panel gets tracks for that period's average mood (when the server has a
+// catalogue).
 import { call } from "./api.js";
 import { RollingChart } from "./chart.js";
 import { drawFaces } from "./draw.js";
@@ -14,7 +15,6 @@ import { clearMessage, percent, showMessage } from "./ui.js";
 
 const INTERVAL_MS = 1000 / 15;
 const SEND_WIDTH = 480;
-const MINUTE_MS = 60000;
 
 export function setupWebcam(info) {
   const video = document.getElementById("video");
@@ -29,6 +29,8 @@ export function setupWebcam(info) {
   let running = false;
   let sent = [];
   let minute = null;
+  const periodMs = (info.music_every || 60) * 1000;
+  const periodText = periodMs === 60000 ? "minute" : `${Math.round(periodMs / 1000)} seconds`;
 
   async function start() {
     clearMessage();
@@ -118,7 +120,7 @@ export function setupWebcam(info) {
     const rate = sent.length > 1 ? (sent.length - 1) / ((now - sent[0]) / 1000) : 0;
     status.textContent = `${rate.toFixed(1)} frames/s · ${Math.round(now - began)} ms per frame`;
     if (face && face.valence !== undefined) minute.moods.push(face);
-    if (now - minute.start >= MINUTE_MS) minuteDone(now);
+    if (now - minute.start >= periodMs) minuteDone(now);
   }
 
   async function minuteDone(now) {
@@ -131,7 +133,7 @@ export function setupWebcam(info) {
     const label = Object.keys(counts).sort((a, b) => counts[b] - counts[a])[0];
     try {
       const recommendation = await call("/api/recommend", { method: "POST", json: { valence: mean("valence"), arousal: mean("arousal"), label } });
-      showMusic(recommendation, "For the last webcam minute");
+      showMusic(recommendation, `For the last webcam ${periodText}`);
     } catch (error) {
       showMessage(`Music: ${error.message}`);
     }
