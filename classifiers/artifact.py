@@ -177,7 +177,10 @@ class Model:
     def predict(self, X):
         """The label of each row; for a regressor (:attr:`regression`) its estimate (float)."""
         if self.regression:
-            return np.asarray(self.pipeline.predict(np.atleast_2d(np.asarray(X, dtype=np.float32))), dtype=np.float64)
+            from .models import predict_regressor
+
+            X = np.atleast_2d(np.asarray(X, dtype=np.float32))
+            return np.asarray(predict_regressor(self.pipeline, X), dtype=np.float64)
         proba = self.predict_proba(X)
         return np.asarray(self.labels)[np.argmax(proba, axis=1)]
 

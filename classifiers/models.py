@@ -326,6 +326,39 @@ def _svr_pca(seed):
             ("model", SVR(kernel="rbf", C=30.0, gamma=2e-4, epsilon=1.0, cache_size=1000))]
 
 
+#: Kernel values computed at a time by :func:`predict_regressor` (8 M float64: 64 MB).
+KERNEL_VALUES = 8_000_000
+
+
+def predict_regressor(pipeline, X):
+    """``pipeline.predict(X)`` of a fitted regressor pipeline, faster where it ends in an RBF SVR.
+
+    libsvm evaluates an RBF SVR one (row, support vector) pair at a time; here the squared
+    distances of a batch of rows to every support vector come from one matrix product (numpy's
+    BLAS), then exp and a dot with the dual coefficients: the same estimate (to rounding, in
+    float64 as libsvm) about ten times faster for the age model's 8,289 support vectors, which
+    is what a SHAP explanation of an age estimate spends its time on.
+    """
+    final = pipeline.steps[-1][1]
+    if not (isinstance(final, SVR) and final.kernel == "rbf"):
+        return pipeline.predict(X)
+    Z = pipeline[:-1].transform(X) if len(pipeline.steps) > 1 else X
+    Z = np.asarray(Z, dtype=np.float64)
+    vectors = np.asarray(final.support_vectors_, dtype=np.float64)
+    coef = np.asarray(final.dual_coef_, dtype=np.float64).ravel()
+    vectors_sq = np.einsum("ij,ij->i", vectors, vectors)
+    out = np.empty(len(Z))
+    step = max(1, KERNEL_VALUES // max(1, len(vectors)))
+    for start in range(0, len(Z), step):
+        z = Z[start:start + step]
+        d = np.einsum("ij,ij->i", z, z)[:, None] + vectors_sq[None, :] - 2.0 * (z @ vectors.T)
+        np.maximum(d, 0.0, out=d)
+        np.multiply(d, -final._gamma, out=d)
+        np.exp(d, out=d)
+        out[start:start + step] = d @ coef
+    return out + float(final.intercept_[0])
+
+
 def make_pipeline(name, slices, seed=0, probability=True):
     """The pipeline of model ``name`` (see :data:`MODELS`, and :data:`REGRESSORS` for a numeric
     target such as age) over a table with group ``slices``.

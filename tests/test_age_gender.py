@@ -383,3 +383,29 @@ def test_predict_age_gender_in_text_json_and_csv():
 def test_predict_explains_the_age_estimate():
     explained = run(predict_cli.main, [SAMPLE_PHOTO, "--age-gender", "--explain", "2"])
     assert "age up: " in explained.output and "age down: " in explained.output
+
+
+@pytest.mark.parametrize("gamma", ["scale", 2e-3])
+def test_the_batched_rbf_svr_gives_libsvms_estimates(gamma):
+    """predict_regressor evaluates an RBF SVR with matrix products: the same estimates as
+    SVR.predict (libsvm), on more rows than one batch holds."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVR
+
+    from classifiers import models
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 40)).astype(np.float32)
+    y = X[:, 0] * 10 + np.sin(X[:, 1]) * 5 + rng.normal(size=300)
+    pipe = Pipeline([("scale", StandardScaler()), ("model", SVR(C=10.0, gamma=gamma))]).fit(X, y)
+    assert len(pipe[-1].support_vectors_) > 100
+    rows = rng.normal(size=(2_500, 40)).astype(np.float32)
+    old = models.KERNEL_VALUES
+    models.KERNEL_VALUES = 100_000  # several batches
+    try:
+        got = models.predict_regressor(pipe, rows)
+    finally:
+        models.KERNEL_VALUES = old
+    np.testing.assert_allclose(got, pipe.predict(rows), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(models.predict_regressor(pipe[-1:], pipe[:-1].transform(rows)), got, rtol=1e-9)
