@@ -289,7 +289,8 @@ def recognise_many(paths, *, model=None, jobs=-1, chunk_size=8, **options):
 
     Runs on ``jobs`` processes (-1: every core). The model and dlib's detector and
     predictor are loaded once, before the worker processes are forked, so no worker loads
-    them again. ``options`` are :func:`recognise`'s (explain, detector, upsample, max_faces,
+    them again; in a process with other threads running (a notebook, a Dask client), where a
+    fork is unsafe, the workers are fresh processes that load them once each. ``options`` are :func:`recognise`'s (explain, detector, upsample, max_faces,
     age_gender).
     An image that cannot be read yields its error instead of stopping the stream.
 
@@ -306,11 +307,22 @@ def recognise_many(paths, *, model=None, jobs=-1, chunk_size=8, **options):
         for chunk in chunks:
             yield from _recognise_chunk(chunk, model_path, options)
         return
+    import threading
+
+    task = functools.partial(_recognise_chunk, model_path=model_path, options=options)
+    if threading.active_count() > 1:
+        # other threads (a notebook kernel's, a Dask client's, a web server's) may hold locks at
+        # the moment of a fork, and a forked worker then waits on them for ever: fresh processes
+        # instead (joblib's loky), which load the model and dlib's models themselves, once each
+        from joblib import Parallel, delayed
+
+        for result in Parallel(n_jobs=n_jobs, return_as="generator")(delayed(task)(c) for c in chunks):
+            yield from result
+        return
     import multiprocessing
 
     _warm_up(model_path, options.get("detector"), options.get("age_gender", False))
     # fork: the workers start with the parent's loaded model and dlib objects (copy-on-write)
     with multiprocessing.get_context("fork").Pool(n_jobs, initializer=_worker_init) as pool:
-        for result in pool.imap(functools.partial(_recognise_chunk, model_path=model_path, options=options),
-                                chunks):
+        for result in pool.imap(task, chunks):
             yield from result

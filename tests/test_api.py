@@ -107,6 +107,30 @@ def test_recognise_many_streams_in_order_with_errors_in_place(jaffe_dir, tmp_pat
     assert [r[0].label for p, r in one if "happy" in p][:5].count("happy") >= 4
 
 
+def test_recognise_many_with_other_threads_running_does_not_fork(jaffe_dir):
+    """A process with other threads (a notebook kernel, a Dask client) must not fork: a forked
+    worker can inherit a lock another thread held and wait on it for ever (seen under pytest-xdist
+    after a Dask test). The workers are fresh processes then, with the same answers."""
+    import threading
+
+    paths = [str(p) for p in sorted((jaffe_dir / "happy").iterdir())[:6]]
+    stop, held = threading.Event(), threading.Lock()
+
+    def busy():
+        with held:
+            stop.wait(60)
+
+    thread = threading.Thread(target=busy, daemon=True)
+    thread.start()
+    try:
+        two = list(recognise_many(paths, jobs=2, chunk_size=2))
+    finally:
+        stop.set()
+        thread.join()
+    assert two == list(recognise_many(paths, jobs=1))
+    assert [faces[0].label for _, faces in two].count("happy") >= 4
+
+
 def test_load_model_caches_and_reloads_a_replaced_file(tmp_path):
     assert load_model() is load_model() is load_model(classifiers.DEFAULT_MODEL)
     copy = tmp_path / "model.skops"
