@@ -17,6 +17,29 @@ def default_backend():
     return "dask" if os.environ.get(SCHEDULER_ENV) else "local"
 
 
+def _refused(scheduler):
+    """A tcp:// scheduler address where nothing listens fails at once (the client would retry
+    for its whole 10 s timeout before saying so)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if not scheduler.startswith("tcp://"):
+        return
+    try:
+        address = urlsplit(scheduler)
+        host, port = address.hostname, address.port
+    except ValueError:
+        return
+    if not host or not port:
+        return
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except ConnectionRefusedError:
+        raise ValueError(f"cannot reach the Dask scheduler at {scheduler}: connection refused") from None
+    except OSError:
+        pass  # unreachable or slow: the client's own timeout and message
+
+
 @contextlib.contextmanager
 def compute_backend(backend="local", scheduler=None):
     """Context in which joblib.Parallel uses ``backend``; yields the Dask client (or None)."""
@@ -35,6 +58,7 @@ def compute_backend(backend="local", scheduler=None):
     scheduler = scheduler or os.environ.get(SCHEDULER_ENV)
     if not scheduler:
         raise ValueError(f"the dask backend needs --scheduler ADDRESS or {SCHEDULER_ENV}")
+    _refused(scheduler)
     try:
         client = Client(scheduler, timeout="10s")
     except OSError as exc:
