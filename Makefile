@@ -55,11 +55,16 @@ install-browser:
 	@/usr/bin/chromium --version
 
 # the unit tier runs with the datasets hidden, so a unit test that needs one fails
+# TEST_JOBS test processes (pytest-xdist); a module's tests stay in one process, so a module's
+# server or cluster starts once. TEST_JOBS=0 runs them in this process.
+TEST_JOBS ?= 2
+TEST_ARGS := $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadscope)
+
 test-fast:
-	FER_DATASETS=$(CURDIR)/.no-datasets-in-unit-tests $(PY) -m pytest -q -m unit
+	FER_DATASETS=$(CURDIR)/.no-datasets-in-unit-tests $(PY) -m pytest -q -m unit $(TEST_ARGS)
 
 test: test-fast
-	$(PY) -m pytest -q -m integration
+	$(PY) -m pytest -q -m integration $(TEST_ARGS)
 
 # the fuzz tier runs 15 examples per test in `make test`; this is the large run (BENCHMARKS.md, Fuzzing)
 FUZZ_EXAMPLES ?= 1000

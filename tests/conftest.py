@@ -12,8 +12,11 @@ of the install, not datasets). ``make test-fast`` runs the unit tier with the da
 hidden, so a unit test that reaches for one fails instead of passing by accident.
 """
 
+import contextlib
+import fcntl
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -154,12 +157,37 @@ def run_python():
 
 # ---- real feature tables and one small trained model (classifier and explanation tests) ----
 
+@contextlib.contextmanager
+def built_once(tmp_path_factory, name):
+    """``with built_once(tmp_path_factory, name) as (folder, build):`` a folder every test process
+    of this run shares (pytest-xdist's workers, or this process alone): the first process to get
+    here builds it (``build`` true), under a lock the others wait on, then reuse it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    folder, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        build = not done.exists()
+        if build:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+        yield folder, build
+        done.touch()
+
+
 @pytest.fixture(scope="session")
 def tables(tmp_path_factory, jaffe_dir, ckplus_samples):
     """Real feature tables: all of JAFFE, and one frame per CK+ sequence (327 of 981 images)."""
+    with built_once(tmp_path_factory, "tables") as (folder, build):
+        if build:
+            _build_tables(folder, jaffe_dir, ckplus_samples)
+    return {"jaffe": folder / "jaffe.npz", "ck_subset": folder / "ck_subset.npz"}
+
+
+def _build_tables(folder, jaffe_dir, ckplus_samples):
     from features.extract import extract_dataset
 
-    folder = tmp_path_factory.mktemp("tables")
     extract_dataset(jaffe_dir, folder / "jaffe.npz", jobs=2, progress=False)
     # one frame per CK+ sequence (the 3 frames of a sequence are near-duplicates, sorted together):
     # only those images are extracted, from a tree of links with the dataset's folder and file
@@ -171,7 +199,6 @@ def tables(tmp_path_factory, jaffe_dir, ckplus_samples):
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(pathlib.Path(sample.path).resolve())
     extract_dataset(images, folder / "ck_subset.npz", "ckplus48", jobs=2, progress=False)
-    return {"jaffe": folder / "jaffe.npz", "ck_subset": folder / "ck_subset.npz"}
 
 
 #: The columns of the small tables: the shape groups and the whole-face HOG, 1,081 of 5,303.
@@ -209,8 +236,10 @@ def jaffe_model(tables, tmp_path_factory):
 
     from classifiers import train as train_cli
 
-    path = tmp_path_factory.mktemp("model") / "jaffe_logreg.skops"
-    result = CliRunner().invoke(train_cli.main, [str(tables["jaffe"]), "-o", str(path), "--model", "logreg",
-                                                 "--quick", "-j", "2", "-q"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    with built_once(tmp_path_factory, "model") as (folder, build):
+        path = folder / "jaffe_logreg.skops"
+        if build:
+            result = CliRunner().invoke(train_cli.main, [str(tables["jaffe"]), "-o", str(path), "--model", "logreg",
+                                                         "--quick", "-j", "2", "-q"], catch_exceptions=False)
+            assert result.exit_code == 0, result.output
     return path

@@ -29,9 +29,9 @@ def shots():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, datasets_dir):
     catalogue = datasets_dir.parent / "music" / "deezer_mood.csv"
-    # music every 20 s of webcam instead of every minute, so the webcam test need not wait a minute
+    # music every 10 s of webcam instead of every minute, so the webcam test need not wait a minute
     with Server(str(tmp_path_factory.mktemp("web-page")), "--workers", "2", "--catalogue", catalogue,
-                "--music-every", "20") as running:
+                "--music-every", "10") as running:
         yield running
 
 
@@ -138,8 +138,8 @@ def test_the_webcam_shows_a_live_label_that_changes_a_chart_and_music_after_its_
         rate = re.match(r"([\d.]+) frames/s", page.inner_text("#cam-status"))
         rates.append(float(rate.group(1)) if rate else 0.0)
         time.sleep(1)
-    assert page.is_visible("#music"), "music after 20 s of webcam (serve --music-every 20)"
-    assert page.inner_text("#music-reason").startswith("For the last webcam 20 seconds: you look ")
+    assert page.is_visible("#music"), "music after 10 s of webcam (serve --music-every 10)"
+    assert page.inner_text("#music-reason").startswith("For the last webcam 10 seconds: you look ")
     drawn = page.evaluate("""() => { const c = document.getElementById('chart');
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
         for (let i = 0; i < d.length; i += 4) if (d[i + 3] && Math.abs(d[i] - d[i + 1]) > 60) n++; return n; }""")
