@@ -17,6 +17,7 @@ import fcntl
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -27,6 +28,14 @@ PROJECT_DIR = pathlib.Path(__file__).resolve().parent.parent
 DATASETS_DIR = pathlib.Path(os.environ.get("FER_DATASETS") or PROJECT_DIR.parent / "shared" / "datasets")
 #: Real files the tests use directly: the shared folder beside the project (datasets, videos, music).
 SHARED_DIR = DATASETS_DIR.parent
+
+
+# The Ctrl-C tests send SIGINT to the commands they start and expect a terminal's Ctrl-C. A test run
+# started in the background (a CI job, a shell's `&`, pytest-xdist's workers under it) may have
+# SIGINT ignored, and an ignored signal stays ignored in every child: give the test processes
+# Python's own handler, which their children get back as the default.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config, items):
