@@ -29,7 +29,7 @@ DEMO_IMAGE     ?= $(shell $(PY) -c "import matplotlib.cbook as c; print(c.get_sa
 help:
 	@echo "make install     create $(VENV) and install the project with its dependencies"
 	@echo "make install-browser  install Debian's chromium for the browser tests (as root, when /usr/bin/chromium is missing)"
-	@echo "make test        run the test suite: the unit tier, then the integration tier (real datasets from $(DATASETS))"
+	@echo "make test        run the test suite: the unit tier, then the integration tier (real datasets from $(DATASETS)), on TEST_JOBS=2 processes (0: one)"
 	@echo "make test-fast   run the unit tier only (no dataset needed)"
 	@echo "make fuzz        the fuzz tier with a large budget: FUZZ_EXAMPLES mutated model files and images per test (default 1000)"
 	@echo "make features    extract a feature table: DATASET=dir [PRESET=ckplus48|jaffe|fer2013|folder] -> $(FEATURES)"
@@ -58,7 +58,8 @@ install-browser:
 # TEST_JOBS test processes (pytest-xdist); a module's tests stay in one process, so a module's
 # server or cluster starts once. TEST_JOBS=0 runs them in this process.
 TEST_JOBS ?= 2
-TEST_ARGS := $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadscope)
+HAVE_XDIST = $(shell $(PY) -c "import xdist" 2>/dev/null && echo yes)
+TEST_ARGS = $(if $(filter 0,$(TEST_JOBS)),,$(if $(HAVE_XDIST),-n $(TEST_JOBS) --dist loadscope,$(warning pytest-xdist is missing (make install adds it): the tests run in one process)))
 
 test-fast:
 	FER_DATASETS=$(CURDIR)/.no-datasets-in-unit-tests $(PY) -m pytest -q -m unit $(TEST_ARGS)

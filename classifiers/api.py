@@ -274,6 +274,14 @@ def _warm_up(model_path, detector, age_gender=False):
         models.cnn_detector()
 
 
+def _recognise_chunk_one_thread(paths, model_path, options):
+    """_recognise_chunk in a pool process of its own: one OpenCV thread, as the forked workers."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    return _recognise_chunk(paths, model_path, options)
+
+
 def _worker_init():
     """One thread per worker (the pool has a process per core); Ctrl-C is the parent's to handle."""
     import signal
@@ -316,7 +324,9 @@ def recognise_many(paths, *, model=None, jobs=-1, chunk_size=8, **options):
         # instead (joblib's loky), which load the model and dlib's models themselves, once each
         from joblib import Parallel, delayed
 
-        for result in Parallel(n_jobs=n_jobs, return_as="generator")(delayed(task)(c) for c in chunks):
+        task = functools.partial(_recognise_chunk_one_thread, model_path=model_path, options=options)
+        runner = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")  # local, whatever the context
+        for result in runner(delayed(task)(c) for c in chunks):
             yield from result
         return
     import multiprocessing

@@ -181,12 +181,14 @@ def _shap(final):
 
 @functools.cache
 def _cache_shap_compilations():
-    """Let numba keep the machine code of SHAP's jitted helpers on disk (beside SHAP's files, or in
-    numba's cache folder when those are read-only): SHAP compiles them in every process that first
-    explains with its permutation explainer, 9 s measured, which then becomes a 0.1 s load."""
+    """Let numba keep the machine code of SHAP's masking helpers on disk (beside SHAP's files, or in
+    numba's cache folder when those are read-only) instead of compiling them in every process that
+    explains with SHAP's permutation explainer. Not the helpers that take the link function as an
+    argument (``shap.utils._masked_model``): their cache key holds that function's address, which
+    differs in every process, so each process would add a copy and never reuse one."""
     import importlib
 
-    for name in ("shap.links", "shap.utils._masked_model", "shap.maskers._tabular"):
+    for name in ("shap.links", "shap.maskers._tabular"):
         try:
             module = importlib.import_module(name)
         except ImportError:

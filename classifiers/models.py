@@ -340,7 +340,8 @@ def predict_regressor(pipeline, X):
     is what a SHAP explanation of an age estimate spends its time on.
     """
     final = pipeline.steps[-1][1]
-    if not (isinstance(final, SVR) and final.kernel == "rbf"):
+    gamma = getattr(final, "_gamma", None)  # the fitted kernel width ("scale" resolved)
+    if not (isinstance(final, SVR) and final.kernel == "rbf" and isinstance(gamma, (int, float))):
         return pipeline.predict(X)
     Z = pipeline[:-1].transform(X) if len(pipeline.steps) > 1 else X
     Z = np.asarray(Z, dtype=np.float64)
@@ -351,9 +352,12 @@ def predict_regressor(pipeline, X):
     step = max(1, KERNEL_VALUES // max(1, len(vectors)))
     for start in range(0, len(Z), step):
         z = Z[start:start + step]
-        d = np.einsum("ij,ij->i", z, z)[:, None] + vectors_sq[None, :] - 2.0 * (z @ vectors.T)
+        d = z @ vectors.T                      # the one (rows, vectors) array of the batch, in place
+        d *= -2.0
+        d += np.einsum("ij,ij->i", z, z)[:, None]
+        d += vectors_sq[None, :]
         np.maximum(d, 0.0, out=d)
-        np.multiply(d, -final._gamma, out=d)
+        d *= -gamma
         np.exp(d, out=d)
         out[start:start + step] = d @ coef
     return out + float(final.intercept_[0])

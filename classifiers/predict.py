@@ -224,6 +224,8 @@ def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, 
     if len(paths) > 1 and not quiet and sys.stderr.isatty():
         from tqdm import tqdm
 
+        # no monitor thread: recognise_many forks its workers only while this process has one thread
+        tqdm.monitor_interval = 0
         bar = tqdm(total=len(paths), unit="img", desc="predict", file=sys.stderr, leave=False)
     any_error = any_no_face = False
     for path, problem in problems.items():

@@ -23,17 +23,21 @@ def _refused(scheduler):
     import socket
     from urllib.parse import urlsplit
 
-    if not scheduler.startswith("tcp://"):
+    if "://" not in scheduler:
+        scheduler_url = "tcp://" + scheduler  # Dask's default protocol
+    elif scheduler.startswith("tcp://"):
+        scheduler_url = scheduler
+    else:
         return
     try:
-        address = urlsplit(scheduler)
+        address = urlsplit(scheduler_url)
         host, port = address.hostname, address.port
     except ValueError:
         return
     if not host or not port:
         return
     try:
-        socket.create_connection((host, port), timeout=5).close()
+        socket.create_connection((host, port), timeout=1).close()
     except ConnectionRefusedError:
         raise ValueError(f"cannot reach the Dask scheduler at {scheduler}: connection refused") from None
     except OSError:

@@ -107,11 +107,20 @@ def test_recognise_many_streams_in_order_with_errors_in_place(jaffe_dir, tmp_pat
     assert [r[0].label for p, r in one if "happy" in p][:5].count("happy") >= 4
 
 
-def test_recognise_many_with_other_threads_running_does_not_fork(jaffe_dir):
+def test_recognise_many_with_other_threads_running_does_not_fork(jaffe_dir, monkeypatch):
     """A process with other threads (a notebook kernel, a Dask client) must not fork: a forked
     worker can inherit a lock another thread held and wait on it for ever (seen under pytest-xdist
     after a Dask test). The workers are fresh processes then, with the same answers."""
+    import multiprocessing
     import threading
+
+    get_context = multiprocessing.get_context
+
+    def no_fork(method=None):
+        assert method != "fork", "a fork pool was started with another thread running"
+        return get_context(method)
+
+    monkeypatch.setattr(multiprocessing, "get_context", no_fork)
 
     paths = [str(p) for p in sorted((jaffe_dir / "happy").iterdir())[:6]]
     stop, held = threading.Event(), threading.Lock()
@@ -127,6 +136,7 @@ def test_recognise_many_with_other_threads_running_does_not_fork(jaffe_dir):
     finally:
         stop.set()
         thread.join()
+        monkeypatch.undo()
     assert two == list(recognise_many(paths, jobs=1))
     assert [faces[0].label for _, faces in two].count("happy") >= 4
 
