@@ -5,9 +5,9 @@
 
 core: ``pip install .``; explain / parquet / cluster: ``pip install ".[extra]"``; predict-only:
 the README's prediction-only commands; make: ``make install`` in a fresh clone of this checkout
-(editable ``.[all,test]``). Sizes are ``du`` of the environment (the project's own files
+(editable ``.[all,test]``, installed by uv where it can be had). Sizes are ``du`` of the environment (the project's own files
 included for non-editable installs); times are wall-clock seconds of the install commands.
-pip's cache is off unless ``--cache``, as on a fresh machine (downloads come from the package
+pip's and uv's caches are off unless ``--cache``, as on a fresh machine (downloads come from the package
 registry each time, so network speed is part of the time).
 """
 
@@ -61,12 +61,13 @@ def install(variant, work, env):
 @click.option("--variants", default=",".join(VARIANTS), show_default=True, help="Comma-separated install variants.")
 @click.option("--keep", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Build the environments under this folder and keep them (default: a temporary folder, removed).")
-@click.option("--cache/--no-cache", default=False, show_default=True, help="Let pip use its download cache.")
+@click.option("--cache/--no-cache", default=False, show_default=True, help="Let pip and uv use their download caches.")
 def main(variants, keep, cache):
     """Time and size of each install variant in a fresh virtual environment."""
     env = dict(os.environ)
     if not cache:
         env["PIP_NO_CACHE_DIR"] = "1"
+        env["UV_NO_CACHE"] = "1"
     chosen = [v.strip() for v in variants.split(",") if v.strip()]
     unknown = sorted(set(chosen) - set(VARIANTS))
     if unknown:
