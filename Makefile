@@ -42,12 +42,14 @@ $(PY):
 
 # An environment made before the switch to xgboost-cpu holds the GPU build: both distributions
 # own the same `xgboost` files, so the old one (and its NVIDIA library) goes first.
-# uv (Astral's installer, from PyPI) downloads and unpacks in parallel: the cold install takes about
-# 16 s instead of pip's 62 s for the same packages and versions; pip does it where uv cannot be had.
+# uv (Astral's installer, from PyPI) downloads and unpacks in parallel and installs the same packages
+# and versions as pip in a fraction of its time (BENCHMARKS.md); INSTALLER=pip, or a machine where uv
+# cannot be had, installs with pip.
+INSTALLER ?= uv
 install: $(PY)
 	@if $(PY) -m pip show -q xgboost 2>/dev/null; then $(PY) -m pip uninstall --quiet -y xgboost nvidia-nccl-cu12; fi
-	@$(PY) -m pip install --quiet uv 2>/dev/null || echo "uv could not be installed: installing with pip (slower)"
-	@if [ -x $(VENV)/bin/uv ]; then \
+	@if [ "$(INSTALLER)" = uv ]; then $(PY) -m pip install --quiet uv 2>/dev/null || echo "uv could not be installed: installing with pip (slower)"; fi
+	@if [ "$(INSTALLER)" = uv ] && [ -x $(VENV)/bin/uv ]; then \
 		echo "$(VENV)/bin/uv pip install --python $(PY) -e \".[all,test]\""; \
 		$(VENV)/bin/uv pip install --quiet --python $(PY) -e ".[all,test]"; \
 	else $(PY) -m pip install --quiet -e ".[all,test]"; fi

@@ -5,7 +5,8 @@
 
 core: ``pip install .``; explain / parquet / cluster: ``pip install ".[extra]"``; predict-only:
 the README's prediction-only commands; make: ``make install`` in a fresh clone of this checkout
-(editable ``.[all,test]``, installed by uv where it can be had). Sizes are ``du`` of the environment (the project's own files
+(editable ``.[all,test]``, installed by uv where it can be had); make-pip: the same with
+``INSTALLER=pip``. Sizes are ``du`` of the environment (the project's own files
 included for non-editable installs); times are wall-clock seconds of the install commands.
 pip's and uv's caches are off unless ``--cache``, as on a fresh machine (downloads come from the package
 registry each time, so network speed is part of the time).
@@ -24,7 +25,7 @@ import click
 ROOT = Path(__file__).resolve().parents[1]
 PREDICT_ONLY = ["dlib-bin", "face_recognition_models", "opencv-python-headless<5", "numpy", "pillow", "click",
                 "threadpoolctl"]
-VARIANTS = ("core", "explain", "parquet", "cluster", "predict-only", "make")
+VARIANTS = ("core", "explain", "parquet", "cluster", "predict-only", "make", "make-pip")
 
 
 def _size(path):
@@ -41,11 +42,12 @@ def install(variant, work, env):
     venv = work / "venv"
     python = venv / "bin" / "python"
     start = time.perf_counter()
-    if variant == "make":
+    if variant in ("make", "make-pip"):
         clone = work / "clone"
         _run(["git", "clone", "--quiet", str(ROOT), str(clone)], work, env)
         start = time.perf_counter()
-        _run(["make", "install", "PYTHON=" + sys.executable], clone, env)
+        installer = ["INSTALLER=pip"] if variant == "make-pip" else []
+        _run(["make", "install", "PYTHON=" + sys.executable, *installer], clone, env)
         return time.perf_counter() - start, _size(clone / ".venv")
     _run([sys.executable, "-m", "venv", str(venv)], work, env)
     if variant == "predict-only":
