@@ -50,8 +50,8 @@ install: $(PY)
 	@if $(PY) -m pip show -q xgboost 2>/dev/null; then $(PY) -m pip uninstall --quiet -y xgboost nvidia-nccl-cu12; fi
 	@if [ "$(INSTALLER)" = uv ]; then $(PY) -m pip install --quiet uv 2>/dev/null || echo "uv could not be installed: installing with pip (slower)"; fi
 	@if [ "$(INSTALLER)" = uv ] && [ -x $(VENV)/bin/uv ]; then \
-		echo "$(VENV)/bin/uv pip install --python $(PY) -e \".[all,test]\""; \
-		$(VENV)/bin/uv pip install --quiet --python $(PY) -e ".[all,test]"; \
+		echo "$(VENV)/bin/uv pip install --compile-bytecode --python $(PY) -e \".[all,test]\""; \
+		$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -e ".[all,test]"; \
 	else $(PY) -m pip install --quiet -e ".[all,test]"; fi
 	$(PY) -c "import dlib, cv2, sklearn, xgboost, landmarks, features, classifiers; print('installed: dlib', dlib.__version__, '| opencv', cv2.__version__, '| scikit-learn', sklearn.__version__, '| xgboost', xgboost.__version__)"
 
