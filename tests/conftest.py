@@ -21,8 +21,19 @@ import signal
 import subprocess
 import sys
 
-import numpy as np
-import pytest
+# One BLAS thread in the test processes and the commands they start (unless the environment says
+# otherwise): the parallelism comes from pytest-xdist's processes and the commands' own worker
+# processes. Multithreaded OpenBLAS beside another busy process spin-waits, and made the small
+# matrix products of the tests 10-30x slower (as in classifiers.search.single_blas_thread); the
+# commands' own pools already run one thread each. Set before numpy loads; threadpoolctl covers
+# a BLAS a plugin may have loaded earlier.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+threadpool_limits(limits=int(os.environ["OPENBLAS_NUM_THREADS"]), user_api="blas")
 
 PROJECT_DIR = pathlib.Path(__file__).resolve().parent.parent
 DATASETS_DIR = pathlib.Path(os.environ.get("FER_DATASETS") or PROJECT_DIR.parent / "shared" / "datasets")
