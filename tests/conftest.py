@@ -231,23 +231,25 @@ def small_tables(tables, tmp_path_factory):
     machinery (protocols, Dask against local, reports), where every model on all 5,303 columns
     costs minutes (XGBoost most) and proves nothing more. The quick grids' two group choices
     (shape and parts, all) still differ on them."""
+    folder = tmp_path_factory.mktemp("small_tables")
+    return {name: keep_groups(path, folder / f"{name}.npz") for name, path in tables.items()}
+
+
+def keep_groups(path, dest, groups=SMALL_GROUPS):
+    """Write the feature table at ``path`` with only the columns of ``groups`` (every row) to ``dest``."""
     import dataclasses
 
     from features import load_table
 
-    folder = tmp_path_factory.mktemp("small_tables")
-    out = {}
-    for name, path in tables.items():
-        table = load_table(path)
-        slices, start = {}, 0
-        for group in SMALL_GROUPS:
-            width = table.groups[group].stop - table.groups[group].start
-            slices[group], start = slice(start, start + width), start + width
-        columns = table.group_columns(SMALL_GROUPS)
-        out[name] = folder / f"{name}.npz"
-        dataclasses.replace(table, X=table.X[:, columns], columns=table.columns[columns], groups=slices,
-                            config=dict(table.config, groups=list(SMALL_GROUPS))).save(out[name])
-    return out
+    table = load_table(path)
+    slices, start = {}, 0
+    for group in groups:
+        width = table.groups[group].stop - table.groups[group].start
+        slices[group], start = slice(start, start + width), start + width
+    columns = table.group_columns(groups)
+    dataclasses.replace(table, X=table.X[:, columns], columns=table.columns[columns], groups=slices,
+                        config=dict(table.config, groups=list(groups))).save(dest)
+    return dest
 
 
 @pytest.fixture(scope="session")

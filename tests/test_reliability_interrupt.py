@@ -31,6 +31,8 @@ from features.extract import extract_dataset
 from features.table import load_table
 from common.errors import ModelFileError
 
+from conftest import keep_groups
+
 PROJECT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLE_FIELDS = ("X", "columns", "labels", "subjects", "sources", "splits", "status", "n_faces", "augmented")
 
@@ -125,6 +127,14 @@ def reference(ck_subset, tmp_path_factory):
     table, summary = extract_dataset(ck_subset, path, preset="ckplus48", jobs=1, progress=False)
     assert summary["faces"] == len(table) == 164
     return table, path
+
+
+@pytest.fixture(scope="module")
+def training_table(reference, tmp_path_factory):
+    """The training table of the train and benchmark tests: the uninterrupted table's 164 faces with
+    its SMALL_GROUPS columns (1,081 of 5,303). What they check (the old output kept whole, the lock)
+    needs a real table, not the part-patch columns that made each fit and benchmark 5x slower."""
+    return keep_groups(reference[1], tmp_path_factory.mktemp("training") / "ck_subset_small.npz")
 
 
 # --- features.extract ------------------------------------------------------------------------------
@@ -239,14 +249,14 @@ def _assert_intact(path, data):
     assert visible(path.parent) == [path.name]
 
 
-def test_killed_training_leaves_the_old_model_file_intact(reference, old_model):
+def test_killed_training_leaves_the_old_model_file_intact(training_table, old_model):
     """SIGKILL during the fit (two random moments) and in the middle of writing the new file: the
     old model file stays byte-identical and loads; the half-written temporary is hidden, named
     apart, and refused as a model. A complete run then replaces it with a model that loads."""
     path, data = old_model
-    table = reference[1]
+    table = training_table
     rng = np.random.default_rng(7)
-    full_grid = [table, "-o", path, "--model", "logreg", "-q", "-j", "1"]  # a fit of about a second
+    full_grid = [table, "-o", path, "--model", "logreg", "-q", "-j", "1"]  # a search of a few seconds
     for delay in rng.uniform(0, 1.2, size=2):
         proc = start_patched("classifiers.train", full_grid, ANNOUNCE_FIT)
         wait_for_line(proc, "FITTING")
@@ -270,11 +280,11 @@ def test_killed_training_leaves_the_old_model_file_intact(reference, old_model):
     assert not (path.parent / "model.skops.lock").exists()
 
 
-def test_second_training_on_the_same_output_is_refused(reference, old_model):
+def test_second_training_on_the_same_output_is_refused(training_table, old_model):
     """While one training holds the output (paused in its fit), a second one exits 1 with one line
     and leaves the old file alone; the first then finishes and writes its model."""
     path, data = old_model
-    args = [reference[1], "-o", path, "--quick", "-q", "-j", "1"]
+    args = [training_table, "-o", path, "--quick", "-q", "-j", "1"]
     first = start_patched("classifiers.train", args, ANNOUNCE_FIT, stdin=subprocess.PIPE, env={"HOLD": "stdin"})
     try:
         wait_for_line(first, "FITTING")
@@ -321,12 +331,12 @@ def _benchmark_args(table, report):
     return [table, "-o", report, "--quick", "--models", "logreg", "-j", "1", "-q"]
 
 
-def test_second_benchmark_on_the_same_report_is_refused_and_kills_leave_results_intact(reference, tmp_path):
+def test_second_benchmark_on_the_same_report_is_refused_and_kills_leave_results_intact(training_table, tmp_path):
     """A benchmark holding REPORT: a second one on it exits 1 with one line. The first then completes
     (results.json A). A run killed at a random moment leaves a results.json that is whole (A or its
     complete successor); a run killed at the rename of results.json leaves A byte for byte."""
     report = tmp_path / "report"
-    args = _benchmark_args(reference[1], report)
+    args = _benchmark_args(training_table, report)
     first = start_patched("classifiers.benchmark", args, HOLD_BENCHMARK, stdin=subprocess.PIPE)
     try:
         wait_for_line(first, "RUNNING")
