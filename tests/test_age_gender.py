@@ -245,14 +245,16 @@ def test_train_age_with_a_holdout_records_figures_and_ranges(utk_table, tmp_path
     assert estimates.dtype == np.float64 and np.all((estimates > -10) & (estimates < 130))
 
 
-def test_a_regressor_and_a_target_must_agree(utk_table, tables, run_python):
-    wrong = run_python(["-m", "classifiers.train", utk_table, "--target", "age", "--model", "logreg", "-o",
-                        "/tmp/never.skops"])
-    assert wrong.returncode == 1 and wrong.stderr.strip().splitlines() == [
+def test_a_regressor_and_a_target_must_agree(utk_table, tables, tmp_path):
+    # the commands in this process (no interpreter start-up): an exception escaping them fails the test
+    wrong = run(train_cli.main, [utk_table, "--target", "age", "--model", "logreg", "-o", tmp_path / "never.skops"])
+    assert wrong.exit_code == 1 and wrong.stderr.strip().splitlines() == [
         "error: --model logreg does not fit --target age; choose from ridge, svr_pca, xgboost_reg"]
-    none = run_python(["-m", "classifiers.benchmark", tables["jaffe"], "--target", "age", "-o", "/tmp/never"])
-    assert none.returncode == 1 and none.stderr.strip().startswith("error: ") and "holds no ages" in none.stderr
-    assert "Traceback" not in wrong.stderr + none.stderr
+    none = run(benchmark_cli.main, [tables["jaffe"], "--target", "age", "-o", tmp_path / "never"])
+    assert none.exit_code == 1 and none.stderr.strip().startswith("error: ") and "holds no ages" in none.stderr
+    assert len(none.stderr.strip().splitlines()) == 1 and none.stdout == wrong.stdout == ""
+    assert "Traceback" not in wrong.output + none.output
+    assert not (tmp_path / "never.skops").exists()
 
 
 # ---- explanations of a regressor -----------------------------------------------------------------
