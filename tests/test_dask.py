@@ -13,16 +13,21 @@ def cluster():
         yield local_cluster
 
 
-def test_extraction_on_dask_equals_local_run(cluster, jaffe_dir, tmp_path):
+def test_extraction_on_dask_equals_local_run(cluster, jaffe_dir, tables, tmp_path):
+    from features import load_table
+    from features.describe import FeatureConfig
     from features.extract import extract_dataset
 
-    local, local_summary = extract_dataset(jaffe_dir, tmp_path / "local.npz", "jaffe", jobs=2,
-                                           progress=False, chunk_size=16)
+    # the local run: conftest's JAFFE table, extracted on this machine's cores (2 processes, the
+    # default chunks) for the other tests; extracting it again here only repeated that work
+    local = load_table(tables["jaffe"])
     remote, remote_summary = extract_dataset(jaffe_dir, tmp_path / "dask.npz", "jaffe", progress=False,
                                              chunk_size=16, backend="dask", scheduler=cluster.scheduler_address)
-    assert local_summary["faces"] == remote_summary["faces"] == 213
+    assert int(local.ok.sum()) == remote_summary["faces"] == 213
+    assert (local.dataset, local.preset) == (remote.dataset, remote.preset)
+    assert FeatureConfig.from_dict(local.config) == FeatureConfig.from_dict(remote.config)
     assert np.array_equal(local.X, remote.X)
-    for field in ("labels", "subjects", "sources", "status", "n_faces"):
+    for field in ("columns", "labels", "subjects", "sources", "status", "n_faces"):
         assert np.array_equal(getattr(local, field), getattr(remote, field)), field
     # the work really ran in the cluster's worker processes: they loaded the shape predictor
     with distributed.Client(cluster.scheduler_address) as client:
