@@ -70,6 +70,7 @@ _READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, Uni
 TRUSTED_TYPES = (
     "classifiers.models.CappedPCA",
     "classifiers.models.GroupSelector",
+    "classifiers.models.KernelSVC",
     "classifiers.models.XGBoostModel",
     "classifiers.models.XGBoostRegressor",
     "sklearn.calibration._CalibratedClassifier",

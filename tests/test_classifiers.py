@@ -389,3 +389,34 @@ def test_predict_sees_the_features_the_model_was_trained_on(tables, jaffe_model)
         expected = model.predict_proba(table.X[row:row + 1])[0]
         got = np.array([faces[0].probabilities[c] for c in model.labels])
         assert np.allclose(got, expected, atol=1e-3), table.sources[row]
+
+
+@pytest.mark.parametrize("kernel, C, gamma", [("linear", 0.001, "scale"), ("rbf", 10.0, "scale"), ("rbf", 1.0, 1e-4)])
+def test_kernel_svc_keeps_libsvms_solution_and_is_an_ordinary_svc(tables, kernel, C, gamma, monkeypatch):
+    """KernelSVC solves on the kernel matrix computed at once: the same support vectors, dual
+    coefficients and decisions as an SVC computing its kernel itself, and above MAX_ROWS it is one."""
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    from classifiers.models import KernelSVC
+
+    data = load_training_data([str(tables["jaffe"])])
+    test = np.isin(data.subjects, data.subjects[:1])   # one subject's faces held out
+    scaler = StandardScaler().fit(data.X[~test])
+    X, T, y = scaler.transform(data.X[~test]), scaler.transform(data.X[test]), data.y[~test]
+    settings = dict(kernel=kernel, C=C, gamma=gamma, class_weight="balanced", random_state=0)
+    plain = SVC(**settings).fit(X, y)
+    fast = KernelSVC(**settings).fit(X, y)
+    assert len(X) > 150 and 0 < len(fast.support_) <= len(X)
+    np.testing.assert_array_equal(fast.support_, plain.support_)
+    np.testing.assert_array_equal(fast.support_vectors_, X[plain.support_])
+    np.testing.assert_allclose(fast.dual_coef_, plain.dual_coef_, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(fast.intercept_, plain.intercept_, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(fast.decision_function(T), plain.decision_function(T), rtol=1e-7, atol=1e-9)
+    np.testing.assert_array_equal(fast.predict(T), plain.predict(T))
+    assert fast._gamma == plain._gamma and fast.shape_fit_ == plain.shape_fit_
+    # a copy, a model file and the fallback give the same decisions
+    np.testing.assert_array_equal(clone(fast).fit(X, y).predict(T), plain.predict(T))
+    monkeypatch.setattr(KernelSVC, "MAX_ROWS", 10)
+    np.testing.assert_allclose(KernelSVC(**settings).fit(X, y).decision_function(T), plain.decision_function(T),
+                               rtol=1e-12, atol=1e-12)
