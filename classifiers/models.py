@@ -483,7 +483,7 @@ MODELS = {
                   {"select__groups": [EXPLAINABLE_GROUPS], "model__C": [0.01, 0.1, 1, 10]},
                   {"select__groups": [EXPLAINABLE_GROUPS], "model__C": [0.1]}),
     "ensemble": ("Soft-voting ensemble of logistic regression, calibrated RBF SVM and Random Forest (150 trees)",
-                 {"select__groups": list(SEARCHED_GROUPS), "model__svm__model__C": [1, 10],
+                 {"select__groups": list(SEARCHED_GROUPS), "model__svm__model__C": [1],
                   "model__logreg__model__C": [0.01]},
                  {"select__groups": [ALL], "model__svm__model__C": [10], "model__logreg__model__C": [0.01]}),
 }
