@@ -8,13 +8,16 @@ the commands; each also runs alone as ``python -m <module>``.
 
 Errors: a :class:`common.errors.FacialExpressionError` (a user's mistake or bad input), an
 OSError such as an unwritable output, or a usage error prints one line ``error: ...`` on
-stderr and exits 1 (usage errors: 2); Ctrl-C exits 130; a closed or full stdout exits 1
-without a traceback.
+stderr and exits 1 (usage errors: 2); Ctrl-C exits 130, SIGTERM 143 (both stop the command's
+worker processes and keep what was complete); a closed or full stdout exits 1 without a
+traceback.
 """
 
 import errno
 import os
+import signal
 import sys
+import threading
 
 import click
 
@@ -22,7 +25,26 @@ from .errors import FacialExpressionError
 from .labels import SCHEMES, TARGETS
 from .parallel import BACKENDS, SCHEDULER_ENV, default_backend
 
-EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: unwinds as Ctrl-C does (joblib and the pools stop
+    their workers, checkpoints and atomic writes keep what was complete)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def _terminate_as_interrupt():
+    """Let SIGTERM (``kill``, a job scheduler, a container stopping) end the command like Ctrl-C.
+    By default SIGTERM kills the main process at once and leaves its worker processes (loky's,
+    Dask's) orphaned, computing their current task for minutes. Commands that handle SIGTERM
+    themselves (``serve``) install their own handler afterwards."""
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_terminated)
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -59,6 +81,7 @@ class OneLineErrors:
     """Mixin for click commands and groups: errors end in one line and an exit code, never a traceback."""
 
     def main(self, *args, standalone_mode=True, **kwargs):
+        _terminate_as_interrupt()
         try:
             return super().main(*args, standalone_mode=False, **kwargs)
         except click.exceptions.Exit as exc:
@@ -70,10 +93,10 @@ class OneLineErrors:
             fail(exc.format_message(), EXIT_USAGE)
         except click.ClickException as exc:
             fail(exc.format_message(), exc.exit_code)
-        except click.Abort:
-            click.echo("interrupted", err=True)
-            sys.exit(EXIT_INTERRUPTED)
-        except KeyboardInterrupt:
+        except (click.Abort, KeyboardInterrupt) as exc:   # click turns Ctrl-C into Abort
+            if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated):
+                click.echo("terminated", err=True)
+                sys.exit(EXIT_TERMINATED)
             click.echo("interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
         except FacialExpressionError as exc:

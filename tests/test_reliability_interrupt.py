@@ -373,3 +373,48 @@ def test_second_benchmark_on_the_same_report_is_refused_and_kills_leave_results_
     assert (report / "results.json").read_bytes() == results_a
     assert visible(report) == files
     assert any(name.startswith(".results.json.tmp-") for name in os.listdir(report))
+
+
+def _children(pid):
+    """The process ids whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_sigterm_ends_a_benchmark_and_its_worker_processes(training_table, tmp_path):
+    """SIGTERM (kill, a job scheduler, a container stopping) ends a benchmark as Ctrl-C does: exit 143,
+    one line, no report, and its worker processes stop too (before, they were left orphaned,
+    computing their grid searches for minutes)."""
+    report = tmp_path / "report"
+    proc = start(["-m", "classifiers.benchmark", training_table, "-o", report, "--models", "rf,xgboost", "-j", "2", "-q"])
+    deadline, workers = time.time() + 60, []
+    while time.time() < deadline and proc.poll() is None and len(workers) < 2:
+        time.sleep(0.1)
+        workers = _children(proc.pid)
+    assert proc.poll() is None and len(workers) >= 2, "no worker processes started: " + proc.communicate()[1][-2000:]
+    time.sleep(1.0)   # the workers are inside their first grid searches
+    proc.send_signal(signal.SIGTERM)
+    code, _, err = finish(proc)
+    assert code == 143 and err.strip().splitlines()[-1] == "terminated", err
+    deadline = time.time() + 30
+    while time.time() < deadline and any(_running(w) for w in workers):
+        time.sleep(0.1)
+    assert not [w for w in workers if _running(w)], "worker processes outlived the benchmark"
+    assert not (report / "results.json").exists()
