@@ -283,13 +283,16 @@ def _recognise_chunk_one_thread(paths, model_path, options):
 
 
 def _worker_init():
-    """One thread per worker (the pool has a process per core); Ctrl-C is the parent's to handle."""
+    """One thread per worker (the pool has a process per core); Ctrl-C is the parent's to handle,
+    and SIGTERM (the pool's terminate) ends a worker at once, whatever handler the forked parent
+    had (the commands turn SIGTERM into an interrupt of their own)."""
     import signal
 
     import cv2
 
     cv2.setNumThreads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def recognise_many(paths, *, model=None, jobs=-1, chunk_size=8, **options):

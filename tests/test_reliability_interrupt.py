@@ -418,3 +418,24 @@ def test_sigterm_ends_a_benchmark_and_its_worker_processes(training_table, tmp_p
         time.sleep(0.1)
     assert not [w for w in workers if _running(w)], "worker processes outlived the benchmark"
     assert not (report / "results.json").exists()
+
+
+def test_sigterm_ends_predict_on_a_folder_and_its_forked_workers(datasets_dir):
+    """predict over a folder forks its workers from a process whose SIGTERM handler raises: the
+    workers must not inherit it (a pool's terminate would print their tracebacks)."""
+    folders = sorted(p for name in ("ckplus48", "jaffe") for p in (datasets_dir / name).iterdir() if p.is_dir())
+    proc = start(["-m", "classifiers.predict", *folders, "-j", "2"])   # 1,194 photos
+    deadline, workers = time.time() + 60, []
+    while time.time() < deadline and proc.poll() is None and len(workers) < 2:
+        time.sleep(0.05)
+        workers = _children(proc.pid)
+    assert proc.poll() is None and len(workers) >= 2, "no worker processes started: " + proc.communicate()[1][-2000:]
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    code, out, err = finish(proc)
+    assert code == 143 and err.strip().splitlines()[-1] == "terminated", err[-2000:]
+    assert "Traceback" not in err and out.count("\n") > 0, err[-2000:]   # some faces were printed first
+    deadline = time.time() + 30
+    while time.time() < deadline and any(_running(w) for w in workers):
+        time.sleep(0.1)
+    assert not [w for w in workers if _running(w)], "worker processes outlived predict"
