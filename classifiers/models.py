@@ -40,8 +40,8 @@ EXPLAINABLE_GROUPS = ("action_units", "geometry")
 GROUP_CHOICES = (SHAPE, SHAPE_PARTS, ALL)
 #: The choices the full grids compare. "shape" alone was never chosen by an inner search on
 #: JAFFE (70 of 70 model-folds took a textured choice) and scores 6-12 points of balanced
-#: accuracy below the other two on CK+48 (BENCHMARKS.md, issue 25); it stays a choice for
-#: ``train``/``--groups``-style use.
+#: accuracy below the other two on CK+48 (BENCHMARKS.md, issue 25). The regressors' grids and
+#: :class:`GroupSelector` still take it.
 SEARCHED_GROUPS = (SHAPE_PARTS, ALL)
 
 
