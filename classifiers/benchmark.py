@@ -9,6 +9,7 @@ each training part only (:mod:`classifiers.search`), the figures form a
 :mod:`classifiers.report` writes the report files.
 """
 
+import contextlib
 import os
 
 import click
@@ -128,6 +129,7 @@ def main(features_file, report_dir, models, quick, seed, jobs, scheme, calibrate
     names = parse_models(models, regression=target == "age")
     several = len(scheme) > 1
     lock_path = os.path.join(report_dir, "schemes.json" if several else "results.json")
+    created = not os.path.lexists(report_dir)
     try:
         with output_lock(lock_path, "benchmark"), compute_backend(backend, scheduler):
             runs = []
@@ -148,6 +150,10 @@ def main(features_file, report_dir, models, quick, seed, jobs, scheme, calibrate
                 click.echo(f"{os.path.join(report_dir, 'schemes.md')}: {len(runs)} label schemes compared")
     except ValueError as exc:
         raise click.ClickException(one_line(exc)) from None
+    finally:
+        if created:   # a run refused or stopped before writing leaves no empty folder behind
+            with contextlib.suppress(OSError):   # not empty: what was written stays
+                os.rmdir(report_dir)
 
 
 def _echo_results(folder, results):

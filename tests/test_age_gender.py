@@ -255,6 +255,10 @@ def test_a_regressor_and_a_target_must_agree(utk_table, tables, tmp_path):
     assert len(none.stderr.strip().splitlines()) == 1 and none.stdout == wrong.stdout == ""
     assert "Traceback" not in wrong.output + none.output
     assert not (tmp_path / "never.skops").exists()
+    assert not (tmp_path / "never").exists(), "a refused benchmark leaves no empty report folder"
+    (tmp_path / "kept").mkdir()   # a folder that was there before stays, empty or not
+    run(benchmark_cli.main, [tables["jaffe"], "--target", "age", "-o", tmp_path / "kept"])
+    assert (tmp_path / "kept").is_dir()
 
 
 # ---- explanations of a regressor -----------------------------------------------------------------
