@@ -13,6 +13,7 @@ worker processes and keep what was complete); a closed or full stdout exits 1 wi
 traceback.
 """
 
+import contextlib
 import errno
 import os
 import signal
@@ -37,14 +38,24 @@ def _raise_terminated(signum, frame):
     raise Terminated()
 
 
+@contextlib.contextmanager
 def _terminate_as_interrupt():
-    """Let SIGTERM (``kill``, a job scheduler, a container stopping) end the command like Ctrl-C.
-    By default SIGTERM kills the main process at once and leaves its worker processes (loky's,
-    Dask's) orphaned, computing their current task for minutes. Commands that handle SIGTERM
-    themselves (``serve``) install their own handler afterwards."""
-    if threading.current_thread() is threading.main_thread() and \
-            signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _raise_terminated)
+    """While a command runs, SIGTERM (``kill``, a job scheduler, a container stopping) ends it like
+    Ctrl-C. By default SIGTERM kills the main process at once and leaves its worker processes
+    (loky's, Dask's) orphaned, computing their current task for minutes. Commands that handle
+    SIGTERM themselves (``serve``) install their own handler inside; a caller's own handler (or
+    a command run from another thread) is left alone, and the default comes back afterwards."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -81,7 +92,10 @@ class OneLineErrors:
     """Mixin for click commands and groups: errors end in one line and an exit code, never a traceback."""
 
     def main(self, *args, standalone_mode=True, **kwargs):
-        _terminate_as_interrupt()
+        with _terminate_as_interrupt():
+            return self._main_one_line(*args, **kwargs)
+
+    def _main_one_line(self, *args, **kwargs):
         try:
             return super().main(*args, standalone_mode=False, **kwargs)
         except click.exceptions.Exit as exc:

@@ -297,3 +297,28 @@ def test_a_package_missing_from_a_smaller_install_is_one_line(tmp_path):
                             capture_output=True, text=True, env=env, cwd=PROJECT_DIR, timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: this needs the Python package 'skops'")
+
+
+def test_a_command_run_in_process_leaves_sigterm_as_it_found_it():
+    """The commands turn SIGTERM into an interrupt only while they run: a program (or a test)
+    calling one in-process gets its own SIGTERM handling back, and keeps a handler of its own."""
+    import signal
+
+    from common.cli import command
+
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    seen = []
+
+    @command()
+    def probe():
+        seen.append(signal.getsignal(signal.SIGTERM))
+
+    try:
+        probe.main([])
+        assert len(seen) == 1 and seen[0] not in (signal.SIG_DFL, signal.SIG_IGN)
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)   # a caller's own choice is left alone
+        probe.main([])
+        assert seen[1] == signal.SIG_IGN and signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
