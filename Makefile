@@ -40,12 +40,12 @@ help:
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# An environment made before the switch to xgboost-cpu holds the GPU build: both distributions
-# own the same `xgboost` files, so the old one (and its NVIDIA library) goes first.
 # uv (Astral's installer, from PyPI) downloads and unpacks in parallel and installs the same packages
 # and versions as pip in a fraction of its time (BENCHMARKS.md); INSTALLER=pip, or a machine where uv
 # cannot be had, installs with pip.
 INSTALLER ?= uv
+# An environment made before the switch to xgboost-cpu holds the GPU build: both distributions
+# own the same `xgboost` files, so the old one (and its NVIDIA library) goes first.
 install: $(PY)
 	@if $(PY) -m pip show -q xgboost 2>/dev/null; then $(PY) -m pip uninstall --quiet -y xgboost nvidia-nccl-cu12; fi
 	@if [ "$(INSTALLER)" = uv ]; then $(PY) -m pip install --quiet uv 2>/dev/null || echo "uv could not be installed: installing with pip (slower)"; fi
