@@ -2,7 +2,7 @@
 
     python -m features.extract DATASET -o FILE [--preset P] [--detector D] [--jobs N]
 
-One pass over all images, in parallel (joblib processes, models loaded once per worker),
+One pass over all images, in parallel (worker processes forked once the models are loaded),
 with a progress bar. Finished chunks are checkpointed in FILE.partial/, so an interrupted
 run resumes where it stopped and gives the same table as an uninterrupted one; the table
 is written atomically at the end.
@@ -21,7 +21,6 @@ import zipfile
 
 import click
 import numpy as np
-from joblib import Parallel, delayed
 
 from common.cli import EXIT_INTERRUPTED, backend_options, command, detector_options, jobs_option, quiet_option
 from common.errors import DatasetError, DegenerateLandmarksError, ImageError, ImageTooSmallError, OutputLockedError
@@ -150,6 +149,8 @@ def _chunk_results(tasks, n_jobs, backend, config):
         with multiprocessing.get_context("fork").Pool(n_jobs, initializer=_fork_worker_init) as pool:
             yield pool.imap_unordered(_extract_chunk_of, tasks)
     else:
+        from joblib import Parallel, delayed
+
         yield Parallel(n_jobs=n_jobs, return_as="generator_unordered")(delayed(_extract_chunk)(*task) for task in tasks)
 
 
