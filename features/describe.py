@@ -28,6 +28,16 @@ def _normalised(face):
     return cached
 
 
+def _measured(face):
+    """(normalised points as (x, y) pairs, their geometry.measures), taken once per face: the
+    geometry and action-unit groups both read them."""
+    cached = getattr(face, "_measured", None)
+    if cached is None:
+        points = _normalised(face).tolist()
+        cached = face._measured = (points, geometry.measures(points))
+    return cached
+
+
 @dataclass(frozen=True)
 class FeatureGroup:
     """A feature group: how it describes a face, and what each of its columns is."""
@@ -42,9 +52,9 @@ class FeatureGroup:
 
 #: group name -> FeatureGroup
 GROUPS = {group.name: group for group in (
-    FeatureGroup("geometry", lambda f: geometry.features_of_normalised(_normalised(f)), geometry.columns),
+    FeatureGroup("geometry", lambda f: geometry.features_of_measures(_measured(f)[1]), geometry.columns),
     FeatureGroup("landmarks", lambda f: geometry.landmarks_of_normalised(_normalised(f)), geometry.landmark_columns),
-    FeatureGroup("action_units", lambda f: action_units.action_units_of_normalised(_normalised(f)),
+    FeatureGroup("action_units", lambda f: action_units.action_units_of_normalised(*_measured(f)),
                  action_units.columns),
     FeatureGroup("parts_hog", lambda f: patches.part_hog(f.aligned, f.aligned_points), patches.part_hog_columns,
                  pixels=True),

@@ -2,7 +2,7 @@
 
     python -m features.extract DATASET -o FILE [--preset P] [--detector D] [--jobs N]
 
-One pass over all images, in parallel (joblib processes, models loaded once per worker),
+One pass over all images, in parallel (worker processes forked once the models are loaded),
 with a progress bar. Finished chunks are checkpointed in FILE.partial/, so an interrupted
 run resumes where it stopped and gives the same table as an uninterrupted one; the table
 is written atomically at the end.
@@ -21,7 +21,6 @@ import zipfile
 
 import click
 import numpy as np
-from joblib import Parallel, delayed
 
 from common.cli import EXIT_INTERRUPTED, backend_options, command, detector_options, jobs_option, quiet_option
 from common.errors import DatasetError, DegenerateLandmarksError, ImageError, ImageTooSmallError, OutputLockedError
@@ -104,6 +103,57 @@ def _extract_chunk(index, samples, config, n_columns, pixelize_dir=None, first_r
     return index, chunk
 
 
+def _extract_chunk_of(args):
+    return _extract_chunk(*args)
+
+
+def _fork_worker_init():
+    """One thread per forked worker (the pool has a process per core; OpenCV and BLAS would start
+    more), Ctrl-C is the parent's to handle, and SIGTERM (the pool's terminate) ends the worker at
+    once, whatever handler the parent had (the command turns SIGTERM into an interrupt)."""
+    import signal
+
+    import cv2
+    from threadpoolctl import threadpool_limits
+
+    cv2.setNumThreads(1)
+    threadpool_limits(limits=1, user_api="blas")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def _chunk_results(tasks, n_jobs, backend, config):
+    """The (index, chunk) results of ``_extract_chunk(*task)`` for every task, in any order.
+
+    Local workers are forked from this process after it loaded dlib's models: they start at once,
+    with no imports and no model loading of their own (0.5-1 s of each worker's start), and share
+    the models' memory. A process with other threads running (a Dask client, a notebook, a test
+    runner) cannot fork safely (a worker could inherit a lock held by another thread): its local
+    workers are joblib's fresh processes, as are Dask's.
+    """
+    import threading
+
+    if n_jobs == 1:
+        yield (_extract_chunk(*task) for task in tasks)
+    elif backend == "local" and threading.active_count() == 1:
+        import multiprocessing
+
+        from landmarks import models
+
+        models.shape_predictor()
+        if config.detector in ("auto", "hog"):
+            models.hog_detector()
+        elif config.detector == "cnn":
+            models.cnn_detector()
+        with multiprocessing.get_context("fork").Pool(n_jobs, initializer=_fork_worker_init) as pool:
+            yield pool.imap_unordered(_extract_chunk_of, tasks)
+    else:
+        from joblib import Parallel, delayed
+
+        yield Parallel(n_jobs=n_jobs, return_as="generator_unordered")(delayed(_extract_chunk)(*task) for task in tasks)
+
+
 def _absolute(sample):
     if sample.path is None:
         return sample
@@ -176,7 +226,17 @@ def extract_dataset(dataset, output, preset=None, config=FeatureConfig(), jobs=-
             with atomic_path(meta_path) as tmp, open(tmp, "w") as fh:
                 json.dump({"fingerprint": fingerprint, "n_samples": len(samples)}, fh)
         chunks = [(i, samples[s:s + chunk_size], s) for i, s in enumerate(range(0, len(samples), chunk_size))]
+        # the table's feature array, filled as chunks come (while the workers compute the others)
+        # rather than after the last one; a chunk keeps its other, small columns until the end
+        X = np.empty((len(samples), len(names)), dtype=np.float32)
+        firsts = {i: first for i, _, first in chunks}
         results = {}
+
+        def take(index, chunk):
+            rows = chunk.pop("X")
+            X[firsts[index]:firsts[index] + len(rows)] = rows
+            results[index] = chunk
+
         for i, chunk, _ in chunks:
             path = _chunk_path(partial, i)
             if os.path.exists(path):
@@ -186,7 +246,7 @@ def extract_dataset(dataset, output, preset=None, config=FeatureConfig(), jobs=-
                             or {len(saved["status"]), len(saved["n_faces"])} != {len(chunk)}
                             or flip != ("X_flip" in saved)):
                         raise ValueError("checkpoint does not match its chunk")
-                    results[i] = saved
+                    take(i, saved)
                 except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
                     os.remove(path)  # a damaged checkpoint is recomputed
         pending = [c for c in chunks if c[0] not in results]
@@ -195,6 +255,7 @@ def extract_dataset(dataset, output, preset=None, config=FeatureConfig(), jobs=-
             os.makedirs(pixelize_dir, exist_ok=True)
         from tqdm import tqdm
 
+        tqdm.monitor_interval = 0  # no monitor thread: the local workers are forked from a process of one thread
         bar = tqdm(total=len(samples), initial=done_before, unit="img", disable=not progress,
                    desc=f"extract {os.path.basename(os.path.normpath(os.fspath(dataset)))}", file=sys.stderr)
         if pending:
@@ -204,25 +265,17 @@ def extract_dataset(dataset, output, preset=None, config=FeatureConfig(), jobs=-
                     n_jobs = -1
                 else:
                     n_jobs = min(jobs if jobs > 0 else os.cpu_count() or 1, len(pending))
-                tasks = (delayed(_extract_chunk)(i, chunk, config, len(names), pixelize_dir, first, flip)
-                         for i, chunk, first in pending)
-                runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered") if n_jobs != 1 else None
-                stream = runner(tasks) if runner is not None else (fn(*a, **k) for fn, a, k in tasks)
-                for index, chunk in stream:
-                    with atomic_path(_chunk_path(partial, index)) as tmp, open(tmp, "wb") as fh:
-                        np.savez(fh, **chunk)
-                    results[index] = chunk
-                    bar.update(len(chunk["status"]))
+                tasks = [(i, chunk, config, len(names), pixelize_dir, first, flip) for i, chunk, first in pending]
+                with _chunk_results(tasks, n_jobs, backend, config) as stream:
+                    for index, chunk in stream:
+                        with atomic_path(_chunk_path(partial, index)) as tmp, open(tmp, "wb") as fh:
+                            np.savez(fh, **chunk)
+                        take(index, chunk)
+                        bar.update(len(chunk["status"]))
         bar.close()
         def column(key):
             return np.concatenate([results[i][key] for i, _, _ in chunks])
 
-        # one copy of the features, straight into the table's array (a concatenation would
-        # hold every chunk and the joined array at once: 2 x 152 MB for FER-2013's test part)
-        X = np.empty((len(samples), len(names)), dtype=np.float32)
-        for i, _, first in chunks:
-            rows = results[i].pop("X")
-            X[first:first + len(rows)] = rows
         status, n_faces = column("status").astype(str), column("n_faces")
         labels = np.array([s.label for s in samples])
         subjects = np.array([s.subject for s in samples])

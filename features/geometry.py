@@ -135,7 +135,13 @@ def measures(p):
 
 def features_of_normalised(p):
     """geometric_features of points already normalised by :func:`normalise_points`."""
-    values = np.array(measures(p), dtype=np.float64)
+    return features_of_measures(measures(p))
+
+
+def features_of_measures(measured):
+    """geometric_features from :func:`measures` already taken (feature extraction shares them with
+    the action units)."""
+    values = np.array(measured, dtype=np.float64)
     if not np.all(np.isfinite(values)) or np.abs(values).max() > 1e4:
         raise DegenerateLandmarksError("geometric features are not finite")
     return values.astype(np.float32)

@@ -149,6 +149,33 @@ def test_rows_equal_the_per_image_api(reference):
         np.testing.assert_array_equal(table.X[i], describe_face(face, config))
 
 
+def test_extraction_with_other_threads_running_does_not_fork(reference, dataset, tmp_path, monkeypatch):
+    """The local workers are forked from the extracting process only while it has no other thread
+    (a forked worker can inherit a lock another thread held and wait on it for ever): with one
+    running, they are fresh processes, and the table is the same."""
+    import multiprocessing
+    import threading
+
+    get_context = multiprocessing.get_context
+
+    def no_fork(method=None):
+        assert method != "fork", "a fork pool was started with another thread running"
+        return get_context(method)
+
+    monkeypatch.setattr(multiprocessing, "get_context", no_fork)
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, args=(60,), daemon=True)
+    thread.start()
+    try:
+        table, _ = extract_dataset(dataset, tmp_path / "t.npz", preset="ckplus48", jobs=2, chunk_size=16,
+                                   progress=False)
+    finally:
+        stop.set()
+        thread.join()
+        monkeypatch.undo()
+    assert_tables_identical(table, reference[0])
+
+
 def test_saved_table_reads_back_identically(reference):
     table, _, path, _ = reference
     loaded = load_table(path)
