@@ -267,11 +267,7 @@ def _warm_up(model_path, detector, age_gender=False):
     model = load_model(model_path)
     if age_gender:
         age_gender_models()
-    models.shape_predictor()
-    if (detector or model.config.detector) in ("auto", "hog"):
-        models.hog_detector()
-    elif (detector or model.config.detector) == "cnn":
-        models.cnn_detector()
+    models.load_for(detector or model.config.detector)
 
 
 def _recognise_chunk_one_thread(paths, model_path, options):
@@ -280,19 +276,6 @@ def _recognise_chunk_one_thread(paths, model_path, options):
 
     cv2.setNumThreads(1)
     return _recognise_chunk(paths, model_path, options)
-
-
-def _worker_init():
-    """One thread per worker (the pool has a process per core); Ctrl-C is the parent's to handle,
-    and SIGTERM (the pool's terminate) ends a worker at once, whatever handler the forked parent
-    had (the commands turn SIGTERM into an interrupt of their own)."""
-    import signal
-
-    import cv2
-
-    cv2.setNumThreads(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def recognise_many(paths, *, model=None, jobs=-1, chunk_size=8, **options):
@@ -334,8 +317,10 @@ def recognise_many(paths, *, model=None, jobs=-1, chunk_size=8, **options):
         return
     import multiprocessing
 
+    from common.parallel import forked_worker_init
+
     _warm_up(model_path, options.get("detector"), options.get("age_gender", False))
     # fork: the workers start with the parent's loaded model and dlib objects (copy-on-write)
-    with multiprocessing.get_context("fork").Pool(n_jobs, initializer=_worker_init) as pool:
+    with multiprocessing.get_context("fork").Pool(n_jobs, initializer=forked_worker_init) as pool:
         for result in pool.imap(task, chunks):
             yield from result

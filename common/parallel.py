@@ -13,6 +13,22 @@ BACKENDS = ("local", "dask")
 SCHEDULER_ENV = "FER_DASK_SCHEDULER"
 
 
+def forked_worker_init():
+    """Initialiser of a pool forked from a process that has loaded its models: one OpenCV and one
+    BLAS thread per worker (the pool has a process per core), Ctrl-C is the parent's to handle,
+    and SIGTERM (the pool's terminate) ends the worker at once, whatever handler the parent had
+    (the commands turn SIGTERM into an interrupt of their own)."""
+    import signal
+
+    import cv2
+    from threadpoolctl import threadpool_limits
+
+    cv2.setNumThreads(1)
+    threadpool_limits(limits=1, user_api="blas")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def default_backend():
     return "dask" if os.environ.get(SCHEDULER_ENV) else "local"
 

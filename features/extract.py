@@ -26,7 +26,7 @@ from common.cli import EXIT_INTERRUPTED, backend_options, command, detector_opti
 from common.errors import DatasetError, DegenerateLandmarksError, ImageError, ImageTooSmallError, OutputLockedError
 from common.files import atomic_path
 from common.files import output_lock as _output_lock
-from common.parallel import compute_backend
+from common.parallel import compute_backend, forked_worker_init
 from landmarks.datasets import PRESETS, TARGET_NAMES, guess_preset, load_dataset
 from landmarks.detect import DETECTORS
 from landmarks.io import MIN_SIDE, read_image
@@ -107,21 +107,6 @@ def _extract_chunk_of(args):
     return _extract_chunk(*args)
 
 
-def _fork_worker_init():
-    """One thread per forked worker (the pool has a process per core; OpenCV and BLAS would start
-    more), Ctrl-C is the parent's to handle, and SIGTERM (the pool's terminate) ends the worker at
-    once, whatever handler the parent had (the command turns SIGTERM into an interrupt)."""
-    import signal
-
-    import cv2
-    from threadpoolctl import threadpool_limits
-
-    cv2.setNumThreads(1)
-    threadpool_limits(limits=1, user_api="blas")
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 @contextlib.contextmanager
 def _chunk_results(tasks, n_jobs, backend, config):
     """The (index, chunk) results of ``_extract_chunk(*task)`` for every task, in any order.
@@ -141,12 +126,8 @@ def _chunk_results(tasks, n_jobs, backend, config):
 
         from landmarks import models
 
-        models.shape_predictor()
-        if config.detector in ("auto", "hog"):
-            models.hog_detector()
-        elif config.detector == "cnn":
-            models.cnn_detector()
-        with multiprocessing.get_context("fork").Pool(n_jobs, initializer=_fork_worker_init) as pool:
+        models.load_for(config.detector)
+        with multiprocessing.get_context("fork").Pool(n_jobs, initializer=forked_worker_init) as pool:
             yield pool.imap_unordered(_extract_chunk_of, tasks)
     else:
         from joblib import Parallel, delayed

@@ -58,3 +58,13 @@ def cnn_detector(path=None):
         return dlib.cnn_face_detection_model_v1(path)
     except RuntimeError as exc:
         raise ModelFileError(f"{path}: not a dlib MMOD detector ({str(exc).strip().splitlines()[0][:100]})") from None
+
+
+def load_for(detector):
+    """Load the shape predictor and the face detector that ``detector`` ("auto", "hog", "cnn",
+    "whole") uses, so processes forked afterwards share them."""
+    shape_predictor()
+    if detector in ("auto", "hog"):
+        hog_detector()
+    elif detector == "cnn":
+        cnn_detector()
