@@ -18,7 +18,7 @@ from sklearn.model_selection import GridSearchCV, ParameterGrid
 
 from common.labels import AGE_GROUP_NAMES
 
-from .models import describe, make_pipeline, param_grid
+from .models import describe, make_pipeline, param_grid, search_stand_in
 from .results import AgeBaseline, AgeModelResult, AgeScores, Baseline, ModelResult, Scores, scores_by_age_group
 
 #: Features per class in the importance chart and results.json.
@@ -53,13 +53,13 @@ def fit_search(name, data, train, protocol, quick, seed, jobs=1, probability=Fal
     started = time.perf_counter()
     if len(ParameterGrid(grid)) == 1:
         best = ParameterGrid(grid)[0]
-        model = _set_threads(pipe.set_params(**best), jobs).fit(X, y, **weights)
     else:
         groups = protocol.groups[train] if protocol.groups is not None else None
-        search = GridSearchCV(pipe, grid, scoring=scoring(data), cv=protocol.inner_cv(y, groups, train),
-                              n_jobs=jobs, refit=True, error_score="raise")
+        search = GridSearchCV(search_stand_in(name, pipe), grid, scoring=scoring(data),
+                              cv=protocol.inner_cv(y, groups, train), n_jobs=jobs, refit=False, error_score="raise")
         search.fit(X, y, groups=groups, **weights)
-        model, best = search.best_estimator_, search.best_params_
+        best = search.best_params_
+    model = _set_threads(pipe.set_params(**best), jobs).fit(X, y, **weights)
     return model, best, time.perf_counter() - started
 
 

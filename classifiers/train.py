@@ -26,7 +26,8 @@ from common.labels import EMOTIONS
 from .artifact import save_model
 from .data import load_training_data
 from .explain import has_native
-from .models import MODEL_NAMES, REGRESSOR_NAMES, describe, is_regressor, make_pipeline, param_grid
+from .models import (MODEL_NAMES, REGRESSOR_NAMES, SEARCH_STAND_INS, describe, is_regressor, make_pipeline, param_grid,
+                     search_stand_in)
 from .protocol import holdout_split, stratified_splits
 from .results import AgeScores, BenchmarkResult, Scores, scores_by_age_group, versions
 from .search import _params_text, _set_threads, scoring, single_blas_thread
@@ -56,7 +57,7 @@ def _train_model(data, name, quick, seed, jobs, cv_folds, progress):
     else:
         groups = data.cv_groups()
         cv, n, grouped = _search_cv(data, groups, cv_folds, seed)
-        search = GridSearchCV(pipe, grid, scoring=scoring(data), cv=cv, n_jobs=jobs, refit=False,
+        search = GridSearchCV(search_stand_in(name, pipe), grid, scoring=scoring(data), cv=cv, n_jobs=jobs, refit=False,
                               verbose=1 if progress else 0, error_score="raise")
         search.fit(data.X, data.y, groups=groups, **data.fit_params())
         best = search.best_params_
@@ -67,7 +68,9 @@ def _train_model(data, name, quick, seed, jobs, cv_folds, progress):
             summary["cv_balanced_accuracy"] = round(float(search.best_score_), 4)
         summary.update(best_params=_params_text(best),
                        search=f"GridSearchCV over {len(ParameterGrid(grid))} candidates, {n}-fold {grouped}, "
-                              f"scoring {'mean absolute error' if data.regression else 'balanced accuracy'}")
+                              f"scoring {'mean absolute error' if data.regression else 'balanced accuracy'}"
+                              + (f"; candidates fitted with {SEARCH_STAND_INS[name]}, the winner with the model's "
+                                 f"own settings" if name in SEARCH_STAND_INS else ""))
     summary["training_seconds"] = round(time.perf_counter() - started, 1)
     return model, summary
 

@@ -420,3 +420,26 @@ def test_kernel_svc_keeps_libsvms_solution_and_is_an_ordinary_svc(tables, kernel
     monkeypatch.setattr(KernelSVC, "MAX_ROWS", 10)
     np.testing.assert_allclose(KernelSVC(**settings).fit(X, y).decision_function(T), plain.decision_function(T),
                                rtol=1e-12, atol=1e-12)
+
+
+def test_the_forests_search_ranks_candidates_on_fewer_trees_and_fits_the_winner_whole(small_tables):
+    """The grid search fits its forests with the stand-in's 100 trees; the model it returns, a
+    benchmark fold's or train's, has its own 300, with the parameters the search chose."""
+    from classifiers.models import make_pipeline, param_grid, search_stand_in
+    from classifiers.protocol import choose_protocol
+    from classifiers.search import fit_search
+    from classifiers.train import train_model
+
+    data = load_training_data([str(small_tables["jaffe"])])
+    pipe = make_pipeline("rf", data.groups)
+    assert search_stand_in("rf", pipe).get_params()["model__n_estimators"] == 100
+    assert pipe.get_params()["model__n_estimators"] == 300            # the copy, not the pipeline, changed
+    assert search_stand_in("logreg", pipe) is pipe                     # no stand-in: the model itself
+    assert len(param_grid("rf")["model__min_samples_leaf"]) == 2
+    protocol = choose_protocol(data)
+    train, _ = protocol.folds[0]
+    model, best, _ = fit_search("rf", data, train, protocol, quick=False, seed=0)
+    assert len(model[-1].estimators_) == 300 and model[-1].min_samples_leaf == best["model__min_samples_leaf"]
+    trained, summary = train_model(data.select(train), "rf", progress=False)
+    assert len(trained[-1].estimators_) == 300
+    assert summary["best_params"]["model__min_samples_leaf"] == trained[-1].min_samples_leaf
