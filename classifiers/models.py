@@ -42,9 +42,8 @@ GROUP_CHOICES = (SHAPE, SHAPE_PARTS, ALL)
 #: The choices the linear and SVM grids compare. "shape" alone was never chosen by an inner search
 #: on JAFFE (70 of 70 model-folds took a textured choice) and scores 6-12 points of balanced
 #: accuracy below the other two on CK+48 (BENCHMARKS.md, issue 25). The regressors' grids and
-#: :class:`GroupSelector` still take it. The forests, XGBoost and the ensemble see "all": their
-#: searches split between the two choices ("all" 12 and 14 times of 20 for RF and XGBoost over
-#: CK+48 and JAFFE), and at fixed settings the ensemble scored higher on "all" on both datasets.
+#: :class:`GroupSelector` still take it. The forests, XGBoost and the ensemble see "all", the
+#: choice their inner searches made most often over CK+48 and JAFFE (12, 14 and 14 of 20 folds).
 SEARCHED_GROUPS = (SHAPE_PARTS, ALL)
 
 
