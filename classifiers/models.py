@@ -16,6 +16,11 @@ ensemble take "all". ``param_grid(..., groups=)`` turns them into tuples of the 
 has, so best parameters read as group names.
 """
 
+import collections
+import contextlib
+import hashlib
+import os
+
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, TransformerMixin
@@ -253,6 +258,66 @@ def _rf(seed, n_estimators=300):
                                   class_weight="balanced_subsample", n_jobs=1, random_state=seed)
 
 
+#: Kernel matrices kept by :func:`kernel_cache` (None: not caching), newest last.
+_KERNELS = None
+
+
+@contextlib.contextmanager
+def kernel_cache(max_bytes=6_000_000_000):
+    """Context in which :class:`KernelSVC` keeps the kernel matrices it computes (newest last,
+    within ``max_bytes`` but always the newest) and reuses them for the same rows, kernel and
+    width: a grid search's candidates that differ only in C share one matrix per split. The
+    matrices go when the context ends."""
+    global _KERNELS
+    outer, _KERNELS = _KERNELS, {"max_bytes": int(max_bytes), "matrices": collections.OrderedDict()}
+    try:
+        yield
+    finally:
+        _KERNELS = outer
+
+
+def _kernel_matrix(X, kernel, gamma):
+    """The (rows, rows) linear or RBF kernel matrix of float64 ``X``, as sklearn.metrics.pairwise
+    computes it, in one array (no second matrix of temporaries), or from :func:`kernel_cache`."""
+    key = None
+    if _KERNELS is not None:
+        key = (kernel, gamma, X.shape, hashlib.blake2b(X.data, digest_size=16).digest())
+        matrices = _KERNELS["matrices"]
+        if key in matrices:
+            matrices.move_to_end(key)
+            return matrices[key]
+        needed = X.shape[0] ** 2 * 8
+        while matrices and sum(m.nbytes for m in matrices.values()) + needed > _KERNELS["max_bytes"]:
+            matrices.popitem(last=False)
+    gram = np.dot(X, X.T)
+    if kernel == "rbf":   # euclidean_distances then rbf_kernel, in place
+        squares = np.einsum("ij,ij->i", X, X)
+        gram *= -2.0
+        gram += squares[:, None]
+        gram += squares[None, :]
+        np.maximum(gram, 0.0, out=gram)
+        np.fill_diagonal(gram, 0.0)
+        gram *= -gamma
+        np.exp(gram, out=gram)
+    if key is not None:
+        _KERNELS["matrices"][key] = gram
+    return gram
+
+
+def _free_memory():
+    """Bytes of memory available now (Linux's MemAvailable, else the free pages; the kernel
+    cache's matrices count as available), or a terabyte where the system does not say."""
+    try:
+        with open("/proc/meminfo") as fh:
+            free = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return 1 << 40
+    return free + (sum(m.nbytes for m in _KERNELS["matrices"].values()) if _KERNELS is not None else 0)
+
+
 class KernelSVC(SVC):
     """:class:`~sklearn.svm.SVC` (linear or RBF kernel) fitted on its kernel matrix computed at once.
 
@@ -261,24 +326,25 @@ class KernelSVC(SVC):
     product (BLAS), libsvm solves on it (``kernel="precomputed"``), and the solution is kept as the
     ordinary fitted SVC it is: the support vectors are the training rows it names, so
     prediction, decision values, model files and explanations are those of an SVC with this
-    kernel, the same solution to rounding, several times faster to fit. Above
-    :attr:`MAX_ROWS` training rows (a 1.2 GB matrix) libsvm computes the kernel itself.
+    kernel, the same solution to rounding, several times faster to fit. Inside
+    :func:`kernel_cache` candidates on the same rows share the matrix. Above :attr:`MAX_ROWS`
+    training rows (a 7.2 GB matrix: FER-2013's Training part fits, its mirrored copies added do
+    not), or where the matrix would not fit in the memory free, libsvm computes the kernel itself.
     """
 
-    MAX_ROWS = 12_000
+    MAX_ROWS = 30_000
 
     def fit(self, X, y, sample_weight=None):
         X = np.ascontiguousarray(X, dtype=np.float64)
-        if self.kernel not in ("linear", "rbf") or X.ndim != 2 or len(X) > self.MAX_ROWS:
+        if (self.kernel not in ("linear", "rbf") or X.ndim != 2 or len(X) > self.MAX_ROWS
+                or len(X) ** 2 * 8 > _free_memory() - X.nbytes):
             return super().fit(X, y, sample_weight)
-        from sklearn.metrics.pairwise import linear_kernel, rbf_kernel
-
         if self.gamma == "scale":   # resolved as SVC.fit does (for either kernel)
             variance = X.var()
             gamma = 1.0 / (X.shape[1] * variance) if variance != 0 else 1.0
         else:
             gamma = 1.0 / X.shape[1] if self.gamma == "auto" else float(self.gamma)
-        gram = rbf_kernel(X, gamma=gamma) if self.kernel == "rbf" else linear_kernel(X)
+        gram = _kernel_matrix(X, self.kernel, gamma)
         params = {k: v for k, v in self.get_params().items() if k not in ("kernel", "gamma", "degree", "coef0")}
         solved = SVC(kernel="precomputed", **params).fit(gram, y, sample_weight)
         del gram
@@ -289,6 +355,66 @@ class KernelSVC(SVC):
         self._gamma, self.support_vectors_ = gamma, X[solved.support_]
         self.shape_fit_, self.n_features_in_ = X.shape, X.shape[1]
         return self
+
+    def _libsvm_decisions(self, X):
+        """libsvm's one-against-one decision values (rows, class pairs), from matrix products
+        rather than libsvm's loop over every (row, support vector): the RBF kernel between ``X``
+        and the support vectors :data:`KERNEL_VALUES` at a time, a linear kernel's weights per
+        pair summed over the support vectors once. The same values to rounding, many times
+        faster for thousands of support vectors of thousands of columns."""
+        check_is_fitted(self, "support_vectors_")
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.support_vectors_.shape[1]:
+            raise ValueError(f"KernelSVC: X has shape {X.shape}, fitted on {self.support_vectors_.shape[1]} columns")
+        counts = np.asarray(self._n_support)
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        pairs = [(i, j) for i in range(len(counts)) for j in range(i + 1, len(counts))]
+        weights = np.zeros((int(starts[-1]), len(pairs)))   # libsvm's coefficients of each pair's SVs
+        for p, (i, j) in enumerate(pairs):
+            weights[starts[i]:starts[i + 1], p] = self._dual_coef_[j - 1, starts[i]:starts[i + 1]]
+            weights[starts[j]:starts[j + 1], p] = self._dual_coef_[i, starts[j]:starts[j + 1]]
+        vectors = self.support_vectors_
+        if self.kernel == "linear":   # each pair's weights over the columns: one product per row
+            return X @ (vectors.T @ weights) + self._intercept_
+        vectors_sq = np.einsum("ij,ij->i", vectors, vectors)
+        out = np.empty((len(X), len(pairs)))
+        step = max(1, KERNEL_VALUES // max(1, len(vectors)))
+        for start in range(0, len(X), step):
+            x = X[start:start + step]
+            k = x @ vectors.T
+            k *= -2.0
+            k += np.einsum("ij,ij->i", x, x)[:, None]
+            k += vectors_sq[None, :]
+            np.maximum(k, 0.0, out=k)
+            k *= -self._gamma
+            np.exp(k, out=k)
+            out[start:start + step] = k @ weights
+        return out + self._intercept_
+
+    def decision_function(self, X):
+        if self.kernel not in ("linear", "rbf"):
+            return super().decision_function(X)
+        from sklearn.utils.multiclass import _ovr_decision_function
+
+        decisions = self._libsvm_decisions(X)
+        if len(self.classes_) == 2:   # sklearn's sign for two classes
+            return -decisions.ravel()
+        if self.decision_function_shape == "ovr":
+            return _ovr_decision_function(decisions < 0, -decisions, len(self.classes_))
+        return decisions
+
+    def predict(self, X):
+        """libsvm's vote over the class pairs (ties to the first class), as SVC.predict."""
+        if self.kernel not in ("linear", "rbf") or self.break_ties or self.probability is True:
+            return super().predict(X)
+        decisions = self._libsvm_decisions(X)
+        n = len(self.classes_)
+        votes = np.zeros((len(decisions), n), dtype=np.int64)
+        for p, (i, j) in enumerate((i, j) for i in range(n) for j in range(i + 1, n)):
+            positive = decisions[:, p] > 0
+            votes[:, i] += positive
+            votes[:, j] += ~positive
+        return self.classes_[np.argmax(votes, axis=1)]
 
 
 def _svm(kernel, seed, probability):

@@ -7,6 +7,7 @@ the tasks (here or on a Dask cluster) and turns their predictions into one
 """
 
 import collections
+import contextlib
 import json
 import sys
 import time
@@ -18,7 +19,7 @@ from sklearn.model_selection import GridSearchCV, ParameterGrid
 
 from common.labels import AGE_GROUP_NAMES
 
-from .models import describe, make_pipeline, param_grid, search_stand_in
+from .models import describe, kernel_cache, make_pipeline, param_grid, search_stand_in
 from .results import AgeBaseline, AgeModelResult, AgeScores, Baseline, ModelResult, Scores, scores_by_age_group
 
 #: Features per class in the importance chart and results.json.
@@ -55,12 +56,27 @@ def fit_search(name, data, train, protocol, quick, seed, jobs=1, probability=Fal
         best = ParameterGrid(grid)[0]
     else:
         groups = protocol.groups[train] if protocol.groups is not None else None
+        if protocol.inner_holdout:
+            grid = group_by_group(grid)
         search = GridSearchCV(search_stand_in(name, pipe), grid, scoring=scoring(data),
                               cv=protocol.inner_cv(y, groups, train), n_jobs=jobs, refit=False, error_score="raise")
-        search.fit(X, y, groups=groups, **weights)
+        with kernel_cache() if jobs == 1 else contextlib.nullcontext():
+            search.fit(X, y, groups=groups, **weights)
         best = search.best_params_
     model = _set_threads(pipe.set_params(**best), jobs).fit(X, y, **weights)
     return model, best, time.perf_counter() - started
+
+
+def group_by_group(grid):
+    """``grid`` (a dict of lists, or a list of them) as sub-grids of one group choice each, so
+    the search fits every candidate of one choice before the next: with one inner split
+    (a large table's), consecutive SVM candidates then share their kernel matrix
+    (:func:`~classifiers.models.kernel_cache`, which keeps one matrix of a large table)."""
+    out = []
+    for sub in grid if isinstance(grid, list) else [grid]:
+        choices = sub.get("select__groups", [])
+        out.extend([dict(sub, select__groups=[choice]) for choice in choices] if len(choices) > 1 else [sub])
+    return out
 
 
 def single_blas_thread():
@@ -176,8 +192,8 @@ def search_models(data, models, protocol, classes, quick=False, seed=0, jobs=1, 
         # many folds: each (model, fold) fit is one cluster task; one fold (FER-2013): the grid
         # search's candidates x inner splits go to the cluster instead
         outer_jobs, inner_jobs = (-1, 1) if n_folds > 1 else (1, -1)
-    else:
-        outer_jobs = max(1, min(jobs, n_folds))
+    else:   # (model, fold) tasks side by side, one core each: one fold's models too (FER-2013)
+        outer_jobs = max(1, min(jobs, n_folds * len(models)))
         inner_jobs = 1 if outer_jobs > 1 else max(1, jobs)
     tasks = [delayed(_fold_task)(name, data, i, train, test, protocol, quick, seed, inner_jobs)
              for name in models for i, (train, test) in enumerate(protocol.folds)]

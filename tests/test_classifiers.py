@@ -443,3 +443,55 @@ def test_the_forests_search_ranks_candidates_on_fewer_trees_and_fits_the_winner_
     trained, summary = train_model(data.select(train), "rf", progress=False)
     assert len(trained[-1].estimators_) == 300
     assert summary["best_params"]["model__min_samples_leaf"] == trained[-1].min_samples_leaf
+
+
+def test_kernel_cache_shares_one_matrix_between_candidates_of_the_same_rows(tables, monkeypatch):
+    """Inside kernel_cache, SVMs on the same rows, kernel and width share one kernel matrix (C
+    aside); a new width or new rows get their own, the budget keeps at least the newest, and
+    every fit gives the decisions of an SVC computing its kernel itself."""
+    from sklearn.model_selection import ParameterGrid
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    from classifiers import models
+    from classifiers.models import KernelSVC, kernel_cache, param_grid
+    from classifiers.search import group_by_group
+
+    data = load_training_data([str(tables["jaffe"])])
+    X = StandardScaler().fit_transform(data.X)
+    y, T = data.y, X[::7]
+    with kernel_cache():
+        for C, gamma, rows, kept in [(1.0, 1e-4, 200, 1), (10.0, 1e-4, 200, 1), (1.0, 1e-3, 200, 2), (1.0, 1e-3, 180, 3)]:
+            fast = KernelSVC(C=C, gamma=gamma).fit(X[:rows], y[:rows])
+            assert len(models._KERNELS["matrices"]) == kept
+            np.testing.assert_allclose(fast.decision_function(T), SVC(C=C, gamma=gamma).fit(X[:rows], y[:rows])
+                                       .decision_function(T), rtol=1e-7, atol=1e-9)
+        with kernel_cache(max_bytes=1):   # a budget smaller than one matrix keeps the newest only
+            KernelSVC(C=1.0, gamma=1e-4).fit(X[:150], y[:150])
+            KernelSVC(C=1.0, gamma=1e-3).fit(X[:150], y[:150])
+            assert len(models._KERNELS["matrices"]) == 1
+        assert len(models._KERNELS["matrices"]) == 3      # the outer cache is back
+        monkeypatch.setattr(models, "_free_memory", lambda: 0)   # no room for a matrix: libsvm's own kernel
+        fast = KernelSVC(C=1.0, gamma=1e-4).fit(X[:170], y[:170])
+        assert len(models._KERNELS["matrices"]) == 3
+        np.testing.assert_allclose(fast.decision_function(T), SVC(C=1.0, gamma=1e-4).fit(X[:170], y[:170])
+                                   .decision_function(T), rtol=1e-7, atol=1e-9)
+    assert models._KERNELS is None
+    # two classes (sklearn flips the signs) and one-against-one decisions: libsvm's own
+    two = np.isin(y, ["happy", "sad"])
+    for fast, plain in [(KernelSVC(C=1.0, gamma=1e-4).fit(X[two], y[two]), SVC(C=1.0, gamma=1e-4).fit(X[two], y[two])),
+                        (KernelSVC(kernel="linear", C=0.01, decision_function_shape="ovo").fit(X, y),
+                         SVC(kernel="linear", C=0.01, decision_function_shape="ovo").fit(X, y))]:
+        np.testing.assert_allclose(fast.decision_function(T), plain.decision_function(T), rtol=1e-7, atol=1e-9)
+        np.testing.assert_array_equal(fast.predict(T), plain.predict(T))
+    # its predictions come from the matrix products, never from libsvm's loop over (row, vector) pairs
+    expected = SVC(C=1.0, gamma=1e-4).fit(X, y).predict(T)
+    monkeypatch.setattr(SVC, "predict", lambda self, X: pytest.fail("KernelSVC.predict ran libsvm's loop"))
+    monkeypatch.setattr(SVC, "decision_function", lambda self, X: pytest.fail("libsvm's loop"))
+    np.testing.assert_array_equal(KernelSVC(C=1.0, gamma=1e-4).fit(X, y).predict(T), expected)
+    # a large table's search fits the candidates group choice by group choice: the same candidates
+    grid = param_grid("svm_rbf", groups=data.groups)
+    by_group = group_by_group(grid)
+    assert len(by_group) == 2 and all(len(g["select__groups"]) == 1 for g in by_group)
+    key = lambda params: sorted((k, str(v)) for k, v in params.items())
+    assert sorted(map(key, ParameterGrid(grid))) == sorted(map(key, ParameterGrid(by_group)))
