@@ -19,7 +19,7 @@ from sklearn.model_selection import GridSearchCV, ParameterGrid
 
 from common.labels import AGE_GROUP_NAMES
 
-from .models import describe, kernel_cache, make_pipeline, param_grid, search_stand_in
+from .models import costliest_first, describe, kernel_cache, make_pipeline, param_grid, search_stand_in
 from .results import AgeBaseline, AgeModelResult, AgeScores, Baseline, ModelResult, Scores, scores_by_age_group
 
 #: Features per class in the importance chart and results.json.
@@ -196,7 +196,7 @@ def search_models(data, models, protocol, classes, quick=False, seed=0, jobs=1, 
         outer_jobs = max(1, min(jobs, n_folds * len(models)))
         inner_jobs = 1 if outer_jobs > 1 else max(1, jobs)
     tasks = [delayed(_fold_task)(name, data, i, train, test, protocol, quick, seed, inner_jobs)
-             for name in models for i, (train, test) in enumerate(protocol.folds)]
+             for name in costliest_first(models) for i, (train, test) in enumerate(protocol.folds)]
     predictions = {name: np.empty(len(data.y), dtype=float if data.regression else object) for name in models}
     per_fold = {name: [None] * n_folds for name in models}
     bar = tqdm(total=len(tasks), unit="fold", desc="benchmark", disable=not progress, file=sys.stderr)
