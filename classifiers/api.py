@@ -315,12 +315,10 @@ def recognise_many(paths, *, model=None, jobs=-1, chunk_size=8, **options):
         for result in runner(delayed(task)(c) for c in chunks):
             yield from result
         return
-    import multiprocessing
-
-    from common.parallel import forked_worker_init
+    from common.parallel import fork_pool
 
     _warm_up(model_path, options.get("detector"), options.get("age_gender", False))
     # fork: the workers start with the parent's loaded model and dlib objects (copy-on-write)
-    with multiprocessing.get_context("fork").Pool(n_jobs, initializer=forked_worker_init) as pool:
+    with fork_pool(n_jobs) as pool:
         for result in pool.imap(task, chunks):
             yield from result

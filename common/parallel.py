@@ -23,10 +23,32 @@ def forked_worker_init():
     import cv2
     from threadpoolctl import threadpool_limits
 
-    cv2.setNumThreads(1)
+    if cv2.getNumThreads() != 1:   # fork_pool stopped OpenCV's threads before forking
+        cv2.setNumThreads(1)
     threadpool_limits(limits=1, user_api="blas")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def fork_pool(n_jobs):
+    """A ``multiprocessing`` pool of ``n_jobs`` workers forked from this process (which has loaded
+    its models), initialised by :func:`forked_worker_init`. OpenCV's own worker threads are
+    stopped while the workers are forked and restarted afterwards: a child forked while they
+    ran inherited their pool without the threads, and its first ``cv2.setNumThreads`` waited for
+    them for ever (seen in an xdist test process that had run OpenCV before)."""
+    import multiprocessing
+
+    import cv2
+
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        pool = multiprocessing.get_context("fork").Pool(n_jobs, initializer=forked_worker_init)
+    finally:
+        cv2.setNumThreads(threads)
+    with pool:
+        yield pool
 
 
 def default_backend():

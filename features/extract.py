@@ -26,7 +26,7 @@ from common.cli import EXIT_INTERRUPTED, backend_options, command, detector_opti
 from common.errors import DatasetError, DegenerateLandmarksError, ImageError, ImageTooSmallError, OutputLockedError
 from common.files import atomic_path
 from common.files import output_lock as _output_lock
-from common.parallel import compute_backend, forked_worker_init
+from common.parallel import compute_backend, fork_pool
 from landmarks.datasets import PRESETS, TARGET_NAMES, guess_preset, load_dataset
 from landmarks.detect import DETECTORS
 from landmarks.io import MIN_SIDE, read_image
@@ -122,12 +122,10 @@ def _chunk_results(tasks, n_jobs, backend, config):
     if n_jobs == 1:
         yield (_extract_chunk(*task) for task in tasks)
     elif backend == "local" and threading.active_count() == 1:
-        import multiprocessing
-
         from landmarks import models
 
         models.load_for(config.detector)
-        with multiprocessing.get_context("fork").Pool(n_jobs, initializer=forked_worker_init) as pool:
+        with fork_pool(n_jobs) as pool:
             yield pool.imap_unordered(_extract_chunk_of, tasks)
     else:
         from joblib import Parallel, delayed
