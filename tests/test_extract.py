@@ -176,6 +176,39 @@ def test_extraction_with_other_threads_running_does_not_fork(reference, dataset,
     assert_tables_identical(table, reference[0])
 
 
+FORK_AFTER_OPENCV = textwrap.dedent("""
+    import sys, cv2, numpy as np
+    image = np.random.default_rng(0).random((3000, 3000), dtype=np.float32)
+    for _ in range(3):
+        cv2.GaussianBlur(image, (31, 31), 5)   # OpenCV's worker threads are now running
+    threads = cv2.getNumThreads()
+    from features.extract import extract_dataset
+    table, _ = extract_dataset(sys.argv[1], sys.argv[2], preset="ckplus48", jobs=2, chunk_size=16, progress=False)
+    print(len(table.X), threads, cv2.getNumThreads())
+""")
+
+
+def test_extraction_forked_after_opencv_ran_in_the_process_finishes(reference, dataset, tmp_path):
+    """A process that has used OpenCV's thread pool and then extracts with two forked workers
+    finishes with the same table (the workers used to wait for ever on the inherited pool in
+    their first cv2.setNumThreads: CI hung on it), and gets its OpenCV threads back."""
+    from conftest import PROJECT_DIR
+
+    out = tmp_path / "t.npz"
+    proc = subprocess.Popen([sys.executable, "-c", FORK_AFTER_OPENCV, str(dataset), str(out)], cwd=PROJECT_DIR,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)   # the workers too
+        proc.communicate()
+        pytest.fail("extraction forked after OpenCV ran did not finish in 180 s (deadlocked workers)")
+    assert proc.returncode == 0, stderr
+    rows, threads_before, threads_after = map(int, stdout.split())
+    assert rows == len(reference[0]) and threads_before > 1 and threads_after == threads_before
+    assert_tables_identical(load_table(out), reference[0])
+
+
 def test_saved_table_reads_back_identically(reference):
     table, _, path, _ = reference
     loaded = load_table(path)
