@@ -170,13 +170,17 @@ def _message(path, exc):
                    "and against it, with signed amounts (logit for logistic regression, margin for XGBoost, "
                    "probability via SHAP for other models). With --annotate, face parts are coloured by their "
                    "contribution (green toward, red against).")
+@click.option("--mirror/--no-mirror", default=True, show_default=True,
+              help="Read each face's expression from the mean of its features and its mirror image's, so a "
+                   "photo and its mirror give the same label (and explanations both sides' mean); --no-mirror "
+                   "reads the face as it is, as the benchmarks' per-image figures were measured.")
 @age_gender_option("Adds age, age_range, gender, p_female to --json and age, age_low, age_high, gender, p_female "
                    "to --csv; with --explain, what pushed the age up or down and toward the gender.")
 @recommend_options("after each image, tracks that fit the mood of its largest face (see --mode).")
 @jobs_option()
 @quiet_option
-def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, explain_top, age_gender, catalogue_path,
-         mode, n_tracks, jobs, quiet):
+def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, explain_top, mirror, age_gender,
+         catalogue_path, mode, n_tracks, jobs, quiet):
     """Recognise the facial expression of every face in IMAGE_OR_FOLDER(s).
 
     A folder stands for every image file directly inside it; many images run on every
@@ -233,7 +237,7 @@ def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, 
         click.echo(f"error: {printable(path)}: {problem}", err=True)
     destinations = annotation_paths(annotate_out, paths, several) if annotate_out else {}
     stream = recognise_many(paths, model=model, jobs=jobs, explain=explain_top, detector=detector, upsample=upsample,
-                            age_gender=age_gender)
+                            age_gender=age_gender, mirror=mirror)
     for path, result in stream:
         if bar is not None:
             bar.update()

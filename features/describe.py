@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 
 from common.errors import DegenerateLandmarksError, IncompatibleModelError
-from landmarks.shape import ALIGN_SIZE, UPSCALE_TO, find_faces
+from landmarks.shape import ALIGN_SIZE, UPSCALE_TO, find_faces, mirrored
 
 from . import action_units, gabor, geometry, patches
 
@@ -132,6 +132,20 @@ class FeatureConfig:
 def describe_face(face, config):
     """float32 vector of ``config.groups`` for one landmarks.Face (raises DegenerateLandmarksError)."""
     return np.concatenate([GROUPS[g].describe(face) for g in config.groups]).astype(np.float32)
+
+
+def mirror_averaged(faces, X, config):
+    """The rows ``X`` of ``faces`` (described under ``config``), each averaged with the row of its
+    face's mirror image (:func:`landmarks.shape.mirrored`: the aligned crop flipped, no second
+    shape predictor). A face and its mirrored photo get the same row up to the landmarks'
+    small differences. For a linear model (scaling, a column filter, a logistic regression),
+    predicting on the mean row is averaging the two views' class scores, and its contributions
+    are the two views' mean contributions; a sided column (``left_...``) then holds the mean of
+    the face's left side and its mirror's, i.e. of both sides."""
+    if not len(faces):
+        return X
+    mirrored_rows = np.vstack([describe_face(mirrored(face), config) for face in faces])
+    return (X + mirrored_rows) / np.float32(2)
 
 
 def describe_image(image, config, detector=None, upsample=None, max_faces=None, boxes=None):

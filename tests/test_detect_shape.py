@@ -13,7 +13,7 @@ from landmarks.detect import auto_levels, detect_faces, resolve_detector
 from common.errors import DegenerateLandmarksError, ModelFileError
 from landmarks.io import read_image
 from landmarks.shape import (ALIGN_EYE_DISTANCE, ALIGN_EYE_Y, ALIGN_SIZE, MAX_SIDE, MIRROR, PARTS, align_face,
-                             eye_centres, find_faces)
+                             eye_centres, find_faces, mirror_face, mirrored)
 
 
 def _iod(points):
@@ -247,6 +247,45 @@ def test_mirror_table_matches_the_landmark_scheme(jaffe_faces):
         back[:, 0] = width - 1 - back[:, 0]
         errors.append(np.linalg.norm(back - face.points, axis=1).mean() / _iod(face.points))
     assert max(errors) < 0.08, f"mean mirrored-landmark error / IOD: {np.round(errors, 3)}"
+
+
+def test_mirrored_face_is_the_alignment_of_the_flipped_photo(jaffe_faces, fer_dir):
+    """mirrored() (the aligned crop flipped, no warp) equals mirror_face() (the flipped photo aligned
+    on reflected landmarks): points exactly, pixels up to the warp's rounding; twice is the face."""
+    photos = [image for _, image, _ in jaffe_faces[:4]] + [read_image(p) for p in sorted((fer_dir / "test" / "happy").glob("*.jpg"))[:4]]
+    for image in photos:
+        face = find_faces(image, "auto", upscale_to=0)[0]   # no enlargement: mirror_face aligns the photo itself
+        quick, (_, slow) = mirrored(face), mirror_face(image, face)
+        np.testing.assert_allclose(quick.aligned_points, slow.aligned_points, atol=1e-3)
+        difference = np.abs(quick.aligned[:, 1:].astype(int) - slow.aligned[:, 1:].astype(int))
+        assert difference.mean() < 2.0, difference.mean()   # the flip itself moves ~30 gray levels on average
+        assert np.abs(quick.aligned.astype(int) - face.aligned.astype(int)).mean() > 5 * difference.mean() + 1
+        twice = mirrored(quick)
+        np.testing.assert_allclose(twice.points, face.points, atol=1e-4)
+        np.testing.assert_allclose(twice.aligned_points, face.aligned_points, atol=1e-4)
+        np.testing.assert_array_equal(twice.aligned[:, 2:], face.aligned[:, 2:])
+
+
+def test_mirror_averaged_rows_of_a_photo_and_its_mirror_agree(jaffe_faces):
+    """A photo and its mirrored photo (detected and landmarked afresh) get far closer rows averaged
+    with their mirror image than as they are, and a face with no sides left is its own mirror."""
+    from features.describe import FeatureConfig, describe_face, mirror_averaged
+
+    config = FeatureConfig()
+    plain, averaged = [], []
+
+    def averaged_row(face, row):
+        return mirror_averaged([face], row, config)
+
+    for _, image, face in jaffe_faces[:6]:
+        other = find_faces(np.ascontiguousarray(image[:, ::-1]), "hog")[0]
+        a, b = describe_face(face, config)[None], describe_face(other, config)[None]
+        plain.append(np.abs(a - b).mean())
+        averaged.append(np.abs(mirror_averaged([face], a, config) - mirror_averaged([other], b, config)).mean())
+        mirror = mirrored(face)
+        of_mirror = mirror_averaged([mirror], describe_face(mirror, config)[None], config)
+        assert np.abs(of_mirror - averaged_row(face, a)).mean() < 0.01 * np.abs(a).mean()
+    assert np.median(averaged) < 0.5 * np.median(plain), (averaged, plain)
 
 
 @pytest.mark.parametrize("factor", [1.5, 7.0])
