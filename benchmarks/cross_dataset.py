@@ -10,7 +10,7 @@ training datasets' neutral faces only (FER-2013: its Training part), so no face 
 dataset shapes the features either (the shipped reference is learned from FER-2013 Training).
 
     python benchmarks/cross_dataset.py data/ckplus48.npz data/jaffe.npz data/fer2013.npz \
-        [--model logreg] [--quick] -o reports/cross_dataset
+        [--model logreg] [--quick] [--ferplus ../shared/datasets/fer2013/ferplus.csv] -o reports/cross_dataset
 """
 
 import json
@@ -25,13 +25,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHARED = ("angry", "disgust", "fear", "happy", "sad", "surprise")
 
 
-def direction_data(tables, held_out):
+def direction_data(tables, held_out, ferplus=None):
     """(training data, test data, neutral faces of the reference) for one direction.
 
     ``tables``: {path: FeatureTable} of the three datasets. The training part is the other two
     tables (never FER-2013's test part); the test part is every original face of ``held_out``
     (FER-2013: PublicTest+PrivateTest). Action units are re-measured against the mean neutral
-    face of the training tables, so the tested dataset shapes no feature.
+    face of the training tables, so the tested dataset shapes no feature. ``ferplus`` (a
+    ferplus.csv): FER-2013 training faces take their FER+ majority label (faces without one are
+    left out); a tested dataset keeps its own labels.
     """
     from classifiers.data import load_training_data
     from features.action_units import learn_reference, with_reference
@@ -42,7 +44,7 @@ def direction_data(tables, held_out):
         reference, n_neutral = learn_reference(train_tables)
         train_tables = [with_reference(t, reference) for t in train_tables]
         test_table = with_reference(test_table, reference)
-    train = load_training_data(train_tables, labels=SHARED)
+    train = load_training_data(train_tables, labels=SHARED, ferplus=ferplus)
     train = train.select(~np.isin(train.splits, ("PublicTest", "PrivateTest")))  # never FER's test part
     test = load_training_data(test_table, labels=SHARED)
     test = test.select(~test.augmented & ~(test.splits == "Training"))
@@ -54,8 +56,10 @@ def direction_data(tables, held_out):
 @click.option("--model", default="logreg", show_default=True)
 @click.option("--quick", is_flag=True)
 @click.option("-j", "--jobs", default=2, show_default=True)
+@click.option("--ferplus", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="train on FER-2013's FER+ majority labels (a tested FER-2013 keeps its own)")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False))
-def main(tables, model, quick, jobs, output):
+def main(tables, model, quick, jobs, ferplus, output):
     from classifiers.results import Scores
     from classifiers.train import train_model
     from features.table import load_table
@@ -64,12 +68,13 @@ def main(tables, model, quick, jobs, output):
     loaded = {path: load_table(path) for path in tables}
     results = []
     for held_out in tables:
-        train, test, n_neutral = direction_data(loaded, held_out)
+        train, test, n_neutral = direction_data(loaded, held_out, ferplus)
         pipeline, summary = train_model(train, model, quick=quick, seed=0, jobs=jobs, progress=False)
         predicted = pipeline.predict(test.X)
         entry = {"test": test.datasets[0], "trained_on": sorted(set(train.datasets.tolist())),
                  "n_train": int(len(train.y)), "n_test": int(len(test.y)), "model": model,
-                 "best_params": summary.get("best_params"), "reference_neutral_faces": int(n_neutral)}
+                 "best_params": summary.get("best_params"), "reference_neutral_faces": int(n_neutral),
+                 "training_labels": "FER+ majority for FER-2013" if ferplus else "datasets' own"}
         entry.update(Scores.compute(test.y, predicted, list(SHARED)).to_dict())
         results.append(entry)
         click.echo(f"train {'+'.join(entry['trained_on'])} -> test {entry['test']}: accuracy {entry['accuracy']:.3f}, "
@@ -77,7 +82,7 @@ def main(tables, model, quick, jobs, output):
                    f"({entry['n_test']} faces)")
     os.makedirs(output, exist_ok=True)
     with atomic_path(os.path.join(output, "results.json")) as tmp, open(tmp, "w") as fh:
-        json.dump({"classes": SHARED, "quick": quick, "results": results}, fh, indent=2)
+        json.dump({"classes": SHARED, "quick": quick, "ferplus": bool(ferplus), "results": results}, fh, indent=2)
 
 
 if __name__ == "__main__":
