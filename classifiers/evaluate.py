@@ -17,7 +17,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 
-from common.cli import command, detector_options, jobs_option, quiet_option, scheme_option
+from common.cli import command, detector_options, jobs_option, mirror_option, quiet_option, scheme_option
 from common.errors import FacialExpressionError, ImageError
 from landmarks.datasets import PRESETS, load_dataset
 from landmarks.detect import DETECTORS
@@ -27,7 +27,7 @@ NO_FACE = "no_face"
 CHUNK = 32
 
 
-def _predict_chunk(model_path, samples, detector, upsample=None):
+def _predict_chunk(model_path, samples, detector, upsample=None, mirror=True):
     """(status, label, probability) of each sample's largest face, through classifiers.api."""
     from features.extract import image_of
 
@@ -37,7 +37,7 @@ def _predict_chunk(model_path, samples, detector, upsample=None):
     for sample in samples:
         try:
             faces = recognise(image_of(sample), model=model_path, detector=detector, upsample=upsample,
-                              max_faces=1)
+                              max_faces=1, mirror=mirror)
         except ImageError as exc:
             out.append(("error", exc.reason, None))
             continue
@@ -58,7 +58,8 @@ def confusion(y_true, y_pred, rows, columns):
     return out.tolist()
 
 
-def evaluate(model_path, dataset, preset=None, detector=None, jobs=1, progress=True, scheme=None, upsample=None):
+def evaluate(model_path, dataset, preset=None, detector=None, jobs=1, progress=True, scheme=None, upsample=None,
+             mirror=True):
     """Scores of the model at ``model_path`` on ``dataset``; returns a JSON-ready dict.
 
     ``scheme`` maps the dataset's labels through a label scheme (common.labels.SCHEMES)
@@ -83,7 +84,7 @@ def evaluate(model_path, dataset, preset=None, detector=None, jobs=1, progress=T
     known = [s for s in samples if s.label in model.labels]
     unknown = collections.Counter(s.label for s in samples if s.label not in model.labels)
     chunks = [known[i:i + CHUNK] for i in range(0, len(known), CHUNK)]
-    tasks = [delayed(_predict_chunk)(model.path, chunk, detector, upsample) for chunk in chunks]
+    tasks = [delayed(_predict_chunk)(model.path, chunk, detector, upsample, mirror) for chunk in chunks]
     bar = tqdm(total=len(known), unit="img", desc="evaluate", disable=not progress, file=sys.stderr)
     results = []
     stream = Parallel(n_jobs=jobs, return_as="generator")(tasks) if jobs > 1 and len(tasks) > 1 else \
@@ -157,11 +158,12 @@ def format_report(r):
 @click.option("--preset", type=click.Choice(PRESETS), default=None,
               help="Dataset layout (default: guessed from the path).")
 @detector_options(DETECTORS)
+@mirror_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @scheme_option(help="Map the dataset's labels through this label scheme first (as the model was trained).")
 @jobs_option(default=2, help="Worker processes.")
 @quiet_option
-def main(model_file, dataset_dir, preset, detector, upsample, as_json, scheme, jobs, quiet):
+def main(model_file, dataset_dir, preset, detector, upsample, mirror, as_json, scheme, jobs, quiet):
     """Score MODEL_FILE on the labelled images of DATASET_DIR (DATASET_DIR/<class>/<image>).
 
     Reports accuracy, macro-F1, per-class recall and the confusion matrix. The largest
@@ -170,7 +172,7 @@ def main(model_file, dataset_dir, preset, detector, upsample, as_json, scheme, j
     and counted; unreadable images are counted and left out.
     """
     report = evaluate(model_file, dataset_dir, preset, detector, jobs, progress=not quiet, scheme=scheme,
-                      upsample=upsample)
+                      upsample=upsample, mirror=mirror)
     click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
 
 

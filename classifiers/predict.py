@@ -17,7 +17,7 @@ import sys
 
 import click
 
-from common.cli import (age_gender_option, command, detector_options, jobs_option, one_line, printable, quiet_option,
+from common.cli import (age_gender_option, command, detector_options, jobs_option, mirror_option, one_line, printable, quiet_option,
                         recommend_options, utf8_safe_output)
 from common.errors import FacialExpressionError, ImageError
 from landmarks.datasets import IMAGE_EXTENSIONS
@@ -170,10 +170,7 @@ def _message(path, exc):
                    "and against it, with signed amounts (logit for logistic regression, margin for XGBoost, "
                    "probability via SHAP for other models). With --annotate, face parts are coloured by their "
                    "contribution (green toward, red against).")
-@click.option("--mirror/--no-mirror", default=True, show_default=True,
-              help="Read each face's expression from the mean of its features and its mirror image's, so a "
-                   "photo and its mirror give the same label (and explanations both sides' mean); --no-mirror "
-                   "reads the face as it is, as the benchmarks' per-image figures were measured.")
+@mirror_option
 @age_gender_option("Adds age, age_range, gender, p_female to --json and age, age_low, age_high, gender, p_female "
                    "to --csv; with --explain, what pushed the age up or down and toward the gender.")
 @recommend_options("after each image, tracks that fit the mood of its largest face (see --mode).")
