@@ -16,12 +16,12 @@ QUICK    ?=
 SEED     ?= 0
 CLF_JOBS ?= 2
 SCHEME   ?=
-# the shipped default model: trained on these tables, these labels
+# the shipped default model: trained on these tables, these labels (FER-2013 faces: their FER+ majority)
 DEFAULT_MODEL  ?= classifiers/models/default.skops
 MODEL_TABLES   ?= data/ckplus48.npz data/jaffe.npz data/fer2013.npz
 MODEL_LABELS   ?= angry,disgust,fear,happy,neutral,sad,surprise
 MODEL_NAME     ?= logreg
-MODEL_ARGS     ?= --quick
+MODEL_ARGS     ?= --quick --ferplus $(DATASETS)/fer2013/ferplus.csv
 DEMO_IMAGE     ?= $(shell $(PY) -c "import matplotlib.cbook as c; print(c.get_sample_data('grace_hopper.jpg', asfileobj=False))" 2>/dev/null)
 
 .PHONY: install install-browser test test-fast fuzz features benchmark model demo clean help

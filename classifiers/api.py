@@ -3,7 +3,7 @@
     >>> from classifiers import recognise
     >>> faces = recognise("../shared/datasets/jaffe/happy/KA.HA1.29.tiff")
     >>> faces[0].label, round(faces[0].probabilities["happy"], 2)
-    ('happy', 0.98)
+    ('happy', 1.0)
 
 Everything else (the command line, extraction, evaluation, the video and web apps) goes
 through :func:`recognise`, :func:`recognise_many` and :func:`load_model`; the image ->

@@ -13,7 +13,7 @@ from classifiers.artifact import Model, load_model
 from classifiers.data import load_training_data
 from classifiers.explain import FACE_PARTS, explain, feature_unit
 from classifiers.models import make_pipeline
-from features.describe import GROUPS, FeatureConfig, describe_image
+from features.describe import GROUPS, FeatureConfig, describe_image, mirror_averaged
 from landmarks.io import read_image
 
 SMILES = ("KA.HA1.29.tiff", "KL.HA1.158.tiff", "YM.HA1.52.tiff")
@@ -236,7 +236,8 @@ def test_predict_explain_json_and_annotation(jaffe_model, jaffe_dir, tmp_path):
         assert set(item) == {"feature", "value", "contribution"} and item["contribution"] != 0
     # the JSON reasons are the model's own: the largest one matches a recomputation
     model = load_model(jaffe_model)
-    _, X, _ = describe_image(read_image(face), model.config)
+    faces, X, _ = describe_image(read_image(face), model.config)
+    X = mirror_averaged(faces, X, model.config)   # predict reads a face with its mirror image by default
     assert explanation[0]["contribution"] == pytest.approx(float(explain(model, X)[0].contributions.max()), abs=1e-3)
 
     out = tmp_path / "explained.png"
