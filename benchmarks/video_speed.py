@@ -8,7 +8,9 @@
   dlib's models are loaded once before (as the first frame of any run loads them);
   interpreter start-up is not included. Settings compared in the same run, interleaved,
   medians of ``--repeats``: the default (whole-frame detection every 0.5 s, tracking in
-  between) and the detector on every frame (``detect_every=0``), which is what tracking saves.
+  between) and the detector on every frame (``detect_every=0``), which is what tracking saves;
+  and the default without mirror averaging (``mirror=False``), which is what reading each face
+  with its mirror image costs.
 * **live**: d6 padded to 640x480 (made with the ffmpeg of imageio-ffmpeg in a temporary
   folder) read with ``realtime=True``, as if a 30 frames/s camera delivered it: latency from
   each frame's arrival to its result (median, 95th percentile, max) and frames dropped.
@@ -50,7 +52,8 @@ def _ffmpeg(*args):
 def offline(repeats, model, tmp):
     from facial_expressions.video import analyse_to_folder
 
-    settings = {"tracking (detector every 0.5 s)": {}, "detector on every frame": {"detect_every": 0.0}}
+    settings = {"tracking (detector every 0.5 s)": {}, "detector on every frame": {"detect_every": 0.0},
+                "tracking, no mirror averaging": {"mirror": False}}
     analyse_to_folder(D6, os.path.join(tmp, "warm"), model=model, end=2.0)
     times = {name: [] for name in settings}
     frames = {}

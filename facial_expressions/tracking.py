@@ -199,15 +199,15 @@ class FaceTracker:
 
     ``model``, ``detector``, ``upsample`` and ``max_faces`` are :func:`classifiers.recognise`'s.
     ``adjust(face_id)`` may return a function for recognise's ``adjust`` (per-person
-    calibration) or None. ``age_gender`` is recognise's too (apparent age and gender on every
-    prediction). Times are in seconds of video; see the module docstring for the
+    calibration) or None. ``age_gender`` and ``mirror`` are recognise's too (apparent age and
+    gender on every prediction; each face read with its mirror image). Times are in seconds of video; see the module docstring for the
     other settings.
     """
 
     def __init__(self, model, *, detector=None, upsample=None, max_faces=None, detect_every=0.5, check_every=0.2,
-                 max_misses=3, keep_lost=1.5, adjust=None, age_gender=False):
+                 max_misses=3, keep_lost=1.5, adjust=None, age_gender=False, mirror=True):
         self.model, self.detector, self.upsample, self.max_faces = model, detector, upsample, max_faces
-        self.age_gender = age_gender
+        self.age_gender, self.mirror = age_gender, mirror
         self.detect_every, self.check_every = detect_every, check_every
         self.max_misses, self.keep_lost = max_misses, keep_lost
         self.adjust = adjust
@@ -232,11 +232,11 @@ class FaceTracker:
             out = {}
             for box, face_id in zip(boxes, ids):
                 found = recognise(gray, model=self.model, boxes=[box], adjust=self.adjust(face_id),
-                                  age_gender=self.age_gender)
+                                  age_gender=self.age_gender, mirror=self.mirror)
                 if found:
                     out[face_id] = found[0]
             return out
-        found = recognise(gray, model=self.model, boxes=list(boxes), age_gender=self.age_gender)
+        found = recognise(gray, model=self.model, boxes=list(boxes), age_gender=self.age_gender, mirror=self.mirror)
         # faces with degenerate landmarks are left out: pair the rest with their boxes in order
         out, k = {}, 0
         for box, face_id in zip(boxes, ids):
@@ -307,7 +307,8 @@ class FaceTracker:
         self._last_detection, self._detect_next = time, False
         # with a calibration the faces found are described again below (age and gender then too)
         found = recognise(gray, model=self.model, detector=self.detector, upsample=self.upsample,
-                          max_faces=self.max_faces, age_gender=self.age_gender and self.adjust is None)
+                          max_faces=self.max_faces, age_gender=self.age_gender and self.adjust is None,
+                          mirror=self.mirror)
         pairs = sorted(((t.matches(p.box, time), i, t) for i, p in enumerate(found) for t in self.tracks + self.lost),
                        key=lambda item: (-item[0], item[1], item[2].id))
         used_faces, used_tracks, results = set(), set(), {}

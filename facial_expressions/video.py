@@ -60,7 +60,7 @@ from classifiers import load_model
 from classifiers.affect import valence_arousal
 from classifiers.artifact import DEFAULT_MODEL
 from common.cli import (EXIT_INTERRUPTED, age_gender_option, backend_options, command, detector_options, jobs_option,
-                        one_line, quiet_option, recommend_options, utf8_safe_output)
+                        mirror_option, one_line, quiet_option, recommend_options, utf8_safe_output)
 from common.errors import AffectError, FacialExpressionError, VideoError
 from common.files import output_lock
 from landmarks.detect import DETECTORS
@@ -232,13 +232,14 @@ def _file_plan(info, start, end, every, rate):
 
 def analyse_video(source, *, model=None, every=1, fps=None, start=0.0, end=None, detector=None, upsample=None,
                   max_faces=None, smooth=0.0, calibrate=False, realtime=False, images=False, detect_every=0.5,
-                  info=None, timeout=STREAM_TIMEOUT, age_gender=False):
+                  info=None, timeout=STREAM_TIMEOUT, age_gender=False, mirror=True):
     """Yield a :class:`VideoFrame` per analysed frame of ``source`` (file path, camera index or URL).
 
     ``every=N`` analyses every Nth frame, ``fps=F`` F frames per second of video; ``start`` and
     ``end`` (seconds) bound the range (for cameras and streams, ``end`` is how long to run).
-    ``detector``, ``upsample``, ``max_faces`` and ``age_gender`` (apparent age and gender on
-    every face, per frame, never smoothed or calibrated) are :func:`classifiers.recognise`'s; ``smooth``
+    ``detector``, ``upsample``, ``max_faces``, ``age_gender`` (apparent age and gender on
+    every face, per frame, never smoothed or calibrated) and ``mirror`` are
+    :func:`classifiers.recognise`'s; ``smooth``
     (seconds) and ``calibrate`` are described in the module docstring. ``realtime=True``
     reads a file at its own frame rate as if it were a camera (frames are dropped when the
     analysis falls behind). ``images=True`` puts each frame's BGR pixels on its VideoFrame and,
@@ -266,7 +267,7 @@ def analyse_video(source, *, model=None, every=1, fps=None, start=0.0, end=None,
         calibration.prior = CALIBRATION_PRIOR_SECONDS / (_sampling(nominal, every, fps) or 1.0 / nominal)
     tracker = FaceTracker(model, detector=detector, upsample=upsample, max_faces=max_faces,
                           detect_every=detect_every, adjust=calibration.adjuster if calibration else None,
-                          age_gender=age_gender)
+                          age_gender=age_gender, mirror=mirror)
     smoother = Smoother(smooth, model.labels) if smooth else None
     if source_info.live or realtime:
         _warm_up(cap, model, detector, upsample, age_gender)
@@ -712,6 +713,7 @@ def _time_option(name, help):
               help="Read each face relative to that person's own running baseline (past frames only).")
 @click.option("--detect-every", type=click.FloatRange(min=0), default=0.5, show_default=True, metavar="SECONDS",
               help="Run the face detector on the whole frame this often (faces are tracked in between).")
+@mirror_option
 @age_gender_option("Adds the columns age, gender and p_female to the timeline and, per face in summary.json, the "
                    "median apparent age over the clip and each apparent gender's share of the time.")
 @click.option("--realtime", is_flag=True,
@@ -723,7 +725,7 @@ def _time_option(name, help):
 @backend_options(help="For a folder INPUT: run the videos on this machine's cores or on a Dask cluster.")
 @quiet_option
 def main(source, out_dir, model_path, every, rate, start, end, fmt, landmarks, annotate, smooth, calibrate,
-         detect_every, age_gender, realtime, catalogue_path, mode, n_tracks, detector, upsample, jobs, backend, scheduler, quiet):
+         detect_every, mirror, age_gender, realtime, catalogue_path, mode, n_tracks, detector, upsample, jobs, backend, scheduler, quiet):
     """Per-face emotion timeline of a video file, a folder of videos, a camera or a stream.
 
     INPUT is a video file (mp4, avi, mov, mkv, webm, ...), a folder of them, a camera index
@@ -767,7 +769,7 @@ def main(source, out_dir, model_path, every, rate, start, end, fmt, landmarks, a
         age_gender_models()
     options = dict(every=every, fps=rate, start=start or 0.0, end=end, detector=detector, upsample=upsample,
                    smooth=smooth, calibrate=calibrate, realtime=realtime, detect_every=detect_every,
-                   age_gender=age_gender)
+                   age_gender=age_gender, mirror=mirror)
     outputs = dict(fmt=fmt, landmarks=landmarks, annotate=annotate, catalogue=catalogue, mode=mode,
                    n_tracks=n_tracks)
     if os.path.isdir(source):

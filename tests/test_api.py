@@ -216,7 +216,7 @@ def test_shared_options_mean_the_same_everywhere():
     detectors = [option(commands[n], "detector") for n in ("predict", "extract", "evaluate")]
     assert {tuple(d.type.choices) for d in detectors} == {("auto", "hog", "cnn", "whole")}
     assert all(isinstance(option(commands[n], "backend").type, click.Choice) for n in ("extract", "train"))
-    mirrors = [option(commands[n], "mirror") for n in ("predict", "evaluate")]
+    mirrors = [option(commands[n], "mirror") for n in ("predict", "evaluate", "video")]
     assert {(m.default, m.help) for m in mirrors} == {(True, mirrors[0].help)}
 
 

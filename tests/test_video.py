@@ -119,6 +119,28 @@ def test_formats_landmarks_sampling_by_rate(tmp_path, model):
     assert table.num_rows == 8 and table.column("frame").to_pylist() == list(range(0, 78, 10))
 
 
+def test_no_mirror_reads_each_frames_face_as_it_is(tmp_path, model):
+    """--no-mirror reaches recognise: the same faces, other probabilities, each frame's exactly
+    recognise(mirror=False) on its box; summary.json records the setting."""
+    from classifiers import recognise
+
+    code, output = run_cli([clip("d0.mp4"), "-o", tmp_path / "plain", "--fps", "5", "--end", "1", "--no-mirror", "-q"])
+    assert code == 0, output
+    averaged = analyse_to_folder(clip("d0.mp4"), tmp_path / "averaged", model=model, fps=5, end=1.0)
+    plain_rows, averaged_rows = (read_rows(tmp_path / name / "timeline.csv") for name in ("plain", "averaged"))
+    assert [r["frame"] for r in plain_rows] == [r["frame"] for r in averaged_rows] and averaged.frames == 5
+    assert any(a["p_happy"] != b["p_happy"] for a, b in zip(plain_rows, averaged_rows))
+    summary = json.loads((tmp_path / "plain" / "summary.json").read_text())
+    assert summary["options"]["mirror"] is False
+    cap = cv2.VideoCapture(clip("d0.mp4"))
+    ok, frame = cap.read()
+    cap.release()
+    row = plain_rows[0]
+    box = tuple(int(row[k]) for k in ("x", "y", "w", "h"))
+    face = recognise(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), model=model, boxes=[box], mirror=False)[0]
+    assert float(row["p_happy"]) == pytest.approx(face.probabilities["happy"], abs=1e-4)
+
+
 def test_annotated_video_plays_and_keeps_every_frame_of_the_range(tmp_path, model):
     out = tmp_path / "a"
     analyse_to_folder(clip("d0.mp4"), out, model=model, annotate=True, every=4, start=0.5, end=2.5)
