@@ -10,7 +10,7 @@ official split) and predicts the four descriptions of its test faces:
 * accuracy and macro-F1 with and without mirror averaging;
 * how often the mirrored photo gets another label than the photo, with and without.
 
-    python benchmarks/mirror_averaging.py TABLE [--C 0.01] [--ferplus ferplus.csv] [--scheme basic7] [--limit N] [--jobs 2]
+    python benchmarks/mirror_averaging.py TABLE [--C 0.01] [--ferplus ferplus.csv] [--scheme basic7] [--target gender] [--limit N] [--jobs 2]
 """
 
 import os
@@ -52,10 +52,11 @@ def _describe_all(paths, config):
 @click.option("--ferplus", default=None, type=click.Path(exists=True, dir_okay=False),
               help="FER+ majority labels for FER-2013 rows")
 @click.option("--scheme", default=None, help="label scheme (e.g. basic7)")
+@click.option("--target", default="label", show_default=True, help="label, or gender for a UTKFace table")
 @click.option("--limit", default=0, help="test at most this many faces per fold (seeded; 0: all)")
 @click.option("--jobs", default=2, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-def main(table, c, ferplus, scheme, limit, jobs, seed):
+def main(table, c, ferplus, scheme, target, limit, jobs, seed):
     from joblib import Parallel, delayed
     from sklearn.metrics import f1_score
 
@@ -66,7 +67,7 @@ def main(table, c, ferplus, scheme, limit, jobs, seed):
     from features.describe import FeatureConfig
 
     started = time.time()
-    data = load_training_data(table, ferplus=ferplus, scheme=scheme)
+    data = load_training_data(table, ferplus=ferplus, scheme=scheme, target=target)
     config = FeatureConfig.from_dict(data.config)
     protocol = choose_protocol(data, check_duplicates=False)
     rng = np.random.default_rng(seed)
