@@ -200,8 +200,8 @@ class FaceTracker:
     ``model``, ``detector``, ``upsample`` and ``max_faces`` are :func:`classifiers.recognise`'s.
     ``adjust(face_id)`` may return a function for recognise's ``adjust`` (per-person
     calibration) or None. ``age_gender`` and ``mirror`` are recognise's too (apparent age and
-    gender on every prediction; each face read with its mirror image). Times are in seconds of video; see the module docstring for the
-    other settings.
+    gender on every prediction; each face read with its mirror image). Times are in seconds of
+    video; see the module docstring for the other settings.
     """
 
     def __init__(self, model, *, detector=None, upsample=None, max_faces=None, detect_every=0.5, check_every=0.2,

@@ -239,8 +239,8 @@ def analyse_video(source, *, model=None, every=1, fps=None, start=0.0, end=None,
     ``end`` (seconds) bound the range (for cameras and streams, ``end`` is how long to run).
     ``detector``, ``upsample``, ``max_faces``, ``age_gender`` (apparent age and gender on
     every face, per frame, never smoothed or calibrated) and ``mirror`` are
-    :func:`classifiers.recognise`'s; ``smooth``
-    (seconds) and ``calibrate`` are described in the module docstring. ``realtime=True``
+    :func:`classifiers.recognise`'s; ``smooth`` (seconds) and ``calibrate`` are described in the
+    module docstring. ``realtime=True``
     reads a file at its own frame rate as if it were a camera (frames are dropped when the
     analysis falls behind). ``images=True`` puts each frame's BGR pixels on its VideoFrame and,
     with sampling, also yields the frames in between (``analysed=False``) for drawing.
