@@ -369,6 +369,9 @@ def test_default_model_finds_the_face_on_the_sample_photo(tmp_path):
     assert os.path.getsize(artifact.DEFAULT_MODEL) < 30e6
     model = artifact.load_model()
     assert set(model.labels) == {"angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"}
+    # trained as `make model` says: FER-2013's faces with their FER+ majority, the three datasets
+    assert model.meta["label_source"] == "FER+ majority"
+    assert set(model.meta["training_data"]["datasets"]) == {"ckplus48", "jaffe", "fer2013"}
     result = run(predict_cli.main, [SAMPLE_PHOTO, "--json", "--annotate", tmp_path / "demo.png"])
     assert result.exit_code == 0, result.stderr
     obj = json.loads(result.stdout)
