@@ -15,7 +15,8 @@ offline figures here are this pipeline's, not the benchmark's grid-searched 78.4
 * **online, calibrated model**: trained on subject-centred features (training subjects are
   labelled and complete); the held-out person's faces arrive one by one in a fixed random
   order (``--orders`` seeds), each read through :class:`facial_expressions.video.Calibration`
-  exactly as the video command reads a tracked face: relative to the mean of that person's
+  as the video command reads a tracked face (but on the table's rows: one view, without the
+  video command's default mirror averaging): relative to the mean of that person's
   faces so far, this one included, blended with ``prior`` faces' worth of the model's mean
   training face. Accuracy over all positions in the stream, and over its first 5 faces.
 * **online, raw model**: the same stream through a model trained on raw features, which is

@@ -112,6 +112,7 @@ def evaluate(model_path, dataset, preset=None, detector=None, jobs=1, progress=T
         "unreadable": dict(errors),
         "unknown_class_skipped": dict(unknown),
         "classes": classes,
+        "mirror_averaged": bool(mirror),
         "note": "images without a detected face count as misses; unreadable images and classes the model "
                 "does not know are left out",
     }

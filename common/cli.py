@@ -246,10 +246,9 @@ def mirror_option(fn):
     """``--mirror/--no-mirror``: read each face as the mean of its features and its mirror image's
     (``recognise(..., mirror=True)``, the default)."""
     return click.option("--mirror/--no-mirror", default=True, show_default=True,
-                        help="Read each face's expression from the mean of its features and its mirror image's, "
-                             "so a photo and its mirror give the same label (and explanations both sides' mean); "
-                             "--no-mirror reads the face as it is, as the benchmarks' per-image figures were "
-                             "measured.")(fn)
+                        help="Read each face's expression from the mean of its features and its mirror image's: "
+                             "steadier labels (a photo and its mirror nearly always agree). --no-mirror reads the "
+                             "face as it is, one view, as the benchmark command measures models.")(fn)
 
 
 def age_gender_option(adds):

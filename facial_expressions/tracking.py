@@ -308,7 +308,7 @@ class FaceTracker:
         # with a calibration the faces found are described again below (age and gender then too)
         found = recognise(gray, model=self.model, detector=self.detector, upsample=self.upsample,
                           max_faces=self.max_faces, age_gender=self.age_gender and self.adjust is None,
-                          mirror=self.mirror)
+                          mirror=self.mirror and self.adjust is None)
         pairs = sorted(((t.matches(p.box, time), i, t) for i, p in enumerate(found) for t in self.tracks + self.lost),
                        key=lambda item: (-item[0], item[1], item[2].id))
         used_faces, used_tracks, results = set(), set(), {}

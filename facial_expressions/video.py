@@ -42,7 +42,8 @@ remains is how this person's face differs from their own average. Like the bench
 along has their neutral face moved to the average face. Needs a model that standardises its
 features (the shipped one does). On JAFFE, leave-one-subject-out, each held-out person's
 faces fed one by one in random orders, it lifts a fixed logistic regression from 76.1% to
-90.5% (offline calibration on all of the person's faces: 93.0%; ``benchmarks/video_calibration.py``).
+90.5% (offline calibration on all of the person's faces: 93.0%; ``benchmarks/video_calibration.py``,
+on table rows, i.e. without mirror averaging).
 """
 
 import contextlib

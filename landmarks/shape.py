@@ -206,10 +206,11 @@ def mirrored(face):
 
     The crop is flipped about the canonical frame's centre line, x = size / 2 (the eye midpoint's
     place), which lies half a pixel off the pixel grid's own centre, (size - 1) / 2: column j of the
-    mirrored crop is column size - j of the crop, and column 0 repeats the last one (the warp's
-    border rule). So it equals the alignment of the flipped photo with reflected landmarks
-    (:func:`mirror_face`) up to the rounding of the warp, at a fraction of its cost, and the face is
-    described through the same enlargement and area averaging as the original. Points are
+    mirrored crop is column size - j of the crop, and column 0, which has no counterpart in the
+    crop, repeats the last one. So it is the alignment of the flipped image the face was aligned
+    from (the photo, or for a face under ``UPSCALE_TO`` its enlargement) up to the rounding of the
+    warp, at a fraction of its cost. :func:`mirror_face` (``extract --flip``) aligns the flipped
+    photo itself, without that enlargement, so for small faces the two differ a little. Points are
     reflected and renumbered with :data:`MIRROR` (point 36 is still the image-left eye's outer
     corner); image points are reflected about the box's centre line.
     """

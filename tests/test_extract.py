@@ -178,6 +178,7 @@ def test_extraction_with_other_threads_running_does_not_fork(reference, dataset,
 
 FORK_AFTER_OPENCV = textwrap.dedent("""
     import sys, cv2, numpy as np
+    cv2.setNumThreads(4)   # a thread pool even on a one-core machine
     image = np.random.default_rng(0).random((3000, 3000), dtype=np.float32)
     for _ in range(3):
         cv2.GaussianBlur(image, (31, 31), 5)   # OpenCV's worker threads are now running
