@@ -243,7 +243,7 @@ def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, 
             message = _message(path, result)
             click.echo(f"error: {message}", err=True)
             if as_json:
-                click.echo(json.dumps({"image": path, "faces": [], "error": str(result)}))
+                click.echo(json.dumps({"image": path, "mirror_averaged": bool(mirror), "faces": [], "error": str(result)}))
             continue
         if not result:
             any_no_face = True
@@ -253,7 +253,7 @@ def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, 
 
             recommendation = recommend(result, catalogue, n=n_tracks, mode=mode)
         if as_json:
-            record = {"image": path, "faces": [p.to_dict() for p in result]}
+            record = {"image": path, "mirror_averaged": bool(mirror), "faces": [p.to_dict() for p in result]}
             if recommendation is not None:
                 record["recommendation"] = recommendation.to_dict()
             click.echo(json.dumps(record))

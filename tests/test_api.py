@@ -65,7 +65,8 @@ def test_predict_json_is_exactly_recognise_to_dict(happy):
     result = CliRunner().invoke(predict_cli.main, [str(happy), "--json", "--explain", "3"])
     assert result.exit_code == 0, result.output
     line = json.loads(result.output)
-    assert line == {"image": str(happy), "faces": [f.to_dict() for f in recognise(happy, explain=3)]}
+    assert line == {"image": str(happy), "mirror_averaged": True,
+                    "faces": [f.to_dict() for f in recognise(happy, explain=3)]}
 
 
 def test_a_photo_and_its_mirror_agree_far_better_with_mirror_averaging(jaffe_samples):
@@ -85,7 +86,8 @@ def test_a_photo_and_its_mirror_agree_far_better_with_mirror_averaging(jaffe_sam
     assert recognise(path, mirror=False) != recognise(path)
     result = CliRunner().invoke(predict_cli.main, [path, "--json", "--no-mirror"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["faces"] == [f.to_dict() for f in recognise(path, mirror=False)]
+    line = json.loads(result.output)
+    assert line["faces"] == [f.to_dict() for f in recognise(path, mirror=False)] and line["mirror_averaged"] is False
 
 
 def test_faces_come_largest_first(jaffe_dir):

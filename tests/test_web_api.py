@@ -97,6 +97,14 @@ def test_apparent_age_and_gender_on_request_as_recognise_gives_them(server, happ
     assert "age" not in post_file(server, happy).json()["faces"][0]
 
 
+def test_mirror_false_reads_the_face_as_it_is_like_recognise(server, happy):
+    one_view = post_file(server, happy, query="?mirror=false")
+    assert one_view.status_code == 200, one_view.text
+    faces = one_view.json()["faces"]
+    assert faces == [f.to_dict() for f in recognise(happy, mirror=False)]
+    assert faces[0]["probabilities"] != post_file(server, happy).json()["faces"][0]["probabilities"]
+
+
 def test_base64_json_and_a_data_url_give_the_same_answer(server, happy):
     encoded = base64.b64encode(happy.read_bytes()).decode()
     plain = httpx.post(server.url("/api/analyze"), json={"image": encoded}, timeout=60)

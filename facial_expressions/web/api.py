@@ -51,6 +51,8 @@ class AnalyzeOptions(BaseModel):
                              "apparent binary gender as labelled in UTKFace (research-only data; an estimate from "
                              "appearance, not identity). Not explained here: an age explanation takes tens of "
                              "seconds (predict --age-gender --explain gives it).")
+    mirror: bool = Field(True, description="Read each face together with its mirror image (the average of the two "
+                         "views: steadier labels, one more description per face); false reads the face as it is.")
 
 
 class Reason(BaseModel):
@@ -215,7 +217,8 @@ async def analyze(request: Request, options: Annotated[AnalyzeOptions, Query()])
     started = time.perf_counter()
     try:
         result = await s.pool.run({"path": path, "explain": options.explain, "detector": options.detector,
-                                   "preview": options.preview, "age_gender": options.age_gender})
+                                   "preview": options.preview, "age_gender": options.age_gender,
+                                   "mirror": options.mirror})
     finally:
         s.store.discard(path)
     if options.recommend:

@@ -48,7 +48,8 @@ class Analyser:
         try:
             pixels = read_image(path, "gray")
             faces = recognise(pixels, model=self.model, explain=job.get("explain", 0), detector=job.get("detector"),
-                              age_gender=job.get("age_gender", False), explain_age_gender=0)
+                              age_gender=job.get("age_gender", False), explain_age_gender=0,
+                              mirror=job.get("mirror", True))
             result = {"faces": [face.to_dict() for face in faces],
                       "image": {"width": int(pixels.shape[1]), "height": int(pixels.shape[0])}}
             if job.get("explain"):
