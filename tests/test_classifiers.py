@@ -300,7 +300,7 @@ def test_predict_json_on_real_faces(jaffe_model):
     assert len(lines) == len(os.listdir(happy))
     labels = []
     for obj in lines:
-        assert set(obj) == {"image", "faces"} and os.path.exists(obj["image"])
+        assert set(obj) == {"image", "mirror_averaged", "faces"} and obj["mirror_averaged"] is True and os.path.exists(obj["image"])
         assert len(obj["faces"]) >= 1
         face = obj["faces"][0]
         assert set(face) == {"box", "label", "probabilities", "landmarks", "valence", "arousal"}
