@@ -677,7 +677,9 @@ def _seconds(ctx, param, value):
         parts = [float(p) for p in text.split(":")]
     except ValueError:
         raise click.BadParameter(f"{text!r} is not a time: give seconds (12.5) or minutes:seconds (1:30)") from None
-    if len(parts) > 3 or any(p < 0 for p in parts):
+    # every field a finite number >= 0, and seconds (and minutes after hours) under 60: 1:70 is not a time
+    if (len(parts) > 3 or not all(math.isfinite(p) and p >= 0 for p in parts)
+            or any(p >= 60 for p in parts[1:])):
         raise click.BadParameter(f"{text!r} is not a time: give seconds (12.5) or minutes:seconds (1:30)")
     seconds = 0.0
     for p in parts:
@@ -754,6 +756,8 @@ def main(source, out_dir, model_path, every, rate, start, end, fmt, landmarks, a
     utf8_safe_output()
     if rate is not None and every != 1:
         raise click.UsageError("choose one of --every and --fps")
+    if end is not None and end <= (start or 0.0):
+        raise click.UsageError(f"--end ({end:g} s) must come after --start ({start or 0.0:g} s)")
     if fmt == "parquet":
         parquet_module()
     model = load_model(model_path or DEFAULT_MODEL)

@@ -119,6 +119,18 @@ def test_formats_landmarks_sampling_by_rate(tmp_path, model):
     assert table.num_rows == 8 and table.column("frame").to_pylist() == list(range(0, 78, 10))
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--start", "4", "--end", "2"], "--end (2 s) must come after --start (4 s)"),
+    (["--end", "0"], "--end (0 s) must come after --start (0 s)"),
+    (["--every", "2", "--fps", "5"], "choose one of --every and --fps"),
+    (["--end", "1:70"], "'1:70' is not a time"),
+])
+def test_wrong_usage_exits_2_before_the_video_is_opened(tmp_path, args, message):
+    code, output = run_cli([clip("d0.mp4"), "-o", tmp_path / "out"] + args)
+    assert code == 2 and message in output, output
+    assert not (tmp_path / "out").exists()
+
+
 def test_no_mirror_reads_each_frames_face_as_it_is(tmp_path, model):
     """--no-mirror reaches recognise: the same faces, other probabilities, each frame's exactly
     recognise(mirror=False) on its box; summary.json records the setting."""

@@ -20,7 +20,7 @@ def test_times_in_seconds_or_minutes():
     assert _seconds(None, None, "12.5") == 12.5
     assert _seconds(None, None, "1:30") == 90.0
     assert _seconds(None, None, "1:00:02") == 3602.0
-    for bad in ("abc", "-3", "1:2:3:4"):
+    for bad in ("abc", "-3", "1:2:3:4", "1:70", "1:60:00", "inf", "nan"):
         with pytest.raises(click.BadParameter):
             _seconds(None, None, bad)
 
