@@ -146,7 +146,9 @@ def read_image(path, mode="gray", max_pixels=MAX_PIXELS):
         scans = _check_jpeg_scans(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's EXIF/truncation chatter: errors are raised instead
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow warns from 89.5 MP; the limit is max_pixels, checked below before decoding
+            # (Pillow's own error beyond twice its threshold still stands)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 w, h = img.size
                 if w * h > max_pixels:

@@ -90,6 +90,21 @@ def test_a_photo_and_its_mirror_agree_far_better_with_mirror_averaging(jaffe_sam
     assert line["faces"] == [f.to_dict() for f in recognise(path, mirror=False)] and line["mirror_averaged"] is False
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    ({"upsample": 9}, "upsample must be a whole number from 0 to 3, not 9"),
+    ({"upsample": -1}, "upsample must be a whole number from 0 to 3, not -1"),
+    ({"upsample": 1.5}, "upsample must be a whole number from 0 to 3, not 1.5"),
+    ({"max_faces": -1}, "max_faces must be a whole number of at least 1, not -1"),
+    ({"max_faces": 0}, "max_faces must be a whole number of at least 1, not 0"),
+    ({"explain": -1}, "explain must be a whole number of at least 0, not -1"),
+])
+def test_out_of_range_arguments_are_a_value_error(kwargs, message):
+    """Not dlib's TypeError, not 23 GB of upsampled image, not a silently empty answer."""
+    with pytest.raises(ValueError) as caught:
+        recognise(np.full((64, 64), 128, dtype=np.uint8), **kwargs)
+    assert str(caught.value) == message
+
+
 def test_faces_come_largest_first(jaffe_dir):
     big = Image.open(jaffe_dir / "happy" / "KA.HA1.29.tiff").convert("L")
     small = Image.open(jaffe_dir / "surprise" / "KA.SU1.36.tiff").convert("L").resize((160, 160))

@@ -250,6 +250,17 @@ def test_header_declaring_50000_by_50000_pixels(tmp_path, bombs, ext):
     assert "out of memory" not in exc.detail
 
 
+def test_the_pixel_limit_is_the_projects_not_pillows(tmp_path):
+    """Pillow warns from 89.5 megapixels; the documented limit is 100: a header declaring 90.25 MP
+    passes the size check (this forged file then fails as a short, corrupt image), one declaring
+    100.01 MP does not."""
+    under, over = tmp_path / "under.png", tmp_path / "over.png"
+    under.write_bytes(forged_png(9_500, 9_500))
+    over.write_bytes(forged_png(10_001, 10_000))
+    assert _raises_exactly(under, {CorruptImageError}).reason == "corrupt"
+    assert _raises_exactly(over, {ImageTooLargeError}).reason == "too_large"
+
+
 def test_bombs_are_refused_without_allocating(tmp_path, bombs, run_python):
     """In a process whose address space is capped ~400 MB above its size after import, the forged
     50,000 x 50,000 files (2.5 GB of pixels) are refused from their headers alone."""
