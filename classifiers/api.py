@@ -213,10 +213,12 @@ def recognise(image, *, model=None, explain=0, detector=None, upsample=None, max
     age and gender models, from the same landmarks and features; they are explained with
     ``explain`` too unless ``explain_age_gender`` says otherwise (0: not explained; an age
     explanation takes seconds to tens of seconds, the expression's milliseconds). ``mirror``
-    (default): the expression is read from the mean of each face's features and its mirror
-    image's (:func:`features.describe.mirror_averaged`), so a face and its mirrored photo get
-    (nearly) the same label, and explanations give both sides' mean; ``mirror=False``: the face as
-    it is (as the benchmarks' per-image figures were measured). Returns a list of
+    (default): each face is read with its mirror image: its landmarks are the mean of dlib's on the
+    image and on its mirror image (:func:`landmarks.shape.predict_landmarks`), and the expression is
+    read from the mean of the face's features and its mirror image's
+    (:func:`features.describe.mirror_averaged`), so a face and its mirrored photo get (nearly) the
+    same label, and explanations give both sides' mean; ``mirror=False``: the face as it is (as the
+    benchmarks' per-image figures were measured). Returns a list of
     :class:`FacePrediction` (empty when no face is found). Raises
     :class:`common.errors.ImageError` for an unreadable image.
 
@@ -232,7 +234,7 @@ def recognise(image, *, model=None, explain=0, detector=None, upsample=None, max
         raise ModelFileError(f"{model.path}: an age model estimates a number, not an expression; "
                              f"use recognise(..., age_gender=True)")
     pixels = as_image(image, "gray")
-    faces, X, _ = describe_image(pixels, model.config, detector, upsample, max_faces, boxes)
+    faces, X, _ = describe_image(pixels, model.config, detector, upsample, max_faces, boxes, symmetric=mirror)
     if not faces:
         return []
     # age and gender read the faces as described: a per-person calibration is for the expression only

@@ -148,19 +148,20 @@ def mirror_averaged(faces, X, config):
     return (X + mirrored_rows) / np.float32(2)
 
 
-def describe_image(image, config, detector=None, upsample=None, max_faces=None, boxes=None):
+def describe_image(image, config, detector=None, upsample=None, max_faces=None, boxes=None, symmetric=False):
     """The one image -> features step: find, align and describe the faces of one image.
 
     ``image`` is a uint8 array (gray or RGB). ``detector`` and ``upsample`` override the
     configuration's. Returns ``(faces, X, found)``: the usable faces (largest first, at most
     ``max_faces`` of the largest are tried), their float32 feature rows (one per face, in
     ``config.columns()`` order) and how many faces the detector found (``boxes``: describe the
-    faces at these (x, y, w, h) boxes instead of detecting them). A face whose
+    faces at these (x, y, w, h) boxes instead of detecting them; ``symmetric``: landmarks read from
+    the image and its mirror image, :func:`landmarks.shape.predict_landmarks`). A face whose
     landmarks are degenerate is left out, so ``len(faces)`` can be below ``found``.
     Extraction, evaluation and ``classifiers.api`` all describe faces through here.
     """
     faces = find_faces(image, detector or config.detector, config.upsample if upsample is None else upsample,
-                       config.upscale_to, config.align_size, boxes=boxes)
+                       config.upscale_to, config.align_size, boxes=boxes, symmetric=symmetric)
     found = len(faces)
     kept, rows = [], []
     for face in faces[:max_faces]:

@@ -236,8 +236,9 @@ def test_predict_explain_json_and_annotation(jaffe_model, jaffe_dir, tmp_path):
         assert set(item) == {"feature", "value", "contribution"} and item["contribution"] != 0
     # the JSON reasons are the model's own: the largest one matches a recomputation
     model = load_model(jaffe_model)
-    faces, X, _ = describe_image(read_image(face), model.config)
-    X = mirror_averaged(faces, X, model.config)   # predict reads a face with its mirror image by default
+    # predict reads a face with its mirror image by default: symmetric landmarks, mirror-averaged row
+    faces, X, _ = describe_image(read_image(face), model.config, symmetric=True)
+    X = mirror_averaged(faces, X, model.config)
     assert explanation[0]["contribution"] == pytest.approx(float(explain(model, X)[0].contributions.max()), abs=1e-3)
 
     out = tmp_path / "explained.png"

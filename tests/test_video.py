@@ -171,8 +171,10 @@ def test_annotated_video_plays_and_keeps_every_frame_of_the_range(tmp_path, mode
 
 
 def test_smoothing_and_calibration_keep_probabilities_valid(model):
+    # one view (mirror=False): the frame-to-frame jitter smoothing is there to remove is mostly dlib's,
+    # which reading each face with its mirror image already reduces; smoothing acts the same either way
     def series(**options):
-        frames = list(analyse_video(clip("d0.mp4"), model=model, every=2, **options))
+        frames = list(analyse_video(clip("d0.mp4"), model=model, every=2, mirror=False, **options))
         return np.array([[f.faces[1].probabilities[c] for c in model.labels] for f in frames])
 
     raw, smooth, calibrated = series(), series(smooth=0.5), series(calibrate=True)
