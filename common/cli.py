@@ -243,12 +243,13 @@ def recommend_options(help):
 
 
 def mirror_option(fn):
-    """``--mirror/--no-mirror``: read each face as the mean of its features and its mirror image's
-    (``recognise(..., mirror=True)``, the default)."""
+    """``--mirror/--no-mirror``: read each face with its mirror image (symmetric landmarks, the mean
+    of the two views' features: ``recognise(..., mirror=True)``, the default)."""
     return click.option("--mirror/--no-mirror", default=True, show_default=True,
-                        help="Read each face's expression from the mean of its features and its mirror image's: "
-                             "steadier labels (a photo and its mirror nearly always agree). --no-mirror reads the "
-                             "face as it is, one view, as the benchmark command measures models.")(fn)
+                        help="Read each face with its mirror image: landmarks from both views, the expression "
+                             "from the mean of the two views' features: steadier labels (a photo and its mirror "
+                             "nearly always agree), up to a third slower. --no-mirror reads the face as it is, one "
+                             "view, as the benchmark command measures models.")(fn)
 
 
 def age_gender_option(adds):

@@ -51,8 +51,9 @@ class AnalyzeOptions(BaseModel):
                              "apparent binary gender as labelled in UTKFace (research-only data; an estimate from "
                              "appearance, not identity). Not explained here: an age explanation takes tens of "
                              "seconds (predict --age-gender --explain gives it).")
-    mirror: bool = Field(True, description="Read each face together with its mirror image (the average of the two "
-                         "views: steadier labels, one more description per face); false reads the face as it is.")
+    mirror: bool = Field(True, description="Read each face together with its mirror image (landmarks from both views, "
+                         "the average of the two views' features: steadier labels, up to a third slower); false "
+                         "reads the face as it is.")
 
 
 class Reason(BaseModel):
