@@ -17,7 +17,7 @@ import sys
 
 import click
 
-from common.cli import (age_gender_option, command, detector_options, jobs_option, mirror_option, one_line, printable, quiet_option,
+from common.cli import (age_gender_option, check_recommend_options, command, detector_options, jobs_option, mirror_option, one_line, printable, quiet_option,
                         recommend_options, utf8_safe_output)
 from common.errors import FacialExpressionError, ImageError
 from landmarks.datasets import IMAGE_EXTENSIONS
@@ -201,6 +201,7 @@ def main(inputs, model_path, as_json, as_csv, annotate_out, detector, upsample, 
     """
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
+    check_recommend_options(catalogue_path)
     if catalogue_path and as_csv:
         raise click.UsageError("--recommend writes text or --json, not --csv")
     if explain_top and as_csv and not annotate_out:

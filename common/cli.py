@@ -242,6 +242,19 @@ def recommend_options(help):
     return decorate
 
 
+def check_recommend_options(catalogue_path):
+    """A usage error (exit 2) when --mode or --tracks is given without --recommend: they would be
+    ignored without a word."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    given = [flag for flag, param in (("--mode", "mode"), ("--tracks", "n_tracks"))
+             if ctx.get_parameter_source(param) == ParameterSource.COMMANDLINE]
+    if given and catalogue_path is None:
+        raise click.UsageError(f"{' and '.join(given)} {'applies' if len(given) == 1 else 'apply'} only with "
+                               "--recommend CATALOGUE")
+
+
 def mirror_option(fn):
     """``--mirror/--no-mirror``: read each face with its mirror image (symmetric landmarks, the mean
     of the two views' features: ``recognise(..., mirror=True)``, the default)."""

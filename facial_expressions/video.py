@@ -60,7 +60,7 @@ import numpy as np
 from classifiers import load_model
 from classifiers.affect import valence_arousal
 from classifiers.artifact import DEFAULT_MODEL
-from common.cli import (EXIT_INTERRUPTED, age_gender_option, backend_options, command, detector_options, jobs_option,
+from common.cli import (EXIT_INTERRUPTED, age_gender_option, backend_options, check_recommend_options, command, detector_options, jobs_option,
                         mirror_option, one_line, quiet_option, recommend_options, utf8_safe_output)
 from common.errors import AffectError, FacialExpressionError, VideoError
 from common.files import output_lock
@@ -758,6 +758,7 @@ def main(source, out_dir, model_path, every, rate, start, end, fmt, landmarks, a
         raise click.UsageError("choose one of --every and --fps")
     if end is not None and end <= (start or 0.0):
         raise click.UsageError(f"--end ({end:g} s) must come after --start ({start or 0.0:g} s)")
+    check_recommend_options(catalogue_path)
     if fmt == "parquet":
         parquet_module()
     model = load_model(model_path or DEFAULT_MODEL)

@@ -10,7 +10,6 @@ import io
 import json
 import os
 import re
-import time
 
 import numpy as np
 import pytest
@@ -294,11 +293,10 @@ def test_an_svr_is_explained_by_shapley_values_in_years(utk_table):
 # ---- the shipped models --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("path, target", [(artifact.AGE_MODEL, "age"), (artifact.GENDER_MODEL, "gender")])
-def test_shipped_models_are_small_fast_to_load_and_say_what_they_are(path, target):
+def test_shipped_models_are_small_and_say_what_they_are(path, target):
+    # (their load time is a benchmark's: benchmarks/model_load.py)
     assert os.path.getsize(path) <= MAX_MODEL_BYTES
-    started = time.perf_counter()
     model = artifact.load_model(path)
-    assert time.perf_counter() - started < 10
     assert model.target == target and model.config == artifact.load_model().config  # the same features
     meta = model.meta
     assert "research" in meta["training_data"]["terms"] and list(meta["training_data"]["datasets"]) == ["utkface"]

@@ -153,6 +153,11 @@ def test_out_of_range_arguments_are_a_value_error(kwargs, message):
     assert str(caught.value) == message
 
 
+def test_music_options_without_a_catalogue_are_a_usage_error(happy):
+    result = CliRunner().invoke(predict_cli.main, [str(happy), "--mode", "lift", "--tracks", "3"])
+    assert result.exit_code == 2 and "--mode and --tracks apply only with --recommend CATALOGUE" in result.output
+
+
 def test_faces_come_largest_first(jaffe_dir):
     big = Image.open(jaffe_dir / "happy" / "KA.HA1.29.tiff").convert("L")
     small = Image.open(jaffe_dir / "surprise" / "KA.SU1.36.tiff").convert("L").resize((160, 160))

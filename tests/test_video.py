@@ -124,6 +124,7 @@ def test_formats_landmarks_sampling_by_rate(tmp_path, model):
     (["--end", "0"], "--end (0 s) must come after --start (0 s)"),
     (["--every", "2", "--fps", "5"], "choose one of --every and --fps"),
     (["--end", "1:70"], "'1:70' is not a time"),
+    (["--mode", "lift"], "--mode applies only with --recommend CATALOGUE"),
 ])
 def test_wrong_usage_exits_2_before_the_video_is_opened(tmp_path, args, message):
     code, output = run_cli([clip("d0.mp4"), "-o", tmp_path / "out"] + args)
@@ -284,8 +285,10 @@ def test_not_a_video_missing_empty_no_camera(tmp_path):
     empty.write_bytes(b"")
     g_text = tmp_path / "g.mp4"  # starts with 0x47 ("G") like MPEG-TS, but is not one
     g_text.write_text("Grades of the class\n" * 100)
+    photo = tmp_path / "photo.tiff"
+    photo.write_bytes(next((SHARED_DIR / "datasets" / "jaffe" / "happy").iterdir()).read_bytes())
     for source, expected in ((text, "not a video file"), (g_text, "not a video file"), (tmp_path / "missing.mp4", "no such file"),
-                             (empty, "empty file"), ("7", "no camera")):
+                             (empty, "empty file"), ("7", "no camera"), (photo, "a still image, not a video")):
         code, output = run_cli([source, "-o", tmp_path / "out", "-q"])
         assert code == 1 and expected in one_error_line(output), output
         assert not (tmp_path / "out").exists()
