@@ -56,23 +56,26 @@ def direction_data(tables, held_out, ferplus=None):
 
 
 def _mirror_rows(sources, config):
-    """(row as the table has it, row of its mirror image) of the largest face of each image, or Nones."""
+    """(row, row of its mirror image) of the largest face of each image as ``recognise`` reads it
+    (landmarks from both views, :func:`landmarks.shape.predict_landmarks`), or Nones."""
     from features.describe import describe_face
     from landmarks.io import read_image
     from landmarks.shape import find_faces, mirrored
 
     out = []
     for source in sources:
-        faces = find_faces(read_image(source), config.detector, config.upsample, config.upscale_to, config.align_size)
+        faces = find_faces(read_image(source), config.detector, config.upsample, config.upscale_to, config.align_size,
+                           symmetric=True)
         out.append((describe_face(faces[0], config), describe_face(mirrored(faces[0]), config)) if faces else (None, None))
     return out
 
 
 def mirrored_table(table, rows, jobs=2):
-    """(the table with ``rows`` described afresh from their images, the same with the rows of their
-    faces' mirror images, how many re-described rows differ from the table's). Averaging the two
-    is what ``recognise`` reads even where today's detector boxes a face otherwise than the
-    table's extraction did; a face no longer found keeps the table's row in both."""
+    """(the table with ``rows`` described afresh from their images as ``recognise`` reads them
+    (symmetric landmarks), the same with the rows of their faces' mirror images, how many
+    re-described rows differ from the table's). Averaging the two is what ``recognise`` reads, even
+    where today's detector boxes a face otherwise than the table's extraction did; a face no longer
+    found keeps the table's row in both."""
     import dataclasses
 
     from joblib import Parallel, delayed
