@@ -123,10 +123,6 @@ def _open_capture(source, kind, timeout):
     return cv2.VideoCapture(os.fspath(source), cv2.CAP_FFMPEG)
 
 
-#: Signatures of still photos (PNG, JPEG, TIFF, BMP); an animated GIF stays a video.
-STILL_IMAGES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM")
-
-
 def open_source(source, timeout=STREAM_TIMEOUT):
     """(cv2.VideoCapture, SourceInfo) for a file path, a camera index or a stream URL.
 
@@ -138,8 +134,6 @@ def open_source(source, timeout=STREAM_TIMEOUT):
     kind = source_kind(source)
     name = str(source)
     head = _file_head(name) if kind == "file" else b""
-    if head.startswith(STILL_IMAGES):   # FFmpeg would read a photo as a video of one frame
-        raise VideoError(f"{name}: a still image, not a video (facial-expressions predict reads photos)")
     box = {}
     began = time.monotonic()
 

@@ -10,6 +10,7 @@ from typing import Callable
 import numpy as np
 
 from common.errors import DegenerateLandmarksError, IncompatibleModelError
+from landmarks.detect import check_upsample
 from landmarks.shape import ALIGN_SIZE, UPSCALE_TO, find_faces, mirrored
 
 from . import action_units, gabor, geometry, patches
@@ -81,6 +82,7 @@ class FeatureConfig:
     version: int = FEATURES_VERSION
 
     def __post_init__(self):
+        check_upsample(self.upsample)   # a model file's setting too: 9 steps would fill gigabytes
         unknown = set(self.groups) - set(GROUPS)
         if unknown:
             raise ValueError(f"unknown feature groups {sorted(unknown)}; known: {list(GROUPS)}")
@@ -160,7 +162,9 @@ def describe_image(image, config, detector=None, upsample=None, max_faces=None, 
     landmarks are degenerate is left out, so ``len(faces)`` can be below ``found``.
     Extraction, evaluation and ``classifiers.api`` all describe faces through here.
     """
-    faces = find_faces(image, detector or config.detector, config.upsample if upsample is None else upsample,
+    upsample = config.upsample if upsample is None else upsample
+    check_upsample(upsample)   # also where boxes are given and nothing is detected
+    faces = find_faces(image, detector or config.detector, upsample,
                        config.upscale_to, config.align_size, boxes=boxes, symmetric=symmetric)
     found = len(faces)
     kept, rows = [], []

@@ -150,15 +150,20 @@ def detect_auto(image, upsample=0):
 MAX_UPSAMPLE = 3
 
 
+def check_upsample(upsample):
+    """ValueError unless ``upsample`` is a whole number from 0 to MAX_UPSAMPLE: each step quadruples
+    the pixels dlib scans (9 steps of a 256 px photo filled 23 GB)."""
+    if isinstance(upsample, bool) or not isinstance(upsample, (int, np.integer)) or not 0 <= upsample <= MAX_UPSAMPLE:
+        raise ValueError(f"upsample must be a whole number from 0 to {MAX_UPSAMPLE}, not {upsample!r:.40}")
+
+
 def detect_faces(image, method="auto", upsample=0):
     """Face boxes ``(x, y, w, h)`` in ``image`` (uint8 gray or RGB), largest first.
 
     ``upsample`` asks dlib to enlarge the image that many times (finds smaller faces,
     costs about 4x per step); for ``auto`` it is the first step tried.
     """
-    if isinstance(upsample, bool) or not isinstance(upsample, (int, np.integer)) or not 0 <= upsample <= MAX_UPSAMPLE:
-        # each step quadruples the pixels dlib scans: 9 steps of a 256 px photo fill 23 GB
-        raise ValueError(f"upsample must be a whole number from 0 to {MAX_UPSAMPLE}, not {upsample!r:.40}")
+    check_upsample(upsample)
     image = np.ascontiguousarray(image)
     method = resolve_detector(method)
     if method == "whole":

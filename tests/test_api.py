@@ -145,12 +145,21 @@ def test_mirror_reading_makes_a_crop_and_its_mirror_agree(fer_dir):
     ({"max_faces": -1}, "max_faces must be a whole number of at least 1, not -1"),
     ({"max_faces": 0}, "max_faces must be a whole number of at least 1, not 0"),
     ({"explain": -1}, "explain must be a whole number of at least 0, not -1"),
+    ({"upsample": 9, "boxes": [(0, 0, 64, 64)]}, "upsample must be a whole number from 0 to 3, not 9"),
 ])
 def test_out_of_range_arguments_are_a_value_error(kwargs, message):
     """Not dlib's TypeError, not 23 GB of upsampled image, not a silently empty answer."""
     with pytest.raises(ValueError) as caught:
         recognise(np.full((64, 64), 128, dtype=np.uint8), **kwargs)
     assert str(caught.value) == message
+
+
+def test_a_model_file_asking_for_9_upsampling_steps_is_refused():
+    from common.errors import IncompatibleModelError
+    from features.describe import FeatureConfig
+
+    with pytest.raises(IncompatibleModelError, match="upsample must be a whole number from 0 to 3, not 9"):
+        FeatureConfig.from_dict(dict(FeatureConfig().to_dict(), upsample=9))
 
 
 def test_music_options_without_a_catalogue_are_a_usage_error(happy):

@@ -228,9 +228,19 @@ def forged_tiff(real_tiff, width, height):
     return bytes(data)
 
 
+def forged_ico(width, height):
+    """A tiny ICO whose one entry is a PNG declaring width x height RGBA pixels: Pillow decodes an
+    ICO's image inside Image.open, before any caller can look at its size."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
+    png = (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"\0" * 1024))
+           + _png_chunk(b"IEND", b""))
+    return struct.pack("<HHH", 0, 1, 1) + struct.pack("<BBBBHHII", 0, 0, 0, 0, 1, 32, len(png), 22) + png
+
+
 @pytest.fixture(scope="module")
 def bombs(real_files):
     return {
+        "ico": forged_ico(12_000, 12_000),   # 144 MP: over the limit, under twice Pillow's threshold
         "png": forged_png(50_000, 50_000),
         "jpg": forged_jpeg(real_files["fer_jpeg"][0], 50_000, 50_000),
         "tif": forged_tiff(real_files["jaffe_tiff"][0], 50_000, 50_000),
@@ -290,7 +300,7 @@ def test_bombs_are_refused_without_allocating(tmp_path, bombs, run_python):
     result = run_python(["-c", code])
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert len(lines) == 3 and all(line.startswith("TOO_LARGE") for line in lines), lines
+    assert len(lines) == 4 and all(line.startswith("TOO_LARGE") for line in lines), lines
     assert not any("out of memory" in line for line in lines), lines
 
 
