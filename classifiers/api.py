@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from common.errors import AffectError, FacialExpressionError, ModelFileError
+from common.limits import check_whole_number
 from features.describe import describe_face, describe_image, mirror_averaged
 from landmarks.io import as_image
 
@@ -226,9 +227,9 @@ def recognise(image, *, model=None, explain=0, detector=None, upsample=None, max
     >>> recognise(np.full((480, 640), 128, dtype=np.uint8))  # a blank photo has no face
     []
     """
-    for name, value, least in (("explain", explain, 0), ("max_faces", max_faces, 1)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least):
-            raise ValueError(f"{name} must be a whole number of at least {least}, not {value!r:.40}")
+    check_whole_number("explain", explain, 0)
+    if max_faces is not None:
+        check_whole_number("max_faces", max_faces, 1)
     model = _resolve(model)
     if model.regression:
         raise ModelFileError(f"{model.path}: an age model estimates a number, not an expression; "

@@ -57,3 +57,12 @@ def check_npy(data, what="the array"):
     declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if dtype.hasobject or declared > len(data) - fh.tell():
         raise ValueError(f"{what} declares {declared:,} bytes of {dtype} data and holds {len(data) - fh.tell():,}")
+
+
+def check_whole_number(name, value, least, most=None):
+    """ValueError unless ``value`` is a whole number (not a bool) from ``least`` to ``most`` (no upper
+    bound when None), naming ``name``: for arguments that size work, such as upsampling steps."""
+    if (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least
+            or (most is not None and value > most)):
+        bounds = f"from {least} to {most}" if most is not None else f"of at least {least}"
+        raise ValueError(f"{name} must be a whole number {bounds}, not {value!r:.40}")

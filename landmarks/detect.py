@@ -23,6 +23,8 @@
 import cv2
 import numpy as np
 
+from common.limits import check_whole_number
+
 from . import models
 
 DETECTORS = ("auto", "hog", "cnn", "whole")
@@ -153,8 +155,7 @@ MAX_UPSAMPLE = 3
 def check_upsample(upsample):
     """ValueError unless ``upsample`` is a whole number from 0 to MAX_UPSAMPLE: each step quadruples
     the pixels dlib scans (9 steps of a 256 px photo filled 23 GB)."""
-    if isinstance(upsample, bool) or not isinstance(upsample, (int, np.integer)) or not 0 <= upsample <= MAX_UPSAMPLE:
-        raise ValueError(f"upsample must be a whole number from 0 to {MAX_UPSAMPLE}, not {upsample!r:.40}")
+    check_whole_number("upsample", upsample, 0, MAX_UPSAMPLE)
 
 
 def detect_faces(image, method="auto", upsample=0):

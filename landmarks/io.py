@@ -150,7 +150,7 @@ def read_image(path, mode="gray", max_pixels=MAX_PIXELS):
             warnings.simplefilter("ignore")  # Pillow's EXIF/truncation chatter: errors are raised instead
             # Pillow's warning, raised here as an error, is the check that runs before anything is
             # decoded for every format (an ICO decodes its image inside Image.open); its threshold
-            # is set to MAX_PIXELS below, so the limit the README states is the one applied
+            # is MAX_PIXELS (set where this module is imported), so the README's limit is the one applied
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 w, h = img.size
