@@ -32,7 +32,7 @@ from landmarks.detect import DETECTORS
 from landmarks.io import MIN_SIDE, read_image
 from landmarks.shape import mirror_face
 
-from .describe import DEFAULT_GROUPS, GROUPS, FeatureConfig, describe_face, describe_image
+from .describe import AGE_GENDER_GROUPS, DEFAULT_GROUPS, GROUPS, FeatureConfig, describe_face, describe_image
 from .pixelize import pixelize, save_rgb
 from .table import FeatureTable
 
@@ -305,8 +305,9 @@ def format_summary(summary, output):
               help="Dataset layout and subject naming. Default: guessed from the path "
                    "(fer2013 for train/+test/ folders or a .csv, utkface for a folder named utk*).")
 @detector_options(DETECTORS, default="auto")
-@click.option("--groups", default=",".join(DEFAULT_GROUPS), show_default=True,
-              help=f"Comma-separated feature groups to compute, from: {', '.join(GROUPS)}.")
+@click.option("--groups", default=None,
+              help=f"Comma-separated feature groups to compute, from: {', '.join(GROUPS)}. Default: "
+                   f"{','.join(DEFAULT_GROUPS)}; for UTKFace (age and gender) also face_lbp.")
 @jobs_option()
 @click.option("--pixelize", "pixelize_dir", type=click.Path(file_okay=False), default=None,
               help="Also write each image with its landmarks drawn into this folder.")
@@ -325,8 +326,11 @@ def main(dataset, output, preset, detector, upsample, groups, jobs, pixelize_dir
     Rerunning after an interruption resumes from the checkpoints in OUTPUT.partial/.
     """
     try:
-        config = FeatureConfig(detector=detector, upsample=upsample,
-                               groups=tuple(g.strip() for g in groups.split(",") if g.strip()))
+        if groups is None:
+            groups = AGE_GENDER_GROUPS if (preset or guess_preset(dataset)) == "utkface" else DEFAULT_GROUPS
+        else:
+            groups = tuple(g.strip() for g in groups.split(",") if g.strip())
+        config = FeatureConfig(detector=detector, upsample=upsample, groups=groups)
         _, summary = extract_dataset(dataset, output, preset, config, jobs, pixelize_dir=pixelize_dir,
                                      progress=not quiet, limit=limit, backend=backend, scheduler=scheduler, flip=flip)
     except ValueError as exc:  # e.g. an unknown feature group

@@ -30,6 +30,11 @@ LBP_POINTS, LBP_RADIUS = 8, 1
 LBP_BINS = LBP_POINTS + 2          # uniform patterns
 LBP_GRID = (2, 2)                  # cells per patch (columns, rows)
 LBP_SCALE = 0.5                    # LBP runs on the aligned face at this scale
+#: face_lbp: uniform LBP at these radii (8 neighbours each) over a FACE_LBP_GRID x FACE_LBP_GRID grid
+#: of cells of the whole aligned face, at full resolution: skin texture (wrinkles, smooth young
+#: skin) for apparent age, where the expression groups read shapes and edges
+FACE_LBP_RADII = (1, 2, 3)
+FACE_LBP_GRID = 8
 
 
 @functools.lru_cache(maxsize=None)
@@ -65,13 +70,13 @@ def part_hog(aligned, aligned_points):
     return np.concatenate(out).astype(np.float32)
 
 
-def _lbp_histograms(codes):
-    """Normalised histograms of LBP codes over an LBP_GRID of cells, in one bincount."""
+def _lbp_histograms(codes, grid=LBP_GRID):
+    """Normalised histograms of LBP codes over a grid of (columns, rows) cells, in one bincount."""
     h, w = codes.shape
-    row_cell = np.minimum(np.arange(h) * LBP_GRID[1] // h, LBP_GRID[1] - 1)
-    col_cell = np.minimum(np.arange(w) * LBP_GRID[0] // w, LBP_GRID[0] - 1)
-    cell = row_cell[:, None] * LBP_GRID[0] + col_cell[None, :]
-    n_cells = LBP_GRID[0] * LBP_GRID[1]
+    row_cell = np.minimum(np.arange(h) * grid[1] // h, grid[1] - 1)
+    col_cell = np.minimum(np.arange(w) * grid[0] // w, grid[0] - 1)
+    cell = row_cell[:, None] * grid[0] + col_cell[None, :]
+    n_cells = grid[0] * grid[1]
     counts = np.bincount((cell * LBP_BINS + codes.astype(np.int64)).ravel(), minlength=n_cells * LBP_BINS)
     counts = counts.reshape(n_cells, LBP_BINS).astype(np.float32)
     return (counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)).ravel()
@@ -97,6 +102,19 @@ def part_lbp(aligned, aligned_points):
     return np.concatenate(out).astype(np.float32)
 
 
+def face_lbp(aligned):
+    """Uniform-LBP histograms of the whole aligned face at each of FACE_LBP_RADII, over a
+    FACE_LBP_GRID x FACE_LBP_GRID grid of cells, square-rooted (the Hellinger map: a linear or RBF
+    model then compares histograms as distributions). Opt-in (``--groups``): the age and gender
+    models' tables use it (BENCHMARKS.md, issue 22)."""
+    from skimage.feature import local_binary_pattern
+
+    grid = (FACE_LBP_GRID, FACE_LBP_GRID)
+    out = [_lbp_histograms(local_binary_pattern(aligned, LBP_POINTS, radius, "uniform").astype(np.int64), grid)
+           for radius in FACE_LBP_RADII]
+    return np.sqrt(np.concatenate(out)).astype(np.float32)
+
+
 def face_hog(aligned):
     """HOG of the whole aligned face with coarse (16 px) cells."""
     size = aligned.shape[0]
@@ -120,6 +138,15 @@ def part_lbp_columns():
     cells = LBP_GRID[0] * LBP_GRID[1]
     return _patch_columns("LBP", ((part, f"lbp_{part}_cell{c}_bin{b}")
                                   for part in PATCHES for c in range(cells) for b in range(LBP_BINS)))
+
+
+@functools.lru_cache(maxsize=None)
+def face_lbp_columns():
+    """The face_lbp group's columns, ``lbp_face_r<radius>_cell<row><column>_bin<b>``: one unit, the
+    whole face's skin texture (no face part)."""
+    return tuple(Column(f"lbp_face_r{radius}_cell{r}{c}_bin{b}", "whole-face skin texture (LBP)")
+                 for radius in FACE_LBP_RADII for r in range(FACE_LBP_GRID) for c in range(FACE_LBP_GRID)
+                 for b in range(LBP_BINS))
 
 
 @functools.lru_cache(maxsize=None)

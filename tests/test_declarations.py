@@ -75,6 +75,12 @@ def test_named_columns_hold_their_own_values(face):
     jets = gabor.gabor_jets(face.aligned, face.aligned_points).reshape(len(gabor.POINTS), -1)
     assert values["gabor_mouth_point48_wl4.0px_ori000"] == jets[gabor.POINTS.index(48), 0]
     assert values["gabor_brow_point17_wl16.0px_ori157"] == jets[gabor.POINTS.index(17), -1]
+    # face_lbp: cell (row 1, column 3) of the 8 x 8 grid over the 96 px face is pixels 12-23 x 36-47
+    from skimage.feature import local_binary_pattern
+    cell = local_binary_pattern(face.aligned, 8, 2, "uniform").astype(np.int64)[12:24, 36:48]
+    share = np.bincount(cell.ravel(), minlength=patches.LBP_BINS) / cell.size
+    np.testing.assert_allclose([values[f"lbp_face_r2_cell13_bin{b}"] for b in range(patches.LBP_BINS)],
+                               np.sqrt(share), rtol=1e-6)
 
 
 def test_every_column_has_a_unit_and_a_known_face_part():
