@@ -19,7 +19,7 @@ import numpy as np
 
 from common.errors import AffectError, FacialExpressionError, ModelFileError
 from common.limits import check_whole_number
-from features.describe import describe_face, describe_image, mirror_averaged
+from features.describe import GROUPS, describe_face, describe_image, mirror_averaged
 from landmarks.io import as_image
 
 from .affect import valence_arousal
@@ -168,10 +168,18 @@ def _shipped(path, target):
 
 def _rows_for(model, faces, X, config):
     """The feature rows of ``faces`` under ``model``'s feature configuration: ``X`` (made under
-    ``config``) when the two describe faces alike, else the faces described again."""
-    if dataclasses.replace(model.config, detector=config.detector, upsample=config.upsample) == config:
+    ``config``) when the two describe faces alike; the columns of ``X`` plus the groups it lacks
+    when they differ in their groups only (the age and gender models add face_lbp to the
+    expression model's groups); else the faces described again."""
+    wanted = dataclasses.replace(model.config, detector=config.detector, upsample=config.upsample)
+    if wanted == config:
         return X
-    return np.vstack([describe_face(face, model.config) for face in faces])
+    if dataclasses.replace(wanted, groups=config.groups) != config:
+        return np.vstack([describe_face(face, model.config) for face in faces])
+    _, slices = config.columns()
+    return np.hstack([X[:, slices[g]] if g in slices else
+                      np.vstack([GROUPS[g].describe(face) for face in faces]).astype(np.float32)
+                      for g in model.config.groups])
 
 
 def age_gender_models():
@@ -187,7 +195,8 @@ def _age_gender_fields(faces, X, config, explain=0):
     from .age import age_ranges
 
     age_model, gender_model = age_gender_models()
-    X_age, X_gender = _rows_for(age_model, faces, X, config), _rows_for(gender_model, faces, X, config)
+    X_age = _rows_for(age_model, faces, X, config)
+    X_gender = X_age if gender_model.config == age_model.config else _rows_for(gender_model, faces, X, config)
     ages = age_model.predict(X_age)
     ranges = age_ranges(ages, age_model.meta["age_range"])
     p_female = gender_model.predict_proba(X_gender)[:, gender_model.labels.index("female")]

@@ -68,6 +68,7 @@ _READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, Uni
 
 #: Types beyond skops' defaults that a model file may contain. Nothing else is loaded.
 TRUSTED_TYPES = (
+    "classifiers.models.AgeGroupSVR",
     "classifiers.models.CappedPCA",
     "classifiers.models.GroupSelector",
     "classifiers.models.KernelSVC",

@@ -496,6 +496,12 @@ def _xgb(seed):
     return XGBoostModel(random_state=seed)
 
 
+def _svr_groups(seed):
+    """:class:`AgeGroupSVR` on 256 principal components of the standardised features (as svr_pca)."""
+    return [("scale", StandardScaler()), ("pca", CappedPCA(256, whiten=False, svd_solver="randomized", random_state=seed)),
+            ("model", AgeGroupSVR())]
+
+
 def _svr_pca(seed):
     """RBF support vector regression on 256 principal components of the standardised features
     (not whitened: on UTKFace whitening costs a year of MAE); the components keep the model file
@@ -506,6 +512,94 @@ def _svr_pca(seed):
 
 #: Kernel values computed at a time by :func:`predict_regressor` (8 M float64: 64 MB).
 KERNEL_VALUES = 8_000_000
+
+
+def _rbf_kernel_batches(Z, vectors, gamma):
+    """(start, RBF kernel values of rows ``Z[start:start + step]`` against every support vector),
+    batch by batch: squared distances from one matrix product (numpy's BLAS), in float64 as libsvm."""
+    Z = np.asarray(Z, dtype=np.float64)
+    vectors_sq = np.einsum("ij,ij->i", vectors, vectors)
+    step = max(1, KERNEL_VALUES // max(1, len(vectors)))
+    for start in range(0, len(Z), step):
+        z = Z[start:start + step]
+        d = z @ vectors.T                      # the one (rows, vectors) array of the batch, in place
+        d *= -2.0
+        d += np.einsum("ij,ij->i", z, z)[:, None]
+        d += vectors_sq[None, :]
+        np.maximum(d, 0.0, out=d)
+        d *= -gamma
+        np.exp(d, out=d)
+        yield start, d
+
+
+class AgeGroupSVR(RegressorMixin, BaseEstimator):
+    """Apparent age in two steps: a classifier (standardised inputs, logistic regression) picks the
+    face's broad age group (``bounds``: 0-12, 13-19, 20-39, 40-59, 60+), then an RBF support vector
+    regression fitted on the faces of that group and of its ``window`` neighbouring groups on each
+    side estimates the age.
+
+    One SVR for every age (svr_pca) pulls children up and old faces down toward the crowded 20-39
+    group; an SVR per range keeps each range's scale (UTKFace, 5-fold: MAE about 6.0 against 6.7
+    years, BENCHMARKS.md, issue 22). The SVRs' support vectors are rows of the same training
+    inputs: each is stored once (``vectors_``) and the SVRs keep indices into them, so the model
+    file holds each support face once however many ranges it supports.
+    """
+
+    def __init__(self, bounds=(13, 20, 40, 60), window=1, C=30.0, gamma=2e-4, epsilon=1.0, group_C=0.01):
+        self.bounds = bounds
+        self.window = window
+        self.C = C
+        self.gamma = gamma
+        self.epsilon = epsilon
+        self.group_C = group_C
+
+    def fit(self, X, y, sample_weight=None):
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        groups = np.digitize(y, self.bounds)
+        self.gamma_ = float(1.0 / (X.shape[1] * X.var()) if self.gamma == "scale" else self.gamma)
+        self.classifier_ = Pipeline([("scale", StandardScaler()),
+                                     ("model", LogisticRegression(C=self.group_C, max_iter=3000))])
+        present = np.unique(groups)
+        if len(present) > 1:
+            self.classifier_.fit(X, groups, model__sample_weight=sample_weight)
+        else:   # one age group only: nothing to choose
+            self.classifier_ = None
+        self.groups_ = present
+        supports, coefs, intercepts = [], [], []
+        for g in present:
+            rows = np.flatnonzero(np.abs(groups - g) <= self.window)
+            svr = SVR(kernel="rbf", C=self.C, gamma=self.gamma_, epsilon=self.epsilon, cache_size=1000)
+            svr.fit(X[rows], y[rows], sample_weight=None if sample_weight is None else np.asarray(sample_weight)[rows])
+            supports.append(rows[svr.support_])
+            coefs.append(svr.dual_coef_.ravel().astype(np.float64))
+            intercepts.append(float(svr.intercept_[0]))
+        union, inverse = np.unique(np.concatenate(supports), return_inverse=True)
+        self.vectors_ = X[union]
+        self.member_offsets_ = np.cumsum([0] + [len(s) for s in supports])
+        self.member_index_ = inverse.astype(np.int64)
+        self.member_coef_ = np.concatenate(coefs)
+        self.intercepts_ = np.array(intercepts)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def predict_group(self, X):
+        """Index into ``groups_`` of each row's chosen age group."""
+        check_is_fitted(self, "vectors_")
+        if self.classifier_ is None:
+            return np.zeros(len(X), dtype=np.int64)
+        return np.searchsorted(self.groups_, self.classifier_.predict(np.asarray(X, dtype=np.float64)))
+
+    def predict(self, X):
+        chosen = self.predict_group(X)
+        out = np.empty(len(X))
+        for start, kernel in _rbf_kernel_batches(X, self.vectors_, self.gamma_):
+            for k in np.unique(chosen[start:start + len(kernel)]):
+                rows = np.flatnonzero(chosen[start:start + len(kernel)] == k)
+                part = slice(self.member_offsets_[k], self.member_offsets_[k + 1])
+                out[start + rows] = kernel[rows][:, self.member_index_[part]] @ self.member_coef_[part] \
+                    + self.intercepts_[k]
+        return out
 
 
 def predict_regressor(pipeline, X):
@@ -522,22 +616,11 @@ def predict_regressor(pipeline, X):
     if not (isinstance(final, SVR) and final.kernel == "rbf" and isinstance(gamma, (int, float))):
         return pipeline.predict(X)
     Z = pipeline[:-1].transform(X) if len(pipeline.steps) > 1 else X
-    Z = np.asarray(Z, dtype=np.float64)
     vectors = np.asarray(final.support_vectors_, dtype=np.float64)
     coef = np.asarray(final.dual_coef_, dtype=np.float64).ravel()
-    vectors_sq = np.einsum("ij,ij->i", vectors, vectors)
     out = np.empty(len(Z))
-    step = max(1, KERNEL_VALUES // max(1, len(vectors)))
-    for start in range(0, len(Z), step):
-        z = Z[start:start + step]
-        d = z @ vectors.T                      # the one (rows, vectors) array of the batch, in place
-        d *= -2.0
-        d += np.einsum("ij,ij->i", z, z)[:, None]
-        d += vectors_sq[None, :]
-        np.maximum(d, 0.0, out=d)
-        d *= -gamma
-        np.exp(d, out=d)
-        out[start:start + step] = d @ coef
+    for start, kernel in _rbf_kernel_batches(Z, vectors, gamma):
+        out[start:start + len(kernel)] = kernel @ coef
     return out + float(final.intercept_[0])
 
 
@@ -553,6 +636,8 @@ def make_pipeline(name, slices, seed=0, probability=True):
         steps = [("scale", StandardScaler()), ("model", Ridge(alpha=3000.0))]
     elif name == "svr_pca":
         steps = _svr_pca(seed)
+    elif name == "svr_groups":
+        steps = _svr_groups(seed)
     elif name == "xgboost_reg":
         steps = [("model", XGBoostRegressor(random_state=seed))]
     elif name == "rf":
@@ -645,6 +730,12 @@ REGRESSORS = {
     "svr_pca": ("Support vector regression, RBF kernel, on 256 principal components of the standardised features",
                 {"select__groups": [ALL], "model__C": [10, 30, 100], "model__gamma": ["scale", 2e-4]},
                 {"select__groups": [ALL], "model__C": [30], "model__gamma": [2e-4]}),
+    # gamma 1.5e-4: svr_pca's 2e-4 scaled to the 7,093 columns of a table with face_lbp (5,173 without)
+    "svr_groups": ("Per age group: a logistic regression picks the broad age group (0-12, 13-19, 20-39, 40-59, "
+                   "60+), then an RBF SVR fitted on that group and its neighbours estimates the age; on 256 "
+                   "principal components of the standardised features",
+                   {"select__groups": [ALL], "model__C": [10, 30, 100], "model__gamma": ["scale", 1.5e-4]},
+                   {"select__groups": [ALL], "model__C": [30], "model__gamma": [1.5e-4]}),
     "xgboost_reg": ("XGBoost regression, hist trees, squared error (400 rounds, learning rate 0.05)",
                     {"select__groups": [ALL], "model__max_depth": [3, 5]},
                     {"select__groups": [ALL], "model__max_depth": [4]}),
