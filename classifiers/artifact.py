@@ -526,6 +526,21 @@ def _check_predicts(path, pipeline, labels, n_features, regression=False):
                              f"classes (shape {proba.shape}, sum {float(np.nansum(proba)):.3g})")
 
 
+def _check_age_groups(path, pipeline):
+    """An age model by age group (:class:`classifiers.models.AgeGroupSVR`) whose arrays do not fit
+    together is refused before anything predicts with it."""
+    from .models import AgeGroupSVR
+
+    steps = getattr(pipeline, "steps", None) or [(None, pipeline)]
+    for k, (_, step) in enumerate(steps):
+        if isinstance(step, AgeGroupSVR):
+            before = steps[k - 1][1] if k else None
+            n_inputs = getattr(before, "n_components_", None) if before is not None else None
+            problems = step.problems(int(n_inputs) if isinstance(n_inputs, (int, np.integer)) else None)
+            if problems:
+                raise ModelFileError(f"{path}: the age model's parts do not fit together ({problems[0]})")
+
+
 def _load_pipeline(path, blob, labels, n_features, linear=None, regression=False):
     """The pipeline of a model file, rebuilt by skops from the trusted types only, and checked
     (``regression``: a regressor, meta target "age", which has predict and no classes)."""
@@ -557,6 +572,7 @@ def _load_pipeline(path, blob, labels, n_features, linear=None, regression=False
     broken = sklearn_tree_problems(pipeline)
     if broken:
         raise ModelFileError(f"{path}: a decision tree of the model is malformed ({broken[0][:150]})")
+    _check_age_groups(path, pipeline)
     _check_predicts(path, pipeline, labels, n_features, regression)  # only now: the trees are safe to walk
     if linear is not None:
         from .linear import linear_form

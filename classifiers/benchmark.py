@@ -121,7 +121,8 @@ def main(features_file, report_dir, models, quick, seed, jobs, scheme, calibrate
     Models: rf, svm_rbf, svm_linear, xgboost, logreg, logreg_au (explainable: action units and
     geometry only), ensemble, and svm_pca (RBF SVM on 256 whitened principal components: for
     large tables like FER-2013, not run unless asked for). Regressors (--target age): ridge,
-    svr_pca (RBF SVR on 256 principal components), xgboost_reg.
+    svr_pca (RBF SVR on 256 principal components), svr_groups (the shipped age model's: a
+    logistic regression picks the age group, then that group's RBF SVR), xgboost_reg.
     Examples:
       python -m classifiers.benchmark data/ckplus48.npz -o reports/ckplus48 --quick
       facial-expressions benchmark data/utkface.npz --target age -o reports/utkface_age

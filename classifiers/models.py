@@ -557,7 +557,11 @@ class AgeGroupSVR(RegressorMixin, BaseEstimator):
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
         groups = np.digitize(y, self.bounds)
-        self.gamma_ = float(1.0 / (X.shape[1] * X.var()) if self.gamma == "scale" else self.gamma)
+        variance = X.var()
+        if self.gamma == "scale":   # as scikit-learn's SVR: 1 / (columns x variance), 1 for constant inputs
+            self.gamma_ = float(1.0 / (X.shape[1] * variance)) if variance > 0 else 1.0
+        else:
+            self.gamma_ = float(self.gamma)
         self.classifier_ = Pipeline([("scale", StandardScaler()),
                                      ("model", LogisticRegression(C=self.group_C, max_iter=3000))])
         present = np.unique(groups)
@@ -582,6 +586,41 @@ class AgeGroupSVR(RegressorMixin, BaseEstimator):
         self.intercepts_ = np.array(intercepts)
         self.n_features_in_ = X.shape[1]
         return self
+
+    def problems(self, n_inputs=None):
+        """Why the fitted arrays do not fit together, as short texts ([]: they do). A model file is
+        refused on load for any of them (:func:`classifiers.artifact.load_model`): ``predict`` indexes
+        the support vectors with ``member_index_`` between ``member_offsets_``, so a damaged or
+        hostile file would otherwise fail, allocate without bound or estimate nonsense there.
+        ``n_inputs``: the number of values each input row has (the PCA's components)."""
+        try:
+            vectors, offsets = np.asarray(self.vectors_), np.asarray(self.member_offsets_)
+            index, coef = np.asarray(self.member_index_), np.asarray(self.member_coef_)
+            intercepts, groups, gamma = np.asarray(self.intercepts_), np.asarray(self.groups_), self.gamma_
+            classifier = self.classifier_
+        except AttributeError as exc:
+            return [f"a fitted part is missing ({exc})"]
+        if vectors.ndim != 2 or vectors.dtype.kind != "f" or (n_inputs is not None and vectors.shape[1] != n_inputs):
+            return ["the support vectors are not rows of the model's inputs"]
+        if groups.ndim != 1 or not len(groups) or groups.dtype.kind not in "iu" or np.any(np.diff(groups) <= 0):
+            return ["the age groups are not a sorted list of distinct group numbers"]
+        n = len(groups)
+        if (offsets.dtype.kind not in "iu" or offsets.shape != (n + 1,) or offsets[0] != 0
+                or np.any(np.diff(offsets) < 0) or offsets[-1] != len(index)):
+            return ["the groups' member offsets do not fit their members"]
+        if index.dtype.kind not in "iu" or index.ndim != 1 or (len(index) and (index.min() < 0 or index.max() >= len(vectors))):
+            return ["a group's member is not one of the support vectors"]
+        if any(len(np.unique(index[a:b])) != b - a for a, b in zip(offsets[:-1], offsets[1:])):
+            return ["a group names a support vector twice"]
+        if coef.shape != index.shape or coef.dtype.kind != "f" or intercepts.shape != (n,) or intercepts.dtype.kind != "f":
+            return ["the coefficients do not fit the groups' members"]
+        if not isinstance(gamma, (int, float)) or not np.isfinite(gamma) or gamma <= 0:
+            return ["the kernel width is not a positive number"]
+        if n == 1 and classifier is not None or n > 1 and (
+                classifier is None or [int(c) for c in getattr(classifier, "classes_", [])] != groups.tolist()
+                or getattr(classifier, "n_features_in_", None) != vectors.shape[1]):
+            return ["the group classifier does not choose among the model's age groups"]
+        return []
 
     def predict_group(self, X):
         """Index into ``groups_`` of each row's chosen age group."""

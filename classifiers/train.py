@@ -262,7 +262,7 @@ def main(features_files, output, name, quick, labels, scheme, target, holdout, b
     \b
     Examples:
       python -m classifiers.train data/ckplus48.npz data/jaffe.npz -o model.skops --model svm_rbf --quick
-      facial-expressions train data/utkface.npz --target age --model svr_pca --holdout 0.2 -o age.skops
+      facial-expressions train data/utkface.npz --target age --model svr_groups --holdout 0.2 -o age.skops
     """
     label_list = parse_labels(labels)
     try:

@@ -166,9 +166,18 @@ def _load_chunk(path):
         return {key: data[key] for key in data.files}
 
 
-def extract_dataset(dataset, output, preset=None, config=FeatureConfig(), jobs=-1, chunk_size=CHUNK_SIZE,
+def default_groups(preset):
+    """The feature groups a table of a dataset with ``preset`` gets unless told otherwise: the
+    expression groups, and for UTKFace (age and gender) also the whole face's skin texture."""
+    return AGE_GENDER_GROUPS if preset == "utkface" else DEFAULT_GROUPS
+
+
+def extract_dataset(dataset, output, preset=None, config=None, jobs=-1, chunk_size=CHUNK_SIZE,
                     pixelize_dir=None, progress=True, limit=None, backend="local", scheduler=None, flip=False):
     """Extract ``dataset`` into the feature table ``output``; returns (table, summary dict).
+
+    ``config`` (a :class:`FeatureConfig`) defaults to the ``auto`` detector and
+    :func:`default_groups` of the dataset's preset.
 
     ``backend="dask"`` runs the chunks on the Dask cluster at ``scheduler`` (see
     :mod:`common.parallel`); the table is the same as a local run's. ``flip=True`` appends
@@ -177,6 +186,8 @@ def extract_dataset(dataset, output, preset=None, config=FeatureConfig(), jobs=-
     """
     output = os.fspath(output)
     preset = preset or guess_preset(dataset)
+    if config is None:
+        config = FeatureConfig(groups=default_groups(preset))
     samples = load_dataset(dataset, preset)
     if limit:
         samples = samples[:limit]
@@ -307,7 +318,7 @@ def format_summary(summary, output):
 @detector_options(DETECTORS, default="auto")
 @click.option("--groups", default=None,
               help=f"Comma-separated feature groups to compute, from: {', '.join(GROUPS)}. Default: "
-                   f"{','.join(DEFAULT_GROUPS)}; for UTKFace (age and gender) also face_lbp.")
+                   f"{', '.join(DEFAULT_GROUPS)}; for UTKFace (age and gender) also face_lbp.")
 @jobs_option()
 @click.option("--pixelize", "pixelize_dir", type=click.Path(file_okay=False), default=None,
               help="Also write each image with its landmarks drawn into this folder.")
@@ -327,7 +338,7 @@ def main(dataset, output, preset, detector, upsample, groups, jobs, pixelize_dir
     """
     try:
         if groups is None:
-            groups = AGE_GENDER_GROUPS if (preset or guess_preset(dataset)) == "utkface" else DEFAULT_GROUPS
+            groups = default_groups(preset or guess_preset(dataset))
         else:
             groups = tuple(g.strip() for g in groups.split(",") if g.strip())
         config = FeatureConfig(detector=detector, upsample=upsample, groups=groups)

@@ -453,3 +453,49 @@ def test_an_array_declaring_more_than_it_holds_is_refused_before_numpy_allocates
     digest = hashlib.sha256(linear).hexdigest()
     rewritten(path, lambda m: m.update(linear_sha256=digest), members={key: buffer.getvalue()})
     assert "declares 8,000,000,000,000 bytes" in refused(path, inputs)
+
+
+# ---- an age model by age group whose arrays do not fit together ---------------------------------------
+
+def _spoil_age_model(model, change):
+    final = model[-1]
+    if change == "member outside":
+        final.member_index_ = final.member_index_.copy()
+        final.member_index_[-1] = 10 ** 9
+    elif change == "negative member":
+        final.member_index_ = final.member_index_.copy()
+        final.member_index_[0] = -1
+    elif change == "repeated member":   # a small file that would make predict allocate rows x members
+        final.member_index_ = np.zeros_like(final.member_index_)
+    elif change == "offsets cut short":
+        final.member_offsets_ = final.member_offsets_[:-1]
+    elif change == "offset outside":
+        final.member_offsets_ = final.member_offsets_.copy()
+        final.member_offsets_[2] = 10 ** 9
+    elif change == "intercepts cut short":
+        final.intercepts_ = final.intercepts_[:-1]
+    elif change == "groups reversed":
+        final.groups_ = final.groups_[::-1].copy()
+    elif change == "negative width":
+        final.gamma_ = -1.0
+    elif change == "vectors of other inputs":
+        final.vectors_ = final.vectors_[:, :-1].copy()
+    return model
+
+
+@pytest.mark.parametrize("change", ["member outside", "negative member", "repeated member", "offsets cut short",
+                                    "offset outside", "intercepts cut short", "groups reversed", "negative width",
+                                    "vectors of other inputs"])
+def test_an_age_model_whose_groups_do_not_fit_together_is_refused(tmp_path, rows, inputs, change):
+    import copy
+
+    from classifiers.models import make_pipeline
+
+    X, _ = rows
+    age = np.clip(35 + 15 * X[:, 0] + 10 * X[:, 1], 1, 95)   # every age group present
+    model = make_pipeline("svr_groups", CONFIG.columns()[1], seed=0).set_params(model__gamma="scale").fit(X, age)
+    assert len(model[-1].groups_) >= 4
+    good = saved(tmp_path / "good.skops", model, {"target": "age"})
+    assert artifact.load_model(good).predict(X[:3]).shape == (3,)
+    spoiled = saved(tmp_path / "age.skops", _spoil_age_model(copy.deepcopy(model), change), {"target": "age"})
+    assert "the age model's parts do not fit together" in refused(spoiled, inputs)
