@@ -8,6 +8,7 @@ run from each tree. Trees alternate in order between repeats; compare only figur
 
     python benchmarks/extraction_processes.py ../shared/datasets/fer2013/test --step 3 --repeats 4 . ../other/tree
     python benchmarks/extraction_processes.py ../shared/datasets/jaffe --detector hog --repeats 3 .
+    python benchmarks/extraction_processes.py ../shared/datasets/fer2013/test --groups geometry --repeats 3 .
 """
 
 import glob
@@ -34,7 +35,9 @@ def bare_worker(listfile, k, n, detect):
 @click.option("--detector", type=click.Choice(["whole", "hog"]), default="whole", show_default=True)
 @click.option("--step", default=1, show_default=True, help="Every step-th image (a tree of links to them).")
 @click.option("--repeats", default=3, show_default=True)
-def main(dataset, trees, detector, step, repeats):
+@click.option("--groups", default=None, help="Feature groups for the pipeline (default: extract's default groups); "
+              "e.g. geometry shows the floor: landmarks, alignment and the cheapest group.")
+def main(dataset, trees, detector, step, repeats, groups):
     paths = sorted(glob.glob(os.path.join(os.path.abspath(dataset), "*", "*")))[::step]
     trees = [os.path.abspath(t) for t in trees]
     results = {"bare": []} | {t: [] for t in trees}
@@ -61,7 +64,8 @@ def main(dataset, trees, detector, step, repeats):
                     os.remove(out)
                 start = time.perf_counter()
                 subprocess.run([sys.executable, "-m", "features.extract", subset, "-o", out, "--detector", detector,
-                                "--preset", "folder", "--jobs", "2", "-q"], cwd=tree, env=dict(os.environ, PYTHONPATH=tree),
+                                "--preset", "folder", "--jobs", "2", "-q"]
+                               + (["--groups", groups] if groups else []), cwd=tree, env=dict(os.environ, PYTHONPATH=tree),
                                check=True, stdout=subprocess.DEVNULL)
                 results[tree].append(len(paths) / (time.perf_counter() - start))
             click.echo(f"repeat {r + 1} [load {load:.1f} -> {os.getloadavg()[0]:.1f}]: bare {results['bare'][-1]:.0f} img/s; "
