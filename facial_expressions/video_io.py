@@ -123,6 +123,21 @@ def _open_capture(source, kind, timeout):
     return cv2.VideoCapture(os.fspath(source), cv2.CAP_FFMPEG)
 
 
+def _frames_up_to(path, n):
+    """How many frames (at most ``n``) FFmpeg decodes from the start of the file at ``path``. A file
+    outside the video containers (:func:`container_of`) may be a photo, which FFmpeg opens as a
+    one-frame stream, or a raw MJPEG or an animated GIF, which start like photos: only counting
+    frames tells them apart (frame counts of such files are not reported reliably)."""
+    probe = cv2.VideoCapture(os.fspath(path), cv2.CAP_FFMPEG)
+    try:
+        count = 0
+        while count < n and probe.isOpened() and probe.grab():
+            count += 1
+        return count
+    finally:
+        probe.release()
+
+
 def open_source(source, timeout=STREAM_TIMEOUT):
     """(cv2.VideoCapture, SourceInfo) for a file path, a camera index or a stream URL.
 
@@ -164,6 +179,10 @@ def open_source(source, timeout=STREAM_TIMEOUT):
         if container_of(head):
             raise VideoError(f"{name}: {_diagnose(name)}")
         raise VideoError(f"{name}: not a video file (or a format this build of FFmpeg cannot read)")
+    if kind == "file" and container_of(head) is None and _frames_up_to(name, 2) < 2:
+        cap.release()
+        raise VideoError(f"{name}: not a video file but a still image (one frame): use `facial-expressions predict` "
+                         f"for photos")
     fps = cap.get(cv2.CAP_PROP_FPS)
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if kind == "file" else 0
     info = SourceInfo(name=name, kind=kind, fps=float(fps) if fps and 0 < fps < 1000 else None,

@@ -292,6 +292,25 @@ def test_not_a_video_missing_empty_no_camera(tmp_path):
         assert not (tmp_path / "out").exists()
 
 
+def test_a_photo_is_not_a_video_but_a_raw_mjpeg_clip_that_starts_like_one_is(tmp_path):
+    """A still image opens in FFmpeg as a one-frame stream: refused, pointing to predict. A raw MJPEG
+    clip starts with a JPEG's bytes and an animated GIF with a GIF's: counting frames tells them apart."""
+    photo = SHARED_DIR / "datasets" / "jaffe" / "happy" / "KA.HA1.29.tiff"
+    one = tmp_path / "one.mjpeg"
+    ffmpeg("-i", VIDEOS / "d0.mp4", "-frames:v", "1", "-c:v", "mjpeg", "-f", "mjpeg", one)
+    assert one.read_bytes()[:3] == b"\xff\xd8\xff"
+    for still in (photo, one):
+        code, output = run_cli([still, "-o", tmp_path / "out", "-q"])
+        line = one_error_line(output)
+        assert code == 1 and "not a video file but a still image" in line and "facial-expressions predict" in line
+        assert not (tmp_path / "out").exists()
+    clip = tmp_path / "clip.mjpeg"
+    ffmpeg("-i", VIDEOS / "d0.mp4", "-t", "1", "-c:v", "mjpeg", "-f", "mjpeg", clip)
+    assert clip.read_bytes()[:3] == b"\xff\xd8\xff"
+    code, output = run_cli([clip, "-o", tmp_path / "clip", "-q", "--every", "10"])
+    assert code == 0 and len(read_rows(tmp_path / "clip" / "timeline.csv")) >= 2, output
+
+
 def test_video_without_faces_or_frames(tmp_path):
     blank = tmp_path / "blank.mp4"
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=320x240:rate=10:duration=1", "-pix_fmt", "yuv420p", blank)
