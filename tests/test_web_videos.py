@@ -266,6 +266,19 @@ def test_a_full_video_pool_is_503_at_once_and_a_job_over_its_budget_fails(tmp_pa
         assert again.status_code == 202, again.text
 
 
+def test_mirror_false_reads_the_video_as_the_library_does_without_the_mirror(server, videos, tmp_path):
+    from facial_expressions.video import analyse_to_folder
+
+    answer = post_video(server, videos / "d0.mp4", "?every=13&mirror=false")
+    assert answer.status_code == 202, answer.text
+    job, _ = wait_for_job(server, answer.json()["id"])
+    assert job["status"] == "done" and job["summary"]["options"]["mirror"] is False, job
+    analyse_to_folder(videos / "d0.mp4", tmp_path / "one", every=13, mirror=False)
+    analyse_to_folder(videos / "d0.mp4", tmp_path / "both", every=13)
+    served = httpx.get(server.url(job["files"]["timeline.csv"]), timeout=10).text
+    assert served == (tmp_path / "one" / "timeline.csv").read_text() != (tmp_path / "both" / "timeline.csv").read_text()
+
+
 def test_results_are_deleted_after_their_time_and_when_the_server_stops(tmp_path, videos):
     with Server(str(tmp_path), "--workers", "1", "--video-ttl", "2") as server:
         kept = post_video(server, videos / "d0.mp4", "?every=13")

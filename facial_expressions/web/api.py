@@ -113,6 +113,8 @@ class Analysis(BaseModel):
                                                              "predict --annotate --explain gives each drawn part")
     preview: str | None = None
     recommendation: Recommendation | None = None
+    mirror_averaged: bool = Field(description="whether each face was read together with its mirror image "
+                                  "(the option mirror, as predict --json records it)")
     seconds: float = Field(description="time the server spent on the analysis, waiting for a worker included")
 
 
@@ -226,6 +228,7 @@ async def analyze(request: Request, options: Annotated[AnalyzeOptions, Query()])
         faces = result["faces"]
         result["recommendation"] = (_recommend(faces, s.catalogue, n=options.tracks, mode=options.recommend)
                                     if faces and faces[0].get("valence") is not None else None)
+    result["mirror_averaged"] = options.mirror
     result["seconds"] = round(time.perf_counter() - started, 4)
     return JSONResponse(result)
 

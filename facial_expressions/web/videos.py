@@ -47,6 +47,8 @@ class VideoOptions(BaseModel):
     recommend: Mode | None = Field(None, description="Music for each face's mood over the clip, from the server's "
                                    "catalogue: match mirrors the mood, lift moves toward pleasant.")
     tracks: int = Field(10, ge=1, le=100, description="With recommend: how many tracks per face.")
+    mirror: bool = Field(True, description="Read each face together with its mirror image (as the video command "
+                         "does unless --no-mirror); false: dlib's landmarks on the frame as it is, one view.")
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -59,7 +61,7 @@ class VideoOptions(BaseModel):
     def analysis(self):
         """The keyword arguments of :func:`facial_expressions.video.analyse_to_folder`."""
         return {"every": self.every, "fps": self.fps, "start": self.start, "end": self.end, "smooth": self.smooth,
-                "detector": self.detector}
+                "detector": self.detector, "mirror": self.mirror}
 
 
 class VideoJob(BaseModel):
