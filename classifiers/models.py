@@ -496,18 +496,21 @@ def _xgb(seed):
     return XGBoostModel(random_state=seed)
 
 
+def _components(seed):
+    """The steps before an age SVR: 256 principal components of the standardised features (not
+    whitened: on UTKFace whitening costs a year of MAE); the components keep the model file small,
+    where an SVR on every column would keep each support face's 5,000 values."""
+    return [("scale", StandardScaler()), ("pca", CappedPCA(256, whiten=False, svd_solver="randomized", random_state=seed))]
+
+
 def _svr_groups(seed):
-    """:class:`AgeGroupSVR` on 256 principal components of the standardised features (as svr_pca)."""
-    return [("scale", StandardScaler()), ("pca", CappedPCA(256, whiten=False, svd_solver="randomized", random_state=seed)),
-            ("model", AgeGroupSVR())]
+    """:class:`AgeGroupSVR` on :func:`_components`."""
+    return _components(seed) + [("model", AgeGroupSVR())]
 
 
 def _svr_pca(seed):
-    """RBF support vector regression on 256 principal components of the standardised features
-    (not whitened: on UTKFace whitening costs a year of MAE); the components keep the model file
-    small, where an SVR on every column would keep each support face's 5,000 values."""
-    return [("scale", StandardScaler()), ("pca", CappedPCA(256, whiten=False, svd_solver="randomized", random_state=seed)),
-            ("model", SVR(kernel="rbf", C=30.0, gamma=2e-4, epsilon=1.0, cache_size=1000))]
+    """RBF support vector regression on :func:`_components`."""
+    return _components(seed) + [("model", SVR(kernel="rbf", C=30.0, gamma=2e-4, epsilon=1.0, cache_size=1000))]
 
 
 #: Kernel values computed at a time by :func:`predict_regressor` (8 M float64: 64 MB).
