@@ -40,10 +40,35 @@ def pixelize(image, faces, labels=None, part_colours=None, min_side=256):
             for px, py in np.round(part_pts).astype(int):
                 cv2.circle(canvas, (int(px), int(py)), thick + 1, colour, -1, cv2.LINE_AA)
         if labels is not None and i < len(labels) and labels[i]:
-            font_scale = max(0.5, w / 250)
-            cv2.putText(canvas, str(labels[i]), (x, max(y - 6, 14)), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
-                        (255, 255, 0), max(1, thick), cv2.LINE_AA)
+            _draw_label(canvas, str(labels[i]), x, y, max(0.5, w / 250), max(1, thick))
     return canvas
+
+
+def _draw_label(canvas, text, x, y, font_scale, thickness, font=cv2.FONT_HERSHEY_SIMPLEX):
+    """``text`` above (x, y), kept inside the picture: wrapped at its commas into lines that fit its
+    width (a smaller font only where one part alone is wider), moved left where it would run off the
+    right edge and below the top edge, on a dark band so it reads on any background."""
+    width = canvas.shape[1] - 4
+    parts = [p.strip() for p in text.split(",")]
+    lines = []
+    for part in parts:   # greedy: as many comma-separated parts per line as fit
+        joined = f"{lines[-1]}, {part}" if lines else part
+        if lines and cv2.getTextSize(joined, font, font_scale, thickness)[0][0] <= width:
+            lines[-1] = joined
+        else:
+            lines.append(part)
+    widest = max(cv2.getTextSize(line, font, font_scale, thickness)[0][0] for line in lines)
+    if widest > width:
+        font_scale *= width / widest
+    (_, th), base = cv2.getTextSize("Ag", font, font_scale, thickness)
+    step = th + base + 2
+    sizes = [cv2.getTextSize(line, font, font_scale, thickness)[0][0] for line in lines]
+    top = max(y - 4 - step * len(lines), 0)
+    left = max(0, min(x, canvas.shape[1] - max(sizes) - 4))
+    cv2.rectangle(canvas, (left, top), (left + max(sizes) + 4, top + step * len(lines) + 2), (0, 0, 0), -1)
+    for k, line in enumerate(lines):
+        cv2.putText(canvas, line, (left + 2, top + th + 2 + k * step), font, font_scale, (255, 255, 0), thickness,
+                    cv2.LINE_AA)
 
 
 def save_rgb(path, rgb):

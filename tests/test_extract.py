@@ -275,6 +275,24 @@ def test_pixelize_draws_each_dot_in_its_part_colour(jaffe_faces):
     assert tuple(canvas[y + h // 2, x]) == (255, 255, 255)  # the box outline
 
 
+def test_a_long_label_on_a_face_filling_the_picture_stays_inside_it(jaffe_faces):
+    """A face boxed at the picture's edges (a tight crop) with predict's age-and-gender label: the
+    label wraps at its commas, stays inside the picture and sits on a dark band."""
+    import dataclasses
+
+    _, image, face = jaffe_faces[3]
+    edge = dataclasses.replace(face, box=(0, 0, image.shape[1] - 1, image.shape[0] - 1))
+    label = "surprise 100%, 104, female"
+    canvas = pixelize(image, [edge], [label])
+    text = np.all(canvas == (255, 255, 0), axis=2) | (
+        (canvas[..., 0] > 120) & (canvas[..., 1] > 120) & (canvas[..., 2] < 60))   # yellow, anti-aliased
+    rows, cols = np.nonzero(text)
+    assert len(rows) > 100 and cols.max() < canvas.shape[1] - 2 and rows.min() > 0
+    assert rows.max() - rows.min() > 30   # two lines of text
+    band = canvas[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    assert np.mean(np.all(band == 0, axis=2)) > 0.3    # on a dark band
+
+
 # --- resume ----------------------------------------------------------------------------------------
 
 def _chunks(partial):
