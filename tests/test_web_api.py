@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from classifiers import recognise
-from web_helpers import Server
+from web_helpers import Server, what_a_child_has
 
 pytestmark = pytest.mark.integration
 
@@ -344,6 +344,32 @@ def test_start_up_errors_are_one_line(run_python, args, message):
     result = run_python(["-m", "facial_expressions", "serve", "--port", "0", *args])
     assert result.returncode == 1 and result.stderr.strip().startswith(message), result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_shape_predictor_that_does_not_load_stops_the_server_in_one_line(run_python, tmp_path):
+    # the fork server the workers come from fails to load it too: the worker loads it again and says why
+    (tmp_path / "predictor.dat").write_text("not a dlib model\n")
+    result = run_python(["-m", "facial_expressions", "serve", "--port", "0"],
+                        env={"FER_SHAPE_PREDICTOR": str(tmp_path / "predictor.dat")})
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == (f"error: an analysis process could not start: ModelFileError: {tmp_path}/predictor.dat: "
+                                     "not a dlib shape predictor (Error deserializing object of type int)"), result.stderr
+
+
+def test_workers_and_video_jobs_are_forked_from_a_server_that_has_loaded_the_pipeline():
+    from facial_expressions.web import processes
+
+    context = processes.context()
+    assert context.get_start_method() == "forkserver"
+    parent, child = context.Pipe(duplex=False)
+    process = context.Process(target=what_a_child_has, args=(child,))
+    process.start()
+    child.close()
+    assert parent.poll(120), "the child did not answer"
+    seen = parent.recv()
+    process.join(30)
+    assert seen["preloaded"] and seen["predictor_loaded"], seen
+    assert seen["parent"] != os.getpid()   # a fork of the fork server, not of this process
 
 
 def test_a_port_in_use_is_one_line(run_python):

@@ -21,7 +21,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic"
 class Server:
     """``with Server(tmp_path, "--workers", "1") as server: httpx.get(server.url("/api/health"))``.
 
-    TMPDIR points into ``folder``, so the upload folder the server makes is there to inspect.
+    TMPDIR points into ``folder``, so the upload folder the server makes is there to inspect. Under
+    pytest-xdist that path is long enough (over 80 characters) that the fork server's socket could
+    not be bound there: every server started here runs ``processes._short_socket_folder``'s way out.
     """
 
     def __init__(self, folder, *args, env=None, timeout=180):
@@ -107,3 +109,15 @@ def write_y4m(video, dest, seconds=None, width=None):
             frames += 1
     capture.release()
     return frames
+
+
+def what_a_child_has(conn):
+    """Run in a child of the web's fork server: what it had loaded before its own code ran."""
+    import sys
+
+    from landmarks import models
+
+    conn.send({"preloaded": "facial_expressions.web.preload" in sys.modules,
+               "predictor_loaded": models.shape_predictor.cache_info().currsize == 1,
+               "parent": os.getppid()})
+    conn.close()

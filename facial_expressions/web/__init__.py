@@ -14,10 +14,12 @@ Modules, outermost first:
 ``api``       the JSON endpoints under ``/api`` (analyze, recommend, model, health)
 ``videos``    the video endpoints: ``POST /api/videos`` (a job id), ``GET /api/videos/{id}`` (progress,
               then the results), ``GET /api/videos/{id}/{file}`` (the job's output files)
-``video_jobs`` the video jobs: at most N at once (503 beyond), one spawned process each, private
+``video_jobs`` the video jobs: at most N at once (503 beyond), one process each, private
               folders named by random ids, results swept after their time
 ``video_worker`` what runs inside a video job's process: ``analyse_to_folder`` with progress, the
               summary without server paths, the timeline thinned for the page
+``processes`` where workers and video jobs come from: a fork server that has loaded the pipeline
+``preload``   what that fork server imports and loads once
 ``uploads``   the private folder uploads are written to, and deleted from
 ``pool``      the bounded pool of analysis processes: 503 when full, a time budget per request
 ``worker``    what runs inside one analysis process: decode through :mod:`landmarks.io`'s checks,

@@ -5,8 +5,8 @@
 refused at once with :class:`.errors.Busy` (503, ``Retry-After``). Every admitted request has a
 time budget that covers waiting for a worker and the analysis: past it the answer is 503, and a
 worker still busy with the request is killed and replaced, so one pathological image cannot
-hold a worker. Workers are started with ``spawn`` (the server has threads by then, and a
-replacement must not be forked from them).
+hold a worker. Workers are forked from the server's fork server (:mod:`.processes`), never
+from the server itself (it has threads by then): a replacement starts in a fraction of a second.
 
 The waiting happens in threads (one per admitted request, ``workers + queue`` at most), so a
 request whose client goes away still returns its worker to the pool.
@@ -14,7 +14,6 @@ request whose client goes away still returns its worker to the pool.
 
 import asyncio
 import logging
-import multiprocessing
 import queue
 import threading
 import time
@@ -22,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from common.errors import FacialExpressionError
 
+from . import processes
 from .errors import ApiError, Busy
 
 log = logging.getLogger("facial_expressions.web")
@@ -83,7 +83,7 @@ class AnalysisPool:
 
     def __init__(self, workers, queue_size, budget, model_path=None):
         self.workers, self.queue_size, self.budget, self.model_path = workers, queue_size, budget, model_path
-        self._context = multiprocessing.get_context("spawn")
+        self._context = processes.context()
         self._idle = queue.Queue()
         self._all = []
         self._lock = threading.Lock()

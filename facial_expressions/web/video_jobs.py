@@ -2,9 +2,9 @@
 
 * **Bounded**: at most ``limit`` jobs are uploading or running at once; one more is refused at
   once with :class:`.errors.Busy` (503, ``Retry-After``), before its body is read.
-* **Apart from the server**: each job runs :mod:`.video_worker` in its own ``spawn``-ed process,
-  so the server keeps answering (photos, progress) while a video is analysed, and a job over its
-  time budget is killed.
+* **Apart from the server**: each job runs :mod:`.video_worker` in its own process (forked from
+  the server's fork server, :mod:`.processes`), so the server keeps answering (photos, progress)
+  while a video is analysed, and a job over its time budget is killed.
 * **Private folders**: every job gets a folder named by its id (128 random bits, hex) under a
   folder of mode 0700 made when the server starts and removed when it stops. A request names a
   job only by that id, checked against ``JOB_ID`` before any path is built, and a file only by
@@ -16,7 +16,6 @@
 
 import contextlib
 import logging
-import multiprocessing
 import os
 import re
 import secrets
@@ -26,6 +25,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from . import processes
 from .errors import ApiError, Busy
 
 log = logging.getLogger("facial_expressions.web")
@@ -72,7 +72,7 @@ class VideoJobs:
         self.closed = False
         self._lock = threading.Lock()
         self._processes = {}
-        self._context = multiprocessing.get_context("spawn")
+        self._context = processes.context()
         self._stop = threading.Event()
         self._sweeper = threading.Thread(target=self._sweep_forever, daemon=True, name="fer-video-sweep")
         self._sweeper.start()

@@ -1,7 +1,7 @@
 """What runs inside one video job's process: :func:`facial_expressions.video.analyse_to_folder` on the
 uploaded file, with progress, the summary and a compact timeline sent back to the server.
 
-The server (:mod:`.video_jobs`) starts one such process per job (``spawn``), so the analysis
+The server (:mod:`.video_jobs`) starts one such process per job (:mod:`.processes`), so the analysis
 never holds the server's event loop or its photo workers, and a job over its time budget can
 simply be killed. Messages on the pipe are plain tuples:
 
