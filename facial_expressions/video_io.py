@@ -354,18 +354,24 @@ PALETTE = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 1
 
 
 def draw_faces(image, faces):
-    """Draw each face's box, id, label and confidence on a BGR image (in place)."""
+    """Draw each face's box, id, label and confidence on a BGR image (in place). The label sits
+    above the box, moved left where it would run off the frame's right edge (a smaller font only
+    where it is wider than the frame)."""
     thickness = max(1, int(round(max(image.shape[:2]) / 400)))
-    font_scale = max(0.4, max(image.shape[:2]) / 1200)
     for face_id, p in faces.items():
         colour = PALETTE[(face_id - 1) % len(PALETTE)]
         x, y, w, h = p.box
         cv2.rectangle(image, (x, y), (x + w, y + h), colour, thickness)
         text = f"{face_id}: {p.label} {p.confidence:.0%}" + (f", {p.age:.0f}, {p.gender}" if p.age is not None else "")
+        font_scale = max(0.4, max(image.shape[:2]) / 1200)
+        tw = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)[0][0]
+        if tw + 2 * thickness >= image.shape[1]:   # the band spans tw + 2 * thickness + 1 columns
+            font_scale *= (image.shape[1] - 1 - 2 * thickness) / tw
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
         top = max(y - th - base - 2 * thickness, 0)
-        cv2.rectangle(image, (x, top), (x + tw + 2 * thickness, top + th + base + 2 * thickness), colour, -1)
-        cv2.putText(image, text, (x + thickness, top + th + thickness), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
+        left = max(0, min(x, image.shape[1] - 1 - tw - 2 * thickness))
+        cv2.rectangle(image, (left, top), (left + tw + 2 * thickness, top + th + base + 2 * thickness), colour, -1)
+        cv2.putText(image, text, (left + thickness, top + th + thickness), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
                     (255, 255, 255), thickness, cv2.LINE_AA)
     return image
 

@@ -6,7 +6,7 @@ import pytest
 
 from facial_expressions.tracking import CutDetector, iou
 from facial_expressions.video import LatencyStats, _seconds
-from facial_expressions.video_io import container_of
+from facial_expressions.video_io import PALETTE, container_of, draw_faces
 from facial_expressions.video_outputs import PLOT_POINTS, Series, timeline_columns
 
 
@@ -88,3 +88,22 @@ def test_apparent_age_and_gender_over_a_clip_in_constant_memory():
     assert stats.age_seconds.shape == (260,)   # a histogram, whatever the length of the clip
     assert timeline_columns(labels, age_gender=True)[-3:] == ["age", "gender", "p_female"]
     assert timeline_columns(labels, landmarks=True, age_gender=True)[-139:-136] == ["age", "gender", "p_female"]
+
+
+def _band_columns(image, colour):
+    """Columns of the label's band: pixels of the face's colour above its box (rows 0-39)."""
+    return np.flatnonzero((image[:40] == colour).all(axis=2).any(axis=0))
+
+
+def test_a_label_at_the_frame_s_right_edge_is_moved_left_whole():
+    from types import SimpleNamespace
+
+    face = SimpleNamespace(box=(10, 40, 36, 36), label="surprise", confidence=0.97, age=34.0, gender="female")
+    free = draw_faces(np.zeros((240, 320, 3), np.uint8), {1: face})
+    at_edge = draw_faces(np.zeros((240, 320, 3), np.uint8), {1: SimpleNamespace(**{**vars(face), "box": (280, 40, 36, 36)})})
+    free_cols, edge_cols = _band_columns(free, PALETTE[0]), _band_columns(at_edge, PALETTE[0])
+    assert len(free_cols) > 100                            # the whole label fits a free spot
+    assert len(edge_cols) == len(free_cols)                # the same label, not cut at the edge
+    assert edge_cols[-1] == 319 and edge_cols[0] < 280     # moved left to end at the edge
+    narrow = draw_faces(np.zeros((240, 90, 3), np.uint8), {1: SimpleNamespace(**{**vars(face), "box": (40, 40, 36, 36)})})
+    assert _band_columns(narrow, PALETTE[0])[0] == 0 and _band_columns(narrow, PALETTE[0])[-1] <= 89
