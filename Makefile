@@ -57,7 +57,7 @@ install: $(PY)
 		echo "$(VENV)/bin/uv pip install --compile-bytecode --python $(PY) -e \".[all,test]\""; \
 		$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -e ".[all,test]"; \
 	else $(PY) -m pip install --quiet -e ".[all,test]"; fi
-	$(PY) -m compileall -q -j 0 $(PACKAGES) > /dev/null
+	$(PY) -m compileall -q -j 0 $(PACKAGES)
 	$(PY) -c "import dlib, cv2, sklearn, xgboost, landmarks, features, classifiers; print('installed: dlib', dlib.__version__, '| opencv', cv2.__version__, '| scikit-learn', sklearn.__version__, '| xgboost', xgboost.__version__)"
 
 # the browser tests (tests/test_web_page.py) drive Debian's chromium through Playwright; Playwright's

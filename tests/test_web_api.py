@@ -4,6 +4,7 @@ the token rule."""
 
 import base64
 import concurrent.futures
+import json
 import os
 import re
 import signal
@@ -17,7 +18,7 @@ import psutil
 import pytest
 
 from classifiers import recognise
-from web_helpers import Server, what_a_child_has
+from web_helpers import Server
 
 pytestmark = pytest.mark.integration
 
@@ -356,20 +357,30 @@ def test_a_shape_predictor_that_does_not_load_stops_the_server_in_one_line(run_p
                                      "not a dlib shape predictor (Error deserializing object of type int)"), result.stderr
 
 
-def test_workers_and_video_jobs_are_forked_from_a_server_that_has_loaded_the_pipeline():
-    from facial_expressions.web import processes
-
-    context = processes.context()
-    assert context.get_start_method() == "forkserver"
-    parent, child = context.Pipe(duplex=False)
-    process = context.Process(target=what_a_child_has, args=(child,))
-    process.start()
-    child.close()
-    assert parent.poll(120), "the child did not answer"
-    seen = parent.recv()
-    process.join(30)
-    assert seen["preloaded"] and seen["predictor_loaded"], seen
-    assert seen["parent"] != os.getpid()   # a fork of the fork server, not of this process
+def test_workers_and_video_jobs_are_forked_from_a_server_that_has_loaded_the_pipeline(run_python):
+    # in a process of its own, so its fork server goes with it
+    code = """if True:
+        import json, os, sys
+        sys.path.insert(0, "tests")
+        from web_helpers import what_a_child_has
+        from facial_expressions.web import processes
+        context = processes.context()
+        parent, child = context.Pipe(duplex=False)
+        process = context.Process(target=what_a_child_has, args=(child,))
+        process.start()
+        child.close()
+        seen = parent.recv() if parent.poll(120) else {}
+        process.join(30)
+        server = seen.get("parent")
+        seen["fork_server_threads"] = len(os.listdir(f"/proc/{server}/task")) if server else None
+        print(json.dumps(dict(seen, method=context.get_start_method(), me=os.getpid())))
+    """
+    result = run_python(["-c", code])
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["method"] == "forkserver" and seen["parent"] not in (seen["me"], None), seen   # not a fork of the server
+    assert seen["preloaded"] and seen["predictor_loaded"], seen   # the pipeline was in memory before the child ran
+    assert seen["fork_server_threads"] == 1, seen                 # nothing forked with another thread's lock held
 
 
 def test_a_port_in_use_is_one_line(run_python):

@@ -43,8 +43,14 @@ class _Worker:
         self.conn, child = context.Pipe()
         self.process = context.Process(target=serve_forever, args=(child, model_path), name="fer-analysis",
                                        daemon=True)
-        self.process.start()
-        child.close()
+        try:
+            self.process.start()
+        except (EOFError, OSError) as exc:   # the fork server could not start, or went away
+            self.conn.close()
+            raise WorkerStartError(f"an analysis process could not be started ({type(exc).__name__}: {exc})") \
+                from None
+        finally:
+            child.close()
 
     def wait_ready(self, timeout=START_TIMEOUT):
         try:
@@ -93,9 +99,10 @@ class AnalysisPool:
 
     def start(self):
         """Start every worker and wait until each has loaded its models (WorkerStartError otherwise)."""
-        started = [_Worker(self._context, self.model_path) for _ in range(self.workers)]
-        self._all.extend(started)
+        started = self._all
         try:
+            for _ in range(self.workers):
+                started.append(_Worker(self._context, self.model_path))
             for worker in started:
                 worker.wait_ready()
         except WorkerStartError:
@@ -165,7 +172,12 @@ class AnalysisPool:
     def _restart(self, old):
         old.stop(kill=True)
         while not self.closed:
-            new = _Worker(self._context, self.model_path)
+            try:
+                new = _Worker(self._context, self.model_path)
+            except WorkerStartError as exc:
+                log.error("%s; trying again", exc)
+                time.sleep(1)
+                continue
             with self._lock:
                 self._all = [w for w in self._all if w is not old] + [new]
             try:

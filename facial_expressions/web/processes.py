@@ -2,17 +2,20 @@
 loaded dlib's models once.
 
 Analysis workers and video jobs used to be ``spawn``-ed: each new process started Python afresh,
-imported scikit-learn, SciPy, OpenCV and dlib and read the 100 MB shape predictor, about 2 s of
-CPU before its first frame. Now the first child starts a fork server (``multiprocessing``'s
-``forkserver``), which runs :mod:`.preload` once; every child after that is a fork of it. The
-fork server is a fresh single-threaded process, not a fork of the server and its threads, so the
-reason for ``spawn`` still holds, and the children share the predictor's memory until they write
-to it. A video job or a replaced worker starts in a fraction of a second (BENCHMARKS.md,
-"The web app").
+imported scikit-learn, SciPy, OpenCV and dlib and read the 100 MB shape predictor, about 2.7 s
+before its first frame. Now the server's first child starts a fork server (``multiprocessing``'s
+``forkserver``), which runs :mod:`.preload` once; every child is a fork of it, ready in about
+0.1 s (``benchmarks/web_processes.py``; BENCHMARKS.md, "The web app under load"), sharing the
+predictor's memory until it writes to it. The fork server is a fresh process with one thread
+(:mod:`.preload` keeps it so), not a fork of the server and its threads, so the reason for
+``spawn`` holds. Left as it is: should the fork server itself be killed, its running children
+are no longer tracked (multiprocessing reports them ended), and the next child starts a new
+fork server.
 """
 
 import multiprocessing
 import multiprocessing.util
+import os
 import tempfile
 
 #: The module the fork server imports before forking any child.
@@ -34,7 +37,7 @@ def _short_socket_folder():
     TMPDIR/pymp-XXXXXXXX/listener-XXXXXXXX: under a long TMPDIR that path is too long to bind
     ("AF_UNIX path too long"). Then that folder is made under the system's /tmp instead (as
     newer Python versions do themselves); nothing else of the server's goes there."""
-    if len(tempfile.gettempdir()) + len("/pymp-XXXXXXXX/listener-XXXXXXXX") <= SOCKET_PATH_MAX:
+    if len(os.fsencode(tempfile.gettempdir())) + len("/pymp-XXXXXXXX/listener-XXXXXXXX") <= SOCKET_PATH_MAX:
         return
     saved = tempfile.tempdir
     try:
@@ -45,6 +48,4 @@ def _short_socket_folder():
 
 
 def _writable(folder):
-    import os
-
     return os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)

@@ -123,9 +123,15 @@ class VideoJobs:
             args=(child, source, job.out_dir, job.name, self.model_path, job.options,
                   self.catalogue_path if catalogue else None, mode,
                   n_tracks), daemon=True)
+        try:
+            process.start()
+        except (EOFError, OSError) as exc:   # the fork server could not start, or went away
+            parent.close()
+            raise ApiError(503, f"the analysis process could not be started ({type(exc).__name__}); try again",
+                           headers={"Retry-After": "10"}) from None
+        finally:
+            child.close()
         job.status = "running"
-        process.start()
-        child.close()
         with self._lock:
             self._processes[job.id] = process
         threading.Thread(target=self._watch, args=(job, process, parent, source), daemon=True,

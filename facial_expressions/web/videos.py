@@ -9,6 +9,7 @@ drawing) and links to ``timeline.csv``, ``timeline.png`` and ``annotated.mp4``, 
 serves from the job's own folder only.
 """
 
+import functools
 import os
 import shutil
 import time
@@ -136,8 +137,9 @@ async def submit_video(request: Request, options: Annotated[VideoOptions, Query(
             job = jobs.create(name, options.analysis())
             source = os.path.join(job.folder, f"input.{container}")
             await run_in_threadpool(_copy, upload.file, source)
-        jobs.start(job, source, catalogue=bool(options.recommend), mode=options.recommend or "match",
-                   n_tracks=options.tracks)
+        # in a thread: starting a process waits for the fork server (seconds, should it have to start again)
+        await run_in_threadpool(functools.partial(jobs.start, job, source, catalogue=bool(options.recommend),
+                                                  mode=options.recommend or "match", n_tracks=options.tracks))
         started = True
     finally:
         if not started:
