@@ -73,11 +73,15 @@ TEST_JOBS ?= 2
 HAVE_XDIST = $(shell $(PY) -c "import xdist" 2>/dev/null && echo yes)
 TEST_ARGS = $(if $(filter 0,$(TEST_JOBS)),,$(if $(HAVE_XDIST),-n $(TEST_JOBS) --dist loadscope,$(warning pytest-xdist is missing (make install adds it): the tests run in one process)))
 
+# pytest caches its assertion-rewritten test modules as bytecode, unless PYTHONDONTWRITEBYTECODE
+# is set (as on this machine): then each test process rewrote them all again, about 3.5 s each
+BYTECODE := PYTHONDONTWRITEBYTECODE=
+
 test-fast:
-	FER_DATASETS=$(CURDIR)/.no-datasets-in-unit-tests $(PY) -m pytest -q -m unit $(TEST_ARGS)
+	$(BYTECODE) FER_DATASETS=$(CURDIR)/.no-datasets-in-unit-tests $(PY) -m pytest -q -m unit $(TEST_ARGS)
 
 test: test-fast
-	$(PY) -m pytest -q -m integration $(TEST_ARGS)
+	$(BYTECODE) $(PY) -m pytest -q -m integration $(TEST_ARGS)
 
 # the fuzz tier runs 15 examples per test in `make test`; this is the large run (BENCHMARKS.md, Fuzzing)
 FUZZ_EXAMPLES ?= 1000
