@@ -1,9 +1,10 @@
-"""Cost of the shipped age model: one estimate, and one explained estimate.
+"""Cost of the shipped age and gender models: one estimate each, and one explained estimate.
 
     python benchmarks/age_speed.py [IMAGE] [--repeats 5]
 
 * estimate: the age model on one face's feature row, libsvm's ``SVR.predict`` against
-  :func:`classifiers.models.predict_regressor` (batched RBF kernel), medians of 200 calls,
+  :func:`classifiers.models.predict_regressor` (batched RBF kernel), and the gender model's
+  ``predict_proba`` against :func:`classifiers.models.predict_proba`, medians of 200 calls,
   alternating, in this process;
 * explanation: ``facial-expressions predict IMAGE --age-gender --explain 3`` as a whole process
   (start-up and model loading included), medians of ``--repeats`` runs, against the same command
@@ -34,22 +35,25 @@ def _process_seconds(args):
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=SAMPLE)
 @click.option("--repeats", type=click.IntRange(1, 100), default=5, show_default=True)
 def main(image, repeats):
-    """Time one age estimate and one explained estimate."""
+    """Time one age and one gender estimate, and one explained estimate."""
     from classifiers import artifact
-    from classifiers.models import predict_regressor
+    from classifiers.models import predict_proba, predict_regressor
 
-    model = artifact.load_model(artifact.AGE_MODEL)
-    row = np.asarray(model.meta["explain_background"][:1], dtype=np.float32)
-    libsvm, batched = [], []
-    for _ in range(200):
-        start = time.perf_counter()
-        model.pipeline.predict(row)
-        libsvm.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        predict_regressor(model.pipeline, row)
-        batched.append(time.perf_counter() - start)
-    click.echo(f"one estimate: libsvm {statistics.median(libsvm) * 1000:.2f} ms, "
-               f"batched kernel {statistics.median(batched) * 1000:.2f} ms (medians of 200)")
+    for name, path, own, batched_call in [
+            ("age", artifact.AGE_MODEL, "predict", predict_regressor),
+            ("gender", artifact.GENDER_MODEL, "predict_proba", predict_proba)]:
+        model = artifact.load_model(path)
+        row = np.asarray(model.meta["explain_background"][:1], dtype=np.float32)
+        libsvm, batched = [], []
+        for _ in range(200):
+            start = time.perf_counter()
+            getattr(model.pipeline, own)(row)
+            libsvm.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            batched_call(model.pipeline, row)
+            batched.append(time.perf_counter() - start)
+        click.echo(f"one {name} estimate: libsvm {statistics.median(libsvm) * 1000:.2f} ms, "
+                   f"batched kernel {statistics.median(batched) * 1000:.2f} ms (medians of 200)")
     plain, explained = [], []
     for _ in range(repeats):
         plain.append(_process_seconds(["predict", str(image), "--age-gender"]))

@@ -174,7 +174,9 @@ class Model:
         X = np.atleast_2d(np.asarray(X, dtype=np.float32))
         if self.linear is not None:
             return self.linear.predict_proba(X)
-        return self.pipeline.predict_proba(X)
+        from .models import predict_proba
+
+        return predict_proba(self.pipeline, X)
 
     def predict(self, X):
         """The label of each row; for a regressor (:attr:`regression`) its estimate (float)."""

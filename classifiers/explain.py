@@ -215,7 +215,7 @@ def coalition_values(model, x, background, keep, k):
     """Mean probability of class ``k`` (``k`` None: a regressor's estimate) over the faces that take
     ``x``'s values where ``keep`` (m, columns) is true and each background row's elsewhere: (m,).
     Built a batch of coalitions at a time, never more than MIXED_VALUES feature values at once."""
-    from .models import predict_regressor
+    from .models import predict_proba, predict_regressor
 
     out = np.empty(len(keep))
     step = max(1, MIXED_VALUES // max(1, background.size))
@@ -223,7 +223,7 @@ def coalition_values(model, x, background, keep, k):
         part = keep[start:start + step]
         mixed = np.where(part[:, None, :], x[None, None, :], background[None])  # (m', B, columns)
         mixed = mixed.reshape(-1, mixed.shape[-1])
-        proba = predict_regressor(model, mixed) if k is None else model.predict_proba(mixed)[:, k]
+        proba = predict_regressor(model, mixed) if k is None else predict_proba(model, mixed)[:, k]
         out[start:start + step] = proba.reshape(len(part), len(background)).mean(axis=1)
     return out
 
@@ -301,7 +301,7 @@ def explain(model, X, class_index=None):
         proba = classes = None
         names = ["age"] * len(X)
     else:
-        proba = model.pipeline.predict_proba(X)
+        proba = model.predict_proba(X)
         if class_index is not None and not 0 <= int(class_index) < proba.shape[1]:
             raise ValueError(f"class_index {class_index} out of range for {proba.shape[1]} classes")
         classes = np.argmax(proba, axis=1) if class_index is None else np.full(len(X), int(class_index))

@@ -49,7 +49,7 @@ class AnalyzeOptions(BaseModel):
     tracks: int = Field(10, ge=1, le=100, description="With recommend: how many tracks.")
     age_gender: bool = Field(False, description="Also estimate each face's apparent age (with a plausible range) and "
                              "apparent binary gender as labelled in UTKFace (research-only data; an estimate from "
-                             "appearance, not identity). Not explained here: an age explanation takes tens of "
+                             "appearance, not identity). Not explained here: an age or gender explanation takes "
                              "seconds (predict --age-gender --explain gives it).")
     mirror: bool = Field(True, description="Read each face together with its mirror image (landmarks from both views, "
                          "the average of the two views' features: steadier labels, up to a third slower); false "

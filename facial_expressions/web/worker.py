@@ -35,7 +35,7 @@ class Analyser:
         models.shape_predictor()
         models.hog_detector()
         self.model.pipeline  # what explanations use: loaded now rather than on the first photo
-        # the apparent age and gender models (16 MB, scikit-learn) load on the first age_gender request
+        # the apparent age and gender models (35 MB, scikit-learn) load on the first age_gender request
 
     def __call__(self, job):
         from classifiers import recognise
